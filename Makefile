@@ -1,0 +1,54 @@
+# Ferry: every target installs what it needs into .venv first, so a fresh machine needs only Python 3.11.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+USER ?= alice
+DEVICE ?= default
+
+.DEFAULT_GOAL := help
+.PHONY: help install run token test test-unit lint format typecheck bench all clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install the fleet with its dev tools
+
+run: $(STAMP) ## start the emulator, bootstrap AWS resources and every service (Ctrl-C stops all)
+	$(BIN)/python -m devstack.run
+
+token: $(STAMP) ## print a dev token: make token USER=alice [DEVICE=phone]
+	@$(BIN)/python -m devstack.token $(USER) --device $(DEVICE)
+
+test: $(STAMP) ## run every test (unit and integration, real processes)
+	$(BIN)/python -m pytest
+
+test-unit: $(STAMP) ## run the pure unit tests only
+	$(BIN)/python -m pytest tests/unit
+
+lint: $(STAMP) ## ruff check and format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP) ## apply ruff fixes and formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+typecheck: $(STAMP) ## mypy, strict
+	$(BIN)/mypy shared gateway media_service message_service transcode_worker devstack
+
+bench: $(STAMP) ## benchmarks (numbers, never assertions)
+	$(BIN)/python -m bench
+
+all: lint typecheck test ## what CI runs
+
+clean: ## remove the virtualenv and caches
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -1,0 +1,66 @@
+"""Identity: HS256 JWTs with `sub`, `device` and `exp`, and the internal service token."""
+
+from __future__ import annotations
+
+import hmac
+from datetime import UTC, datetime, timedelta
+
+import jwt
+from pydantic import BaseModel, ConfigDict
+
+from shared.errors import Unauthorized
+
+ALGORITHM = "HS256"
+DEFAULT_DEVICE = "default"
+INTERNAL_TOKEN_HEADER = "X-Internal-Token"
+
+
+class Identity(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    user_id: str
+    device_id: str = DEFAULT_DEVICE
+
+
+def issue_token(
+    user_id: str,
+    secret: str,
+    *,
+    device_id: str = DEFAULT_DEVICE,
+    ttl: timedelta = timedelta(days=1),
+) -> str:
+    expires = datetime.now(UTC) + ttl
+    return jwt.encode({"sub": user_id, "device": device_id, "exp": expires}, secret, ALGORITHM)
+
+
+def verify_token(token: str, secret: str) -> Identity:
+    """The identity in a token; `Unauthorized` for a missing, expired, forged or odd token."""
+    if not token:
+        raise Unauthorized("a bearer token is required")
+    try:
+        claims = jwt.decode(
+            token, secret, algorithms=[ALGORITHM], options={"require": ["sub", "exp"]}
+        )
+    except jwt.ExpiredSignatureError as error:
+        raise Unauthorized("the token has expired", code="token_expired") from error
+    except jwt.PyJWTError as error:
+        raise Unauthorized("the token is not valid") from error
+    user_id, device_id = claims.get("sub"), claims.get("device", DEFAULT_DEVICE)
+    if not isinstance(user_id, str) or not user_id or not isinstance(device_id, str):
+        raise Unauthorized("the token's subject or device is not valid")
+    if len(user_id) > 128 or len(device_id) > 128:
+        raise Unauthorized("the token's subject or device is too long")
+    return Identity(user_id=user_id, device_id=device_id or DEFAULT_DEVICE)
+
+
+def bearer_token(authorization: str | None) -> str:
+    """The token of an `Authorization: Bearer <token>` header ("" when absent or not bearer)."""
+    if not authorization:
+        return ""
+    scheme, _, token = authorization.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
+
+
+def check_internal_token(presented: str | None, expected: str) -> None:
+    if not presented or not hmac.compare_digest(presented.encode(), expected.encode()):
+        raise Unauthorized("internal endpoints need the internal token", code="internal_only")

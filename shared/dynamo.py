@@ -1,0 +1,66 @@
+"""Plain-Python ↔ DynamoDB attribute values, for the low-level client.
+
+Numbers come back as Decimal; integral ones become int, others float. Floats go in as Decimal.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+
+_serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
+
+
+def _to_dynamo(value: Any) -> Any:
+    if isinstance(value, float):
+        return Decimal(str(value))
+    if isinstance(value, dict):
+        return {key: _to_dynamo(item) for key, item in value.items() if item is not None}
+    if isinstance(value, list | tuple):
+        return [_to_dynamo(item) for item in value]
+    return value
+
+
+def _from_dynamo(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {key: _from_dynamo(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_from_dynamo(item) for item in value]
+    if isinstance(value, set):
+        return {_from_dynamo(item) for item in value}
+    return value
+
+
+def to_item(document: dict[str, Any]) -> dict[str, Any]:
+    """A DynamoDB item from a dict; None values are left out (DynamoDB has no use for them)."""
+    return {
+        key: _serializer.serialize(_to_dynamo(value))
+        for key, value in document.items()
+        if value is not None
+    }
+
+
+def to_value(value: Any) -> dict[str, Any]:
+    return dict(_serializer.serialize(_to_dynamo(value)))
+
+
+def from_item(item: dict[str, Any]) -> dict[str, Any]:
+    return {key: _from_dynamo(_deserializer.deserialize(value)) for key, value in item.items()}
+
+
+def is_conditional_failure(error: Exception) -> bool:
+    response = getattr(error, "response", None)
+    if not isinstance(response, dict):
+        return False
+    code = response.get("Error", {}).get("Code", "")
+    if code == "ConditionalCheckFailedException":
+        return True
+    if code == "TransactionCanceledException":
+        reasons = response.get("CancellationReasons", [])
+        return any(reason.get("Code") == "ConditionalCheckFailed" for reason in reasons)
+    return False

@@ -1,0 +1,186 @@
+"""The edge of every HTTP service: app construction, error bodies, request ids, health, metrics.
+
+`build_app` gives each service the same outer shell so the routes stay about the domain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from shared.errors import FerryError
+from shared.logging import REQUEST_ID_HEADER, new_request_id, request_id_var
+from shared.metrics import HttpMetrics
+
+log = logging.getLogger("ferry.http")
+
+ReadinessCheck = Callable[[], Awaitable[None]]
+READINESS_TIMEOUT_SECONDS = 2.0
+
+
+def error_response(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(
+        {"error": {"code": code, "message": message}}, status_code=status, headers=headers
+    )
+
+
+def _http_error_code(status: int) -> str:
+    return {
+        401: "unauthorized",
+        403: "forbidden",
+        404: "not_found",
+        405: "method_not_allowed",
+        413: "too_large",
+        415: "unsupported_media_type",
+    }.get(status, "http_error")
+
+
+def _describe_validation(error: RequestValidationError) -> str:
+    parts = []
+    for problem in error.errors()[:5]:
+        where = ".".join(str(item) for item in problem.get("loc", ()) if item != "body")
+        parts.append(f"{where or 'body'}: {problem.get('msg', 'invalid')}")
+    return "; ".join(parts) or "the request is malformed"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    async def on_ferry_error(_: Request, error: Exception) -> Response:
+        assert isinstance(error, FerryError)
+        return error_response(error.status, error.error_code, error.message, error.headers)
+
+    async def on_validation_error(_: Request, error: Exception) -> Response:
+        assert isinstance(error, RequestValidationError)
+        return error_response(422, "validation_error", _describe_validation(error))
+
+    async def on_http_error(_: Request, error: Exception) -> Response:
+        assert isinstance(error, StarletteHTTPException)
+        return error_response(
+            error.status_code, _http_error_code(error.status_code), str(error.detail)
+        )
+
+    async def on_aws_error(_: Request, error: Exception) -> Response:
+        # An AWS dependency failed after botocore's own retries: the caller may retry later.
+        log.warning("aws dependency failed: %s", error)
+        return error_response(
+            503,
+            "dependency_unavailable",
+            "a storage dependency is unavailable; retry shortly",
+            {"Retry-After": "2"},
+        )
+
+    app.add_exception_handler(FerryError, on_ferry_error)
+    app.add_exception_handler(RequestValidationError, on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, on_http_error)
+    app.add_exception_handler(BotoCoreError, on_aws_error)
+    app.add_exception_handler(ClientError, on_aws_error)
+
+
+class RequestContextMiddleware:
+    """Request id in and out (`X-Request-ID`), one access log line, request metrics.
+
+    Pure ASGI (not BaseHTTPMiddleware) so streaming and WebSocket scopes pass untouched.
+    """
+
+    def __init__(self, app: ASGIApp, metrics: HttpMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        incoming = headers.get(REQUEST_ID_HEADER.lower().encode(), b"").decode("latin-1")
+        request_id = incoming if 8 <= len(incoming) <= 128 else new_request_id()
+        token = request_id_var.set(request_id)
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = [
+                    *message["headers"],
+                    (REQUEST_ID_HEADER.lower().encode(), request_id.encode()),
+                ]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            if scope["type"] == "http":
+                route = scope.get("route")
+                template = getattr(route, "path", "unmatched")
+                elapsed = time.perf_counter() - started
+                self.metrics.requests.labels(template, scope["method"], str(status)).inc()
+                self.metrics.latency.labels(template, scope["method"]).observe(elapsed)
+                if template not in ("/healthz", "/readyz", "/metrics"):
+                    log.info(
+                        "%s %s %s",
+                        scope["method"],
+                        template,
+                        status,
+                        extra={"status": status, "duration_ms": round(elapsed * 1000, 1)},
+                    )
+            request_id_var.reset(token)
+
+
+async def _run_checks(checks: Sequence[ReadinessCheck]) -> str | None:
+    """None when every check passes, else a sentence naming the first failure."""
+    for check in checks:
+        try:
+            await asyncio.wait_for(check(), READINESS_TIMEOUT_SECONDS)
+        except Exception as error:  # any failure means not ready
+            return f"{getattr(check, '__name__', 'dependency')}: {type(error).__name__}"
+    return None
+
+
+def build_app(
+    *,
+    title: str,
+    version: str,
+    lifespan: Callable[[FastAPI], AbstractAsyncContextManager[Any]],
+    readiness_checks: Callable[[FastAPI], Sequence[ReadinessCheck]],
+    registry: CollectorRegistry,
+) -> FastAPI:
+    """A FastAPI app with the fleet's error bodies, request ids, `/healthz`, `/readyz`, `/metrics`.
+
+    `readiness_checks(app)` is called per request, so checks may use clients the lifespan opened.
+    """
+    app = FastAPI(title=title, version=version, lifespan=lifespan)
+    app.state.registry = registry
+    install_error_handlers(app)
+    app.add_middleware(RequestContextMiddleware, metrics=HttpMetrics(registry))
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz() -> Response:
+        failure = await _run_checks(readiness_checks(app))
+        if failure:
+            return error_response(503, "not_ready", f"a dependency is not answering ({failure})")
+        return JSONResponse({"status": "ready"})
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return PlainTextResponse(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app

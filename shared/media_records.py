@@ -1,0 +1,425 @@
+"""The media and blob records, and the one store through which they change.
+
+The Media Service owns these tables; the worker writes media rows as its back end. Every state
+change is a conditional write built from the state machine, and every reference count moves in
+the same transaction as the state change that justifies it, so retries and replays are harmless.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.dynamo import from_item, is_conditional_failure, to_item, to_value
+from shared.media_states import sources_of
+from shared.models import ErrorDetail, MediaDocument, MediaState, MediaType, Variant
+
+OWNER_CREATED_INDEX = "owner-created"
+PENDING_INDEX = "pending-by-owner"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds")
+
+
+class StaleTransition(Exception):
+    """The record was not in a state from which the transition is allowed (or is gone)."""
+
+
+class StoredVariant(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    content_type: str
+    size: int
+    width: int | None = None
+    height: int | None = None
+    key: str
+
+    def public(self) -> Variant:
+        return Variant(**self.model_dump(exclude={"key"}))
+
+
+class Challenge(BaseModel):
+    """A proof-of-possession challenge: single use, short-lived."""
+
+    model_config = ConfigDict(frozen=True)
+
+    offset: int
+    length: int
+    nonce: str
+    expires_at: datetime
+
+
+class MediaRecord(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    media_id: str
+    owner: str
+    state: MediaState
+    media_type: MediaType
+    content_type: str
+    size: int
+    sha256: str
+    filename: str | None = None
+    created_at: datetime
+    updated_at: datetime
+    upload_kind: Literal["single", "multipart", "dedup"]
+    # Where the verified bytes are; for a fresh upload, the slot's key `o/{media_id}`.
+    object_key: str
+    version_id: str | None = None
+    upload_id: str | None = None
+    part_size: int | None = None
+    part_count: int | None = None
+    upload_expires_at: datetime | None = None
+    # Sparse index key: present only while the upload is pending, so counting is one query.
+    pending_owner: str | None = None
+    challenge: Challenge | None = None
+    meta: dict[str, Any] = Field(default_factory=dict)
+    variants: list[StoredVariant] = Field(default_factory=list)
+    error: ErrorDetail | None = None
+    request_id: str | None = None
+
+    def document(self) -> MediaDocument:
+        return MediaDocument(
+            media_id=self.media_id,
+            state=self.state,
+            media_type=self.media_type,
+            content_type=self.content_type,
+            size=self.size,
+            sha256=self.sha256,
+            created_at=self.created_at,
+            filename=self.filename,
+            meta=self.meta,
+            variants=[variant.public() for variant in self.variants],
+            error=self.error,
+        )
+
+    def variant(self, name: str) -> StoredVariant | None:
+        return next((variant for variant in self.variants if variant.name == name), None)
+
+
+class BlobRecord(BaseModel):
+    """Some verified bytes, by SHA-256: where they live and how many media hold them."""
+
+    model_config = ConfigDict(frozen=True)
+
+    sha256: str
+    object_key: str
+    version_id: str | None = None
+    size: int
+    content_type: str
+    media_type: MediaType
+    refcount: int
+    first_media_id: str
+    created_at: datetime
+    # Set once processing settled: a dedup hit copies this outcome instead of re-processing.
+    outcome: MediaState | None = None
+    meta: dict[str, Any] = Field(default_factory=dict)
+    variants: list[StoredVariant] = Field(default_factory=list)
+
+
+def _dump(model: BaseModel) -> dict[str, Any]:
+    return model.model_dump(mode="json", exclude_none=True)
+
+
+class MediaStore:
+    """DynamoDB access for media and blob rows (low-level client, conditional writes)."""
+
+    def __init__(self, dynamodb: Any, *, media_table: str, blobs_table: str) -> None:
+        self._db = dynamodb
+        self.media_table = media_table
+        self.blobs_table = blobs_table
+
+    # --- reads -----------------------------------------------------------------------------
+
+    async def get(self, media_id: str) -> MediaRecord | None:
+        response = await self._db.get_item(
+            TableName=self.media_table, Key={"media_id": {"S": media_id}}, ConsistentRead=True
+        )
+        item = response.get("Item")
+        return MediaRecord.model_validate(from_item(item)) if item else None
+
+    async def get_blob(self, sha256: str) -> BlobRecord | None:
+        response = await self._db.get_item(
+            TableName=self.blobs_table, Key={"sha256": {"S": sha256}}, ConsistentRead=True
+        )
+        item = response.get("Item")
+        return BlobRecord.model_validate(from_item(item)) if item else None
+
+    async def count_pending(self, owner: str, now: datetime, limit: int) -> int:
+        """Uploads of `owner` still awaiting bytes whose slot has not expired (at most `limit`)."""
+        response = await self._db.query(
+            TableName=self.media_table,
+            IndexName=PENDING_INDEX,
+            KeyConditionExpression="pending_owner = :owner AND upload_expires_at > :now",
+            ExpressionAttributeValues={":owner": {"S": owner}, ":now": {"S": iso(now)}},
+            Select="COUNT",
+            Limit=limit,
+        )
+        return int(response.get("Count", 0))
+
+    async def created_since(self, owner: str, since: datetime, limit: int) -> list[datetime]:
+        """Creation times of `owner`'s media since `since`, oldest first (at most `limit`)."""
+        response = await self._db.query(
+            TableName=self.media_table,
+            IndexName=OWNER_CREATED_INDEX,
+            KeyConditionExpression="#owner = :owner AND created_at > :since",
+            ExpressionAttributeNames={"#owner": "owner"},
+            ExpressionAttributeValues={":owner": {"S": owner}, ":since": {"S": iso(since)}},
+            ScanIndexForward=True,
+            Limit=limit,
+        )
+        return [datetime.fromisoformat(item["created_at"]["S"]) for item in response["Items"]]
+
+    # --- writes ----------------------------------------------------------------------------
+
+    async def create(self, record: MediaRecord) -> None:
+        await self._db.put_item(
+            TableName=self.media_table,
+            Item=to_item(_dump(record)),
+            ConditionExpression="attribute_not_exists(media_id)",
+        )
+
+    def _transition_update(
+        self,
+        media_id: str,
+        target: MediaState,
+        *,
+        set_fields: dict[str, Any] | None = None,
+        remove_fields: tuple[str, ...] = (),
+        only_from: frozenset[MediaState] | None = None,
+    ) -> dict[str, Any]:
+        sources = sources_of(target) if only_from is None else only_from & sources_of(target)
+        if not sources:
+            raise ValueError(f"no state may move to {target}")
+        # None means "leave as is": DynamoDB has no null worth storing.
+        given = {key: value for key, value in (set_fields or {}).items() if value is not None}
+        fields = {**given, "state": target.value, "updated_at": iso(utcnow())}
+        names = {f"#f{i}": name for i, name in enumerate(fields)}
+        values = {f":v{i}": to_value(value) for i, value in enumerate(fields.values())}
+        assignments = [f"#f{i} = :v{i}" for i in range(len(fields))]
+        removals = []
+        for j, name in enumerate(remove_fields):
+            names[f"#r{j}"] = name
+            removals.append(f"#r{j}")
+        source_tokens = []
+        for k, state in enumerate(sorted(sources)):
+            values[f":s{k}"] = {"S": state.value}
+            source_tokens.append(f":s{k}")
+        names["#state_now"] = "state"
+        expression = "SET " + ", ".join(assignments)
+        if removals:
+            expression += " REMOVE " + ", ".join(removals)
+        return {
+            "TableName": self.media_table,
+            "Key": {"media_id": {"S": media_id}},
+            "UpdateExpression": expression,
+            "ConditionExpression": f"#state_now IN ({', '.join(source_tokens)})",
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
+        }
+
+    async def transition(
+        self,
+        media_id: str,
+        target: MediaState,
+        *,
+        set_fields: dict[str, Any] | None = None,
+        remove_fields: tuple[str, ...] = (),
+        only_from: frozenset[MediaState] | None = None,
+    ) -> MediaRecord:
+        """Move a media to `target` if the state machine allows it from its current state."""
+        update = self._transition_update(
+            media_id,
+            target,
+            set_fields=set_fields,
+            remove_fields=remove_fields,
+            only_from=only_from,
+        )
+        try:
+            response = await self._db.update_item(**update, ReturnValues="ALL_NEW")
+        except Exception as error:
+            if is_conditional_failure(error):
+                raise StaleTransition(f"{media_id} cannot move to {target}") from error
+            raise
+        return MediaRecord.model_validate(from_item(response["Attributes"]))
+
+    async def fail(self, media_id: str, code: str, message: str) -> MediaRecord:
+        return await self.transition(
+            media_id,
+            MediaState.FAILED,
+            set_fields={"error": {"code": code, "message": message}},
+            remove_fields=("pending_owner", "challenge"),
+        )
+
+    async def take_challenge(self, media_id: str) -> Challenge:
+        """Remove and return a media's challenge: whoever takes it has its one try."""
+        try:
+            response = await self._db.update_item(
+                TableName=self.media_table,
+                Key={"media_id": {"S": media_id}},
+                UpdateExpression="REMOVE challenge",
+                ConditionExpression="#state = :proof AND attribute_exists(challenge)",
+                ExpressionAttributeNames={"#state": "state"},
+                ExpressionAttributeValues={":proof": {"S": MediaState.AWAITING_PROOF.value}},
+                ReturnValues="ALL_OLD",
+            )
+        except Exception as error:
+            if is_conditional_failure(error):
+                raise StaleTransition(f"{media_id} has no open challenge") from error
+            raise
+        return Challenge.model_validate(from_item(response["Attributes"])["challenge"])
+
+    async def commit_upload(
+        self, record: MediaRecord, *, version_id: str | None, request_id: str | None = None
+    ) -> MediaRecord:
+        """awaiting_upload → uploaded, and the blob registered (or its count raised), atomically."""
+        now = iso(utcnow())
+        update = self._transition_update(
+            record.media_id,
+            MediaState.UPLOADED,
+            set_fields={"version_id": version_id},
+            remove_fields=("pending_owner",),
+            only_from=frozenset({MediaState.AWAITING_UPLOAD}),
+        )
+        blob_fields = {
+            "object_key": record.object_key,
+            "version_id": version_id,
+            "size": record.size,
+            "content_type": record.content_type,
+            "media_type": record.media_type.value,
+            "first_media_id": record.media_id,
+            "created_at": now,
+        }
+        blob_fields = {key: value for key, value in blob_fields.items() if value is not None}
+        names = {f"#b{i}": key for i, key in enumerate(blob_fields)}
+        values = {f":b{i}": to_value(value) for i, value in enumerate(blob_fields.values())}
+        keep_first = ", ".join(f"#b{i} = if_not_exists(#b{i}, :b{i})" for i in range(len(names)))
+        blob_update = {
+            "TableName": self.blobs_table,
+            "Key": {"sha256": {"S": record.sha256}},
+            "UpdateExpression": f"SET {keep_first} ADD refcount :one",
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": {**values, ":one": {"N": "1"}},
+        }
+        await self._transact([{"Update": update}, {"Update": blob_update}], record.media_id)
+        committed = await self.get(record.media_id)
+        if committed is None:
+            raise StaleTransition(f"{record.media_id} vanished during commit")
+        return committed
+
+    async def settle_blob(
+        self,
+        sha256: str,
+        outcome: MediaState,
+        meta: dict[str, Any],
+        variants: list[StoredVariant],
+    ) -> None:
+        """Record processing's outcome on the blob, so a later dedup hit can copy it."""
+        await self._db.update_item(
+            TableName=self.blobs_table,
+            Key={"sha256": {"S": sha256}},
+            UpdateExpression="SET outcome = :outcome, meta = :meta, variants = :variants",
+            ConditionExpression="attribute_exists(sha256)",
+            ExpressionAttributeValues={
+                ":outcome": {"S": outcome.value},
+                ":meta": to_value(meta),
+                ":variants": to_value([_dump(variant) for variant in variants]),
+            },
+        )
+
+    async def attach_to_blob(self, record: MediaRecord, blob: BlobRecord) -> MediaRecord:
+        """awaiting_proof → the blob's outcome, sharing its bytes and derivatives, atomically."""
+        if blob.outcome is None:
+            raise StaleTransition(f"blob {blob.sha256} has not settled")
+        update = self._transition_update(
+            record.media_id,
+            blob.outcome,
+            set_fields={
+                "object_key": blob.object_key,
+                "version_id": blob.version_id,
+                "meta": blob.meta,
+                "variants": [_dump(variant) for variant in blob.variants],
+            },
+            remove_fields=("challenge", "pending_owner"),
+            only_from=frozenset({MediaState.AWAITING_PROOF}),
+        )
+        blob_update = {
+            "TableName": self.blobs_table,
+            "Key": {"sha256": {"S": blob.sha256}},
+            "UpdateExpression": "ADD refcount :one",
+            "ConditionExpression": "attribute_exists(sha256) AND refcount > :zero",
+            "ExpressionAttributeValues": {":one": {"N": "1"}, ":zero": {"N": "0"}},
+        }
+        await self._transact([{"Update": update}, {"Update": blob_update}], record.media_id)
+        attached = await self.get(record.media_id)
+        if attached is None:
+            raise StaleTransition(f"{record.media_id} vanished during dedup")
+        return attached
+
+    async def delete(self, record: MediaRecord) -> int | None:
+        """Delete a media row; if it held a blob reference, release it in the same transaction.
+
+        Returns the blob's remaining reference count, or None when no blob was held.
+        """
+        delete = {
+            "Delete": {
+                "TableName": self.media_table,
+                "Key": {"media_id": {"S": record.media_id}},
+                "ConditionExpression": "#state = :state",
+                "ExpressionAttributeNames": {"#state": "state"},
+                "ExpressionAttributeValues": {":state": {"S": record.state.value}},
+            }
+        }
+        holds_blob = record.version_id is not None or record.upload_kind == "dedup"
+        holds_blob = holds_blob and record.state in (
+            MediaState.UPLOADED,
+            MediaState.PROCESSING,
+            MediaState.READY,
+            MediaState.BLOCKED,
+        )
+        if not holds_blob:
+            await self._transact([delete], record.media_id)
+            return None
+        release = {
+            "Update": {
+                "TableName": self.blobs_table,
+                "Key": {"sha256": {"S": record.sha256}},
+                "UpdateExpression": "ADD refcount :minus",
+                "ConditionExpression": "attribute_exists(sha256)",
+                "ExpressionAttributeValues": {":minus": {"N": "-1"}},
+            }
+        }
+        await self._transact([delete, release], record.media_id)
+        blob = await self.get_blob(record.sha256)
+        return blob.refcount if blob else 0
+
+    async def forget_blob(self, sha256: str) -> bool:
+        """Delete a blob row nobody references any more (False if someone took it meanwhile)."""
+        try:
+            await self._db.delete_item(
+                TableName=self.blobs_table,
+                Key={"sha256": {"S": sha256}},
+                ConditionExpression="refcount <= :zero",
+                ExpressionAttributeValues={":zero": {"N": "0"}},
+            )
+        except Exception as error:
+            if is_conditional_failure(error):
+                return False
+            raise
+        return True
+
+    async def _transact(self, items: list[dict[str, Any]], media_id: str) -> None:
+        try:
+            await self._db.transact_write_items(TransactItems=items)
+        except Exception as error:
+            if is_conditional_failure(error):
+                raise StaleTransition(f"{media_id}: a guarded write did not apply") from error
+            raise

@@ -1,0 +1,169 @@
+"""Pydantic models of the public contract (../shared/API.md): the one definition of each shape."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+
+
+class ContractModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MediaState(StrEnum):
+    AWAITING_UPLOAD = "awaiting_upload"
+    AWAITING_PROOF = "awaiting_proof"
+    UPLOADED = "uploaded"
+    PROCESSING = "processing"
+    READY = "ready"
+    FAILED = "failed"
+    BLOCKED = "blocked"
+    EXPIRED = "expired"
+
+
+class MediaType(StrEnum):
+    IMAGE = "image"
+    VOICE = "voice"
+    VIDEO = "video"
+    DOCUMENT = "document"
+
+
+class ErrorDetail(ContractModel):
+    code: str
+    message: str
+
+
+class ErrorBody(ContractModel):
+    error: ErrorDetail
+
+
+# --- upload slots -------------------------------------------------------------------------
+
+
+class UploadRequest(ContractModel):
+    content_type: Annotated[str, Field(min_length=3, max_length=255)]
+    size: Annotated[int, Field(ge=1, description="exact length in bytes")]
+    sha256: Annotated[str, Field(description="64 lowercase hex digits")]
+    filename: Annotated[str | None, Field(max_length=255)] = None
+
+    @field_validator("sha256")
+    @classmethod
+    def _sha256_is_lowercase_hex(cls, value: str) -> str:
+        if not SHA256_HEX.fullmatch(value):
+            raise ValueError("sha256 must be 64 lowercase hexadecimal digits")
+        return value
+
+    @field_validator("content_type")
+    @classmethod
+    def _normalise_content_type(cls, value: str) -> str:
+        # Parameters (`; charset=...`) do not change what the bytes are.
+        return value.split(";", 1)[0].strip().lower()
+
+
+class SingleUpload(ContractModel):
+    method: Literal["PUT"] = "PUT"
+    url: str
+    headers: dict[str, str]
+    expires_at: datetime
+
+
+class MultipartUpload(ContractModel):
+    method: Literal["MULTIPART"] = "MULTIPART"
+    part_size: int
+    part_count: int
+    expires_at: datetime
+
+
+class DedupChallenge(ContractModel):
+    offset: int
+    length: int
+    nonce: str
+
+
+class UploadSlot(ContractModel):
+    """The answer to `POST /v1/media/uploads`: exactly one of `upload` or `dedup` is set."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    media_id: str
+    state: MediaState
+    media_type: MediaType
+    upload: SingleUpload | MultipartUpload | None = None
+    dedup: DedupChallenge | None = None
+
+
+class ProofRequest(ContractModel):
+    proof: Annotated[str, Field(min_length=64, max_length=64)]
+
+
+# --- multipart ----------------------------------------------------------------------------
+
+
+class PartsRequest(ContractModel):
+    part_numbers: Annotated[list[Annotated[int, Field(ge=1, le=10000)]], Field(min_length=1)]
+
+
+class SignedPart(ContractModel):
+    part_number: int
+    url: str
+    headers: dict[str, str]
+    expires_at: datetime
+
+
+class SignedParts(ContractModel):
+    parts: list[SignedPart]
+
+
+class ReceivedPart(ContractModel):
+    part_number: int
+    size: int
+    etag: str
+
+
+class ReceivedParts(ContractModel):
+    parts: list[ReceivedPart]
+
+
+class CompletedPart(ContractModel):
+    part_number: Annotated[int, Field(ge=1, le=10000)]
+    etag: Annotated[str, Field(min_length=1, max_length=128)]
+
+
+class CompleteRequest(ContractModel):
+    parts: Annotated[list[CompletedPart], Field(min_length=1)]
+
+
+# --- the media document -------------------------------------------------------------------
+
+
+class Variant(ContractModel):
+    name: str
+    content_type: str
+    size: int
+    width: int | None = None
+    height: int | None = None
+
+
+class MediaDocument(ContractModel):
+    media_id: str
+    state: MediaState
+    media_type: MediaType
+    content_type: str
+    size: int
+    sha256: str
+    created_at: datetime
+    filename: str | None = None
+    meta: dict[str, Any] = Field(default_factory=dict)
+    variants: list[Variant] = Field(default_factory=list)
+    error: ErrorDetail | None = None
+
+
+class DownloadUrl(ContractModel):
+    url: str
+    expires_at: datetime

@@ -1,0 +1,85 @@
+"""Names of the fleet's AWS resources, derived from one configurable prefix.
+
+The devstack bootstrap creates exactly these; every service finds them by the same names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# maxReceiveCount of every queue's redrive policy: after this many receives a message moves
+# to the queue's dead-letter queue.
+MAX_RECEIVE_COUNT = 5
+
+
+@dataclass(frozen=True, kw_only=True)
+class ResourceNames:
+    prefix: str = "ferry"
+    bucket_override: str | None = None
+
+    @property
+    def bucket(self) -> str:
+        return self.bucket_override or f"{self.prefix}-media"
+
+    # --- queues
+    @property
+    def uploads_queue(self) -> str:
+        return f"{self.prefix}-uploads"
+
+    @property
+    def uploads_dlq(self) -> str:
+        return f"{self.prefix}-uploads-dlq"
+
+    @property
+    def media_events_queue(self) -> str:
+        return f"{self.prefix}-media-events"
+
+    @property
+    def media_events_dlq(self) -> str:
+        return f"{self.prefix}-media-events-dlq"
+
+    # --- tables owned by the Media Service (the worker writes media rows as its back end)
+    @property
+    def media_table(self) -> str:
+        return f"{self.prefix}-media"
+
+    @property
+    def blobs_table(self) -> str:
+        return f"{self.prefix}-blobs"
+
+    # --- tables owned by the Message Service
+    @property
+    def conversations_table(self) -> str:
+        return f"{self.prefix}-conversations"
+
+    @property
+    def members_table(self) -> str:
+        return f"{self.prefix}-members"
+
+    @property
+    def messages_table(self) -> str:
+        return f"{self.prefix}-messages"
+
+    @property
+    def idempotency_table(self) -> str:
+        return f"{self.prefix}-idempotency"
+
+    @property
+    def pending_table(self) -> str:
+        return f"{self.prefix}-pending"
+
+    @property
+    def media_refs_table(self) -> str:
+        return f"{self.prefix}-media-refs"
+
+    # --- table owned by the Edge Gateway
+    @property
+    def connections_table(self) -> str:
+        return f"{self.prefix}-connections"
+
+    def queues(self) -> tuple[tuple[str, str], ...]:
+        """Each queue with its dead-letter queue."""
+        return (
+            (self.uploads_queue, self.uploads_dlq),
+            (self.media_events_queue, self.media_events_dlq),
+        )

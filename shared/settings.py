@@ -1,0 +1,46 @@
+"""The settings base every service's one settings class extends.
+
+Values come from the environment (and a `.env` file); AWS endpoints and credentials are NOT
+settings: botocore reads them itself (`AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_S3`, ...), so the
+same image runs against moto, LocalStack and AWS with no code change.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Self
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.resources import ResourceNames
+
+DEV_JWT_SECRET = "dev-secret-change-me"
+DEV_INTERNAL_TOKEN = "dev-internal-token-change-me"
+
+
+class CommonSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+
+    environment: Literal["development", "test", "production"] = "development"
+    resource_prefix: str = Field("ferry", pattern=r"^[a-z0-9][a-z0-9-]{1,40}$")
+    bucket_name: str | None = None
+    aws_region: str = "us-east-1"
+    s3_addressing_style: Literal["auto", "path", "virtual"] = "auto"
+    aws_max_attempts: int = Field(3, ge=1, le=10)
+    auth_jwt_secret: str = DEV_JWT_SECRET
+    internal_token: str = DEV_INTERNAL_TOKEN
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    @model_validator(mode="after")
+    def _refuse_dev_secrets_in_production(self) -> Self:
+        if self.environment == "production":
+            if self.auth_jwt_secret == DEV_JWT_SECRET or len(self.auth_jwt_secret) < 32:
+                raise ValueError("AUTH_JWT_SECRET must be a real secret of 32+ chars in production")
+            if self.internal_token == DEV_INTERNAL_TOKEN or len(self.internal_token) < 32:
+                raise ValueError("INTERNAL_TOKEN must be a real secret of 32+ chars in production")
+        return self
+
+    @property
+    def resources(self) -> ResourceNames:
+        return ResourceNames(prefix=self.resource_prefix, bucket_override=self.bucket_name)

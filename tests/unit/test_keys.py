@@ -1,0 +1,38 @@
+import pytest
+
+from shared import keys
+
+
+def test_new_media_ids_are_unique_and_valid() -> None:
+    ids = {keys.new_media_id() for _ in range(1000)}
+    assert len(ids) == 1000
+    assert all(keys.is_media_id(media_id) for media_id in ids)
+
+
+def test_original_key_layout() -> None:
+    media_id = keys.new_media_id()
+    assert keys.original_key(media_id) == f"o/{media_id}"
+
+
+def test_event_keys_are_url_decoded() -> None:
+    media_id = keys.new_media_id()
+    assert keys.media_id_from_event_key(f"o%2F{media_id}") == media_id
+    assert keys.media_id_from_event_key(f"o/{media_id}") == media_id
+
+
+@pytest.mark.parametrize("raw", ["d%2Fabc", "o%2F..%2Fx", "o/", "other", "o/short"])
+def test_keys_outside_originals_are_ignored(raw: str) -> None:
+    assert keys.media_id_from_event_key(raw) is None
+
+
+def test_derivative_keys_are_content_addressed() -> None:
+    sha = "a" * 64
+    assert keys.derivative_key(sha, "thumb_320", "webp") == f"d/{sha}/thumb_320.webp"
+    assert keys.hls_prefix(sha) == f"d/{sha}/hls/"
+    with pytest.raises(ValueError, match="sha256"):
+        keys.derivative_key("../etc", "thumb_320", "webp")
+
+
+def test_original_key_refuses_traversal() -> None:
+    with pytest.raises(ValueError, match="not a media id"):
+        keys.original_key("../../secret")
