@@ -167,3 +167,22 @@ class MediaDocument(ContractModel):
 class DownloadUrl(ContractModel):
     url: str
     expires_at: datetime
+
+
+# --- events between services --------------------------------------------------------------
+
+
+class MediaEvent(ContractModel):
+    """Published by the worker on every media state change (media-events queue).
+
+    The Message Service turns it into `media_update` frames for the conversations that
+    reference the media.
+    """
+
+    media_id: str
+    state: MediaState
+    media_type: MediaType
+    meta: dict[str, Any] = Field(default_factory=dict)
+    variants: list[Variant] = Field(default_factory=list)
+    error: ErrorDetail | None = None
+    occurred_at: datetime
