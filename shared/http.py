@@ -10,19 +10,27 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Any
+from typing import Annotated, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from shared.auth import (
+    INTERNAL_TOKEN_HEADER,
+    Identity,
+    bearer_token,
+    check_internal_token,
+    verify_token,
+)
 from shared.errors import FerryError
 from shared.logging import REQUEST_ID_HEADER, new_request_id, request_id_var
 from shared.metrics import HttpMetrics
+from shared.settings import CommonSettings
 
 log = logging.getLogger("ferry.http")
 
@@ -158,6 +166,7 @@ def build_app(
     lifespan: Callable[[FastAPI], AbstractAsyncContextManager[Any]],
     readiness_checks: Callable[[FastAPI], Sequence[ReadinessCheck]],
     registry: CollectorRegistry,
+    settings: CommonSettings | None = None,
 ) -> FastAPI:
     """A FastAPI app with the fleet's error bodies, request ids, `/healthz`, `/readyz`, `/metrics`.
 
@@ -165,6 +174,9 @@ def build_app(
     """
     app = FastAPI(title=title, version=version, lifespan=lifespan)
     app.state.registry = registry
+    if settings is not None:
+        # Identity dependencies read the JWT secret and internal token from here.
+        app.state.settings = settings
     install_error_handlers(app)
     app.add_middleware(RequestContextMiddleware, metrics=HttpMetrics(registry))
 
@@ -184,3 +196,20 @@ def build_app(
         return PlainTextResponse(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+def current_identity(request: Request) -> Identity:
+    """The caller of a public endpoint, from `Authorization: Bearer <JWT>` (401 otherwise)."""
+    settings: CommonSettings = request.app.state.settings
+    token = bearer_token(request.headers.get("authorization"))
+    return verify_token(token, settings.auth_jwt_secret)
+
+
+def require_internal_caller(request: Request) -> None:
+    """Internal endpoints (`/internal/...`) answer only holders of the shared internal token."""
+    settings: CommonSettings = request.app.state.settings
+    check_internal_token(request.headers.get(INTERNAL_TOKEN_HEADER), settings.internal_token)
+
+
+Caller = Annotated[Identity, Depends(current_identity)]
+InternalCaller = Annotated[None, Depends(require_internal_caller)]

@@ -8,9 +8,9 @@ the same transaction as the state change that justifies it, so retries and repla
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 
 from shared.dynamo import from_item, is_conditional_failure, to_item, to_value
 from shared.media_states import sources_of
@@ -25,7 +25,12 @@ def utcnow() -> datetime:
 
 
 def iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds")
+    """Fixed-width UTC text, so index sort keys compare in time order."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+# Every stored time uses `iso`, so range conditions on index keys are exact.
+Timestamp = Annotated[datetime, PlainSerializer(iso, return_type=str, when_used="json")]
 
 
 class StaleTransition(Exception):
@@ -54,7 +59,7 @@ class Challenge(BaseModel):
     offset: int
     length: int
     nonce: str
-    expires_at: datetime
+    expires_at: Timestamp
 
 
 class MediaRecord(BaseModel):
@@ -68,8 +73,8 @@ class MediaRecord(BaseModel):
     size: int
     sha256: str
     filename: str | None = None
-    created_at: datetime
-    updated_at: datetime
+    created_at: Timestamp
+    updated_at: Timestamp
     upload_kind: Literal["single", "multipart", "dedup"]
     # Where the verified bytes are; for a fresh upload, the slot's key `o/{media_id}`.
     object_key: str
@@ -77,7 +82,7 @@ class MediaRecord(BaseModel):
     upload_id: str | None = None
     part_size: int | None = None
     part_count: int | None = None
-    upload_expires_at: datetime | None = None
+    upload_expires_at: Timestamp | None = None
     # Sparse index key: present only while the upload is pending, so counting is one query.
     pending_owner: str | None = None
     challenge: Challenge | None = None
@@ -118,7 +123,7 @@ class BlobRecord(BaseModel):
     media_type: MediaType
     refcount: int
     first_media_id: str
-    created_at: datetime
+    created_at: Timestamp
     # Set once processing settled: a dedup hit copies this outcome instead of re-processing.
     outcome: MediaState | None = None
     meta: dict[str, Any] = Field(default_factory=dict)
@@ -164,19 +169,6 @@ class MediaStore:
             Limit=limit,
         )
         return int(response.get("Count", 0))
-
-    async def created_since(self, owner: str, since: datetime, limit: int) -> list[datetime]:
-        """Creation times of `owner`'s media since `since`, oldest first (at most `limit`)."""
-        response = await self._db.query(
-            TableName=self.media_table,
-            IndexName=OWNER_CREATED_INDEX,
-            KeyConditionExpression="#owner = :owner AND created_at > :since",
-            ExpressionAttributeNames={"#owner": "owner"},
-            ExpressionAttributeValues={":owner": {"S": owner}, ":since": {"S": iso(since)}},
-            ScanIndexForward=True,
-            Limit=limit,
-        )
-        return [datetime.fromisoformat(item["created_at"]["S"]) for item in response["Items"]]
 
     # --- writes ----------------------------------------------------------------------------
 

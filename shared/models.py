@@ -186,3 +186,12 @@ class MediaEvent(ContractModel):
     variants: list[Variant] = Field(default_factory=list)
     error: ErrorDetail | None = None
     occurred_at: datetime
+
+
+class MediaReadAccess(ContractModel):
+    """The Message Service's answer to "may user U read media M through a conversation?"
+
+    `GET /internal/media/{media_id}/readers/{user_id}` on the Message Service.
+    """
+
+    readable: bool

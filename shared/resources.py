@@ -47,6 +47,10 @@ class ResourceNames:
     def blobs_table(self) -> str:
         return f"{self.prefix}-blobs"
 
+    @property
+    def rate_limits_table(self) -> str:
+        return f"{self.prefix}-rate-limits"
+
     # --- tables owned by the Message Service
     @property
     def conversations_table(self) -> str:

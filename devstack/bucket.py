@@ -1,0 +1,123 @@
+"""The media bucket's configuration, as data: CORS, lifecycle, event notifications.
+
+Pure functions of names and ARNs, so the bootstrap can compare what is there with what should be
+and change only what differs (a re-run changes nothing, and sends no second S3 test event).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from shared.keys import DERIVATIVES_PREFIX, ORIGINALS_PREFIX
+
+# Originals are rarely read after the first days: cold storage, then gone (the sweeper retires
+# media earlier; these rules are the production backstop, the emulator runs no lifecycle).
+ORIGINALS_TO_COLD_DAYS = 30
+ORIGINALS_EXPIRE_DAYS = 365
+DERIVATIVES_EXPIRE_DAYS = 730
+ABORT_INCOMPLETE_UPLOADS_DAYS = 1
+# Object Lock forces versioning, so an expiration (or our own delete) only hides the object
+# behind a delete marker; this removes the hidden bytes after a grace period. A version under
+# legal hold or retention is never removed by lifecycle.
+NONCURRENT_VERSIONS_EXPIRE_DAYS = 7
+COLD_STORAGE_CLASS = "GLACIER_IR"
+
+NOTIFICATION_ID = "ferry-originals-to-uploads"
+UPLOAD_EVENTS = ("s3:ObjectCreated:*",)
+
+# The browser PUTs to a signed URL and must read back what storage says it stored.
+CORS_METHODS = ("PUT", "GET", "HEAD")
+CORS_EXPOSED_HEADERS = ("ETag", "x-amz-checksum-sha256", "x-amz-version-id")
+CORS_MAX_AGE_SECONDS = 3600
+
+
+def cors_configuration(origins: Sequence[str]) -> dict[str, Any]:
+    return {
+        "CORSRules": [
+            {
+                "ID": "ferry-browser-uploads",
+                "AllowedOrigins": list(origins),
+                "AllowedMethods": list(CORS_METHODS),
+                "AllowedHeaders": ["*"],
+                "ExposeHeaders": list(CORS_EXPOSED_HEADERS),
+                "MaxAgeSeconds": CORS_MAX_AGE_SECONDS,
+            }
+        ]
+    }
+
+
+def lifecycle_configuration() -> dict[str, Any]:
+    return {
+        "Rules": [
+            {
+                "ID": "originals",
+                "Status": "Enabled",
+                "Filter": {"Prefix": ORIGINALS_PREFIX},
+                "Transitions": [
+                    {"Days": ORIGINALS_TO_COLD_DAYS, "StorageClass": COLD_STORAGE_CLASS}
+                ],
+                "Expiration": {"Days": ORIGINALS_EXPIRE_DAYS},
+                "NoncurrentVersionExpiration": {"NoncurrentDays": NONCURRENT_VERSIONS_EXPIRE_DAYS},
+            },
+            {
+                "ID": "derivatives",
+                "Status": "Enabled",
+                "Filter": {"Prefix": DERIVATIVES_PREFIX},
+                "Expiration": {"Days": DERIVATIVES_EXPIRE_DAYS},
+                "NoncurrentVersionExpiration": {"NoncurrentDays": NONCURRENT_VERSIONS_EXPIRE_DAYS},
+            },
+            {
+                "ID": "abandoned-multipart-uploads",
+                "Status": "Enabled",
+                "Filter": {"Prefix": ""},
+                "AbortIncompleteMultipartUpload": {
+                    "DaysAfterInitiation": ABORT_INCOMPLETE_UPLOADS_DAYS
+                },
+            },
+        ]
+    }
+
+
+def notification_configuration(uploads_queue_arn: str) -> dict[str, Any]:
+    """Every new original (`o/...`) is announced on the uploads queue; derivatives are not."""
+    return {
+        "QueueConfigurations": [
+            {
+                "Id": NOTIFICATION_ID,
+                "QueueArn": uploads_queue_arn,
+                "Events": list(UPLOAD_EVENTS),
+                "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": ORIGINALS_PREFIX}]}},
+            }
+        ]
+    }
+
+
+def bucket_arn(bucket: str, *, partition: str = "aws") -> str:
+    return f"arn:{partition}:s3:::{bucket}"
+
+
+def s3_events_queue_policy(queue_arn: str, bucket: str) -> dict[str, Any]:
+    """Lets S3 send this bucket's events to the queue: needed on AWS, harmless on emulators.
+
+    The source account is pinned as well as the bucket: bucket names are global, so a deleted
+    and re-created bucket of another account must not be able to write to our queue.
+    """
+    _, partition, _, _, account, _ = queue_arn.split(":", 5)
+    return {
+        "Version": "2012-10-17",
+        "Id": "ferry-s3-events",
+        "Statement": [
+            {
+                "Sid": "BucketNotifications",
+                "Effect": "Allow",
+                "Principal": {"Service": "s3.amazonaws.com"},
+                "Action": "sqs:SendMessage",
+                "Resource": queue_arn,
+                "Condition": {
+                    "ArnEquals": {"aws:SourceArn": bucket_arn(bucket, partition=partition)},
+                    "StringEquals": {"aws:SourceAccount": account},
+                },
+            }
+        ],
+    }

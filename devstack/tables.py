@@ -1,0 +1,189 @@
+"""The fleet's DynamoDB tables, as data.
+
+One list, `TABLES`, says for every table who owns it, why it exists and how it is keyed, so
+that the bootstrap creates exactly these and `docs/` can be generated from the same source.
+Every table bills per request: the fleet's load is bursty and small, and no capacity needs tuning.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from shared.media_records import OWNER_CREATED_INDEX, PENDING_INDEX
+from shared.resources import ResourceNames
+
+AttributeType = Literal["S", "N", "B"]
+Projection = Literal["ALL", "KEYS_ONLY"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class KeyAttribute:
+    name: str
+    type: AttributeType = "S"
+
+
+@dataclass(frozen=True, kw_only=True)
+class IndexSpec:
+    """A global secondary index."""
+
+    name: str
+    hash_key: KeyAttribute
+    range_key: KeyAttribute | None = None
+    projection: Projection = "ALL"
+    purpose: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class TableSpec:
+    # The `ResourceNames` property that names the table (so the prefix applies).
+    resource: str
+    owner: str
+    purpose: str
+    hash_key: KeyAttribute
+    range_key: KeyAttribute | None = None
+    indexes: tuple[IndexSpec, ...] = ()
+    ttl_attribute: str | None = None
+
+    def name(self, resources: ResourceNames) -> str:
+        value = getattr(resources, self.resource)
+        if not isinstance(value, str):
+            raise TypeError(f"ResourceNames.{self.resource} is not a table name")
+        return value
+
+
+TABLES: tuple[TableSpec, ...] = (
+    TableSpec(
+        resource="media_table",
+        owner="media_service",
+        purpose="media records by id; the worker writes state changes as the service's back end",
+        hash_key=KeyAttribute(name="media_id"),
+        indexes=(
+            IndexSpec(
+                name=OWNER_CREATED_INDEX,
+                hash_key=KeyAttribute(name="owner"),
+                range_key=KeyAttribute(name="created_at"),
+                projection="ALL",
+                purpose="an owner's media by creation time (upload rate limit, listings)",
+            ),
+            IndexSpec(
+                name=PENDING_INDEX,
+                hash_key=KeyAttribute(name="pending_owner"),
+                range_key=KeyAttribute(name="upload_expires_at"),
+                projection="KEYS_ONLY",
+                purpose="sparse: an owner's uploads still awaiting bytes, counted in one query",
+            ),
+        ),
+    ),
+    TableSpec(
+        resource="blobs_table",
+        owner="media_service",
+        purpose="verified bytes by SHA-256, with a reference count (deduplication)",
+        hash_key=KeyAttribute(name="sha256"),
+    ),
+    TableSpec(
+        resource="rate_limits_table",
+        owner="media_service",
+        purpose="per-user token buckets (upload slot rate), shared by every instance",
+        hash_key=KeyAttribute(name="bucket_key"),
+        ttl_attribute="expires_at",
+    ),
+    TableSpec(
+        resource="conversations_table",
+        owner="message_service",
+        purpose="conversations by id",
+        hash_key=KeyAttribute(name="conversation_id"),
+    ),
+    TableSpec(
+        resource="members_table",
+        owner="message_service",
+        purpose="membership both ways: members of a conversation, conversations of a user",
+        hash_key=KeyAttribute(name="conversation_id"),
+        range_key=KeyAttribute(name="user_id"),
+        indexes=(
+            IndexSpec(
+                name="by-user",
+                hash_key=KeyAttribute(name="user_id"),
+                range_key=KeyAttribute(name="conversation_id"),
+                projection="ALL",
+                purpose="the conversations a user belongs to",
+            ),
+        ),
+    ),
+    TableSpec(
+        resource="messages_table",
+        owner="message_service",
+        purpose="messages by (conversation, seq); seq rises by one per conversation",
+        hash_key=KeyAttribute(name="conversation_id"),
+        range_key=KeyAttribute(name="seq", type="N"),
+    ),
+    TableSpec(
+        resource="idempotency_table",
+        owner="message_service",
+        purpose="sends by (sender, client_msg_id), so a replayed send stores nothing new",
+        hash_key=KeyAttribute(name="idempotency_key"),
+    ),
+    TableSpec(
+        resource="pending_table",
+        owner="message_service",
+        purpose="deliveries still pending per device, pushed again on reconnect",
+        hash_key=KeyAttribute(name="device_key"),
+        range_key=KeyAttribute(name="pending_key"),
+    ),
+    TableSpec(
+        resource="media_refs_table",
+        owner="message_service",
+        purpose="which conversations reference which media (read access to media)",
+        hash_key=KeyAttribute(name="media_id"),
+        range_key=KeyAttribute(name="conversation_id"),
+    ),
+    TableSpec(
+        resource="connections_table",
+        owner="gateway",
+        purpose="which gateway holds which device; rows expire unless heartbeats renew them",
+        hash_key=KeyAttribute(name="user_id"),
+        range_key=KeyAttribute(name="device_id"),
+        ttl_attribute="expires_at",
+    ),
+)
+
+
+def _key_schema(hash_key: KeyAttribute, range_key: KeyAttribute | None) -> list[dict[str, str]]:
+    schema = [{"AttributeName": hash_key.name, "KeyType": "HASH"}]
+    if range_key is not None:
+        schema.append({"AttributeName": range_key.name, "KeyType": "RANGE"})
+    return schema
+
+
+def _attribute_definitions(spec: TableSpec) -> list[dict[str, str]]:
+    """Every key attribute of the table and its indexes, once each (DynamoDB refuses repeats)."""
+    keys = [spec.hash_key, spec.range_key]
+    for index in spec.indexes:
+        keys += [index.hash_key, index.range_key]
+    types: dict[str, AttributeType] = {}
+    for key in keys:
+        if key is None:
+            continue
+        if types.setdefault(key.name, key.type) != key.type:
+            raise ValueError(f"{spec.resource}: attribute {key.name} has two types")
+    return [{"AttributeName": name, "AttributeType": kind} for name, kind in types.items()]
+
+
+def create_table_request(spec: TableSpec, resources: ResourceNames) -> dict[str, Any]:
+    """The `CreateTable` arguments of a table (TTL is a separate call: `UpdateTimeToLive`)."""
+    request: dict[str, Any] = {
+        "TableName": spec.name(resources),
+        "BillingMode": "PAY_PER_REQUEST",
+        "KeySchema": _key_schema(spec.hash_key, spec.range_key),
+        "AttributeDefinitions": _attribute_definitions(spec),
+    }
+    if spec.indexes:
+        request["GlobalSecondaryIndexes"] = [
+            {
+                "IndexName": index.name,
+                "KeySchema": _key_schema(index.hash_key, index.range_key),
+                "Projection": {"ProjectionType": index.projection},
+            }
+            for index in spec.indexes
+        ]
+    return request

@@ -1,0 +1,59 @@
+"""Who may read a media: its owner, and members of a conversation whose messages reference it.
+
+The Media Service is the authority on media, the Message Service on membership, so a non-owner
+read is one internal question to the Message Service. Until it is configured, only owners read.
+"""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import quote
+
+import httpx
+
+from shared.auth import INTERNAL_TOKEN_HEADER
+from shared.errors import DependencyUnavailable
+from shared.logging import REQUEST_ID_HEADER, request_id_var
+from shared.media_records import MediaRecord
+from shared.models import MediaReadAccess
+
+log = logging.getLogger("ferry.media.access")
+
+
+class ConversationReaders:
+    """Asks the Message Service whether a user reads a media through some conversation."""
+
+    def __init__(self, client: httpx.AsyncClient, internal_token: str) -> None:
+        self._client = client
+        self._token = internal_token
+
+    async def can_read(self, media_id: str, user_id: str) -> bool:
+        headers = {INTERNAL_TOKEN_HEADER: self._token}
+        request_id = request_id_var.get()
+        if request_id:
+            headers[REQUEST_ID_HEADER] = request_id
+        path = f"/internal/media/{quote(media_id, safe='')}/readers/{quote(user_id, safe='')}"
+        try:
+            response = await self._client.get(path, headers=headers)
+        except httpx.HTTPError as error:
+            log.warning("message service unreachable for an access check: %s", error)
+            raise DependencyUnavailable("the access check could not be made; retry") from error
+        if response.status_code == 404:
+            return False
+        if response.status_code != 200:
+            raise DependencyUnavailable(
+                f"the access check failed (message service answered {response.status_code})"
+            )
+        return MediaReadAccess.model_validate_json(response.content).readable
+
+
+class AccessPolicy:
+    def __init__(self, readers: ConversationReaders | None) -> None:
+        self._readers = readers
+
+    async def can_read(self, user_id: str, record: MediaRecord) -> bool:
+        if record.owner == user_id:
+            return True
+        if self._readers is None:
+            return False
+        return await self._readers.can_read(record.media_id, user_id)

@@ -1,0 +1,83 @@
+"""Builds the Media Service app; the lifespan opens and closes every long-lived client."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+
+import httpx
+from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
+
+from media_service.access import AccessPolicy, ConversationReaders
+from media_service.metrics import MediaMetrics
+from media_service.routes import router
+from media_service.service import MediaService
+from media_service.settings import Settings
+from media_service.storage import MediaStorage
+from shared.aws import open_aws_clients
+from shared.http import ReadinessCheck, build_app
+from shared.media_records import MediaStore
+from shared.rate_limits import RateLimiter
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    registry = CollectorRegistry()
+    metrics = MediaMetrics(registry)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            aws = await open_aws_clients(stack, settings, "s3", "dynamodb")
+            resources = settings.resources
+            readers = None
+            if settings.message_service_url:
+                client = await stack.enter_async_context(
+                    httpx.AsyncClient(
+                        base_url=settings.message_service_url,
+                        timeout=settings.internal_call_timeout_seconds,
+                    )
+                )
+                readers = ConversationReaders(client, settings.internal_token)
+            store = MediaStore(
+                aws.dynamodb,
+                media_table=resources.media_table,
+                blobs_table=resources.blobs_table,
+            )
+            app.state.aws = aws
+            app.state.media_service = MediaService(
+                settings=settings,
+                store=store,
+                storage=MediaStorage(aws.s3, resources.bucket),
+                access=AccessPolicy(readers),
+                rate_limiter=RateLimiter(aws.dynamodb, resources.rate_limits_table),
+                metrics=metrics,
+            )
+            yield
+
+    def readiness(app: FastAPI) -> Sequence[ReadinessCheck]:
+        service: MediaService | None = getattr(app.state, "media_service", None)
+        if service is None:
+            return [_not_started]
+        aws = app.state.aws
+
+        async def media_table() -> None:
+            await aws.dynamodb.describe_table(TableName=settings.resources.media_table)
+
+        return [service.storage.check, media_table]
+
+    app = build_app(
+        title="Ferry Media Service",
+        version="1.0.0",
+        lifespan=lifespan,
+        readiness_checks=readiness,
+        registry=registry,
+        settings=settings,
+    )
+    app.include_router(router)
+    return app
+
+
+async def _not_started() -> None:
+    raise RuntimeError("the service has not finished starting")

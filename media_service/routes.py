@@ -1,0 +1,95 @@
+"""HTTP routes of the Media Service (../shared/API.md): thin, every decision is in `service`."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Response
+from fastapi.responses import JSONResponse
+
+from media_service.deps import MediaServiceDep
+from shared.http import Caller
+from shared.models import (
+    CompleteRequest,
+    DownloadUrl,
+    ErrorBody,
+    MediaDocument,
+    PartsRequest,
+    ProofRequest,
+    ReceivedParts,
+    SignedParts,
+    UploadRequest,
+    UploadSlot,
+)
+
+router = APIRouter(prefix="/v1/media", tags=["media"])
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody}
+    for status in (401, 403, 404, 409, 410, 413, 415, 422, 429, 451, 503)
+}
+
+
+@router.post(
+    "/uploads",
+    status_code=201,
+    response_model=UploadSlot,
+    response_model_exclude_none=True,
+    responses={**ERRORS, 200: {"model": UploadSlot, "description": "already stored: prove it"}},
+    summary="Ask for an upload slot (single PUT, multipart plan, or dedup challenge)",
+)
+async def request_upload_slot(
+    body: UploadRequest, caller: Caller, service: MediaServiceDep
+) -> Response:
+    slot = await service.request_slot(caller.user_id, body)
+    status = 200 if slot.dedup is not None else 201
+    return JSONResponse(slot.model_dump(mode="json", exclude_none=True), status_code=status)
+
+
+@router.post("/{media_id}/proof", response_model=MediaDocument, responses=ERRORS)
+async def prove_possession(
+    media_id: str, body: ProofRequest, caller: Caller, service: MediaServiceDep
+) -> MediaDocument:
+    return await service.prove(caller.user_id, media_id, body.proof)
+
+
+@router.post("/{media_id}/parts", response_model=SignedParts, responses=ERRORS)
+async def sign_parts(
+    media_id: str, body: PartsRequest, caller: Caller, service: MediaServiceDep
+) -> SignedParts:
+    return SignedParts(parts=await service.sign_parts(caller.user_id, media_id, body.part_numbers))
+
+
+@router.get("/{media_id}/parts", response_model=ReceivedParts, responses=ERRORS)
+async def received_parts(media_id: str, caller: Caller, service: MediaServiceDep) -> ReceivedParts:
+    return ReceivedParts(parts=await service.received_parts(caller.user_id, media_id))
+
+
+@router.post(
+    "/{media_id}/complete", status_code=202, response_model=MediaDocument, responses=ERRORS
+)
+async def complete_multipart(
+    media_id: str, body: CompleteRequest, caller: Caller, service: MediaServiceDep
+) -> MediaDocument:
+    return await service.complete(caller.user_id, media_id, list(body.parts))
+
+
+@router.delete("/{media_id}", status_code=204, response_class=Response, responses=ERRORS)
+async def delete_media(media_id: str, caller: Caller, service: MediaServiceDep) -> Response:
+    await service.delete(caller.user_id, media_id)
+    return Response(status_code=204)
+
+
+@router.get("/{media_id}", response_model=MediaDocument, responses=ERRORS)
+async def get_media(media_id: str, caller: Caller, service: MediaServiceDep) -> MediaDocument:
+    return await service.document(caller.user_id, media_id)
+
+
+@router.get("/{media_id}/url", response_model=DownloadUrl, responses=ERRORS)
+async def download_url(
+    media_id: str,
+    caller: Caller,
+    service: MediaServiceDep,
+    variant: Annotated[str, Query(max_length=64)] = "original",
+) -> DownloadUrl:
+    return await service.download_url(caller.user_id, media_id, variant)

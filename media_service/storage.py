@@ -1,0 +1,185 @@
+"""S3 for the Media Service: signing, multipart bookkeeping and the dedup proof's ranged read.
+
+Nothing here streams media bytes: presigned URLs send clients straight to storage.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+from shared.aws import error_code
+from shared.errors import BadRequest, Conflict
+from shared.models import ReceivedPart
+
+
+@dataclass(frozen=True)
+class SignedRequest:
+    url: str
+    headers: dict[str, str]
+
+
+def sha256_hex_to_base64(sha256_hex: str) -> str:
+    """`x-amz-checksum-sha256` carries the digest in base64, the contract in hex."""
+    return base64.b64encode(bytes.fromhex(sha256_hex)).decode("ascii")
+
+
+class MediaStorage:
+    def __init__(self, s3: Any, bucket: str) -> None:
+        self._s3 = s3
+        self.bucket = bucket
+
+    async def sign_put(
+        self, key: str, *, content_type: str, size: int, sha256_hex: str, ttl_seconds: int
+    ) -> SignedRequest:
+        """A PUT URL for one key whose signature covers type, exact length and SHA-256,
+        so real S3 refuses any other bytes."""
+        checksum = sha256_hex_to_base64(sha256_hex)
+        url = await self._s3.generate_presigned_url(
+            "put_object",
+            Params={
+                "Bucket": self.bucket,
+                "Key": key,
+                "ContentType": content_type,
+                "ContentLength": size,
+                "ChecksumSHA256": checksum,
+            },
+            ExpiresIn=ttl_seconds,
+        )
+        return SignedRequest(
+            url=url,
+            headers={
+                "Content-Type": content_type,
+                "Content-Length": str(size),
+                "x-amz-checksum-sha256": checksum,
+            },
+        )
+
+    async def start_multipart(self, key: str, *, content_type: str) -> str:
+        response = await self._s3.create_multipart_upload(
+            Bucket=self.bucket, Key=key, ContentType=content_type
+        )
+        return str(response["UploadId"])
+
+    async def sign_part(
+        self, key: str, *, upload_id: str, part_number: int, length: int, ttl_seconds: int
+    ) -> SignedRequest:
+        url = await self._s3.generate_presigned_url(
+            "upload_part",
+            Params={
+                "Bucket": self.bucket,
+                "Key": key,
+                "UploadId": upload_id,
+                "PartNumber": part_number,
+                "ContentLength": length,
+            },
+            ExpiresIn=ttl_seconds,
+        )
+        return SignedRequest(url=url, headers={"Content-Length": str(length)})
+
+    async def received_parts(self, key: str, *, upload_id: str) -> list[ReceivedPart]:
+        parts: list[ReceivedPart] = []
+        marker = 0
+        while True:
+            try:
+                response = await self._s3.list_parts(
+                    Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumberMarker=marker
+                )
+            except Exception as error:
+                if error_code(error) == "NoSuchUpload":
+                    raise Conflict(
+                        "this multipart upload is no longer open", code="invalid_state"
+                    ) from error
+                raise
+            parts.extend(
+                ReceivedPart(part_number=part["PartNumber"], size=part["Size"], etag=part["ETag"])
+                for part in response.get("Parts", [])
+            )
+            if not response.get("IsTruncated"):
+                return parts
+            marker = int(response["NextPartNumberMarker"])
+
+    async def complete_multipart(
+        self, key: str, *, upload_id: str, parts: list[tuple[int, str]]
+    ) -> None:
+        try:
+            await self._s3.complete_multipart_upload(
+                Bucket=self.bucket,
+                Key=key,
+                UploadId=upload_id,
+                MultipartUpload={
+                    "Parts": [{"PartNumber": number, "ETag": etag} for number, etag in parts]
+                },
+            )
+        except Exception as error:
+            code = error_code(error)
+            if code in ("InvalidPart", "InvalidPartOrder", "EntityTooSmall", "MalformedXML"):
+                raise BadRequest(
+                    f"storage refused the parts ({code}): upload every part, then send "
+                    "each part's number and ETag",
+                    code="invalid_parts",
+                ) from error
+            if code == "NoSuchUpload":
+                raise Conflict(
+                    "this multipart upload is no longer open", code="invalid_state"
+                ) from error
+            raise
+
+    async def abort_multipart(self, key: str, *, upload_id: str) -> None:
+        try:
+            await self._s3.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+        except Exception as error:
+            if error_code(error) not in ("NoSuchUpload", "404"):
+                raise
+
+    async def read_range(
+        self, key: str, *, version_id: str | None, offset: int, length: int
+    ) -> bytes:
+        """The dedup proof's one small ranged read (at most `dedup_proof_bytes`)."""
+        params: dict[str, Any] = {
+            "Bucket": self.bucket,
+            "Key": key,
+            "Range": f"bytes={offset}-{offset + length - 1}",
+        }
+        if version_id:
+            params["VersionId"] = version_id
+        response = await self._s3.get_object(**params)
+        async with response["Body"] as body:
+            return bytes(await body.read())
+
+    async def sign_get(
+        self,
+        key: str,
+        *,
+        version_id: str | None,
+        ttl_seconds: int,
+        content_type: str | None = None,
+        download_name: str | None = None,
+    ) -> str:
+        params: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
+        if version_id:
+            # Pinned to the verified version: a later overwrite of the key is never served.
+            params["VersionId"] = version_id
+        if content_type:
+            params["ResponseContentType"] = content_type
+        if download_name:
+            params["ResponseContentDisposition"] = (
+                f"attachment; filename*=UTF-8''{quote(download_name, safe='')}"
+            )
+        return str(
+            await self._s3.generate_presigned_url(
+                "get_object", Params=params, ExpiresIn=ttl_seconds
+            )
+        )
+
+    async def delete_version(self, key: str, *, version_id: str | None) -> None:
+        params: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
+        if version_id:
+            params["VersionId"] = version_id
+        await self._s3.delete_object(**params)
+
+    async def check(self) -> None:
+        """Readiness: the bucket answers."""
+        await self._s3.head_bucket(Bucket=self.bucket)

@@ -1,0 +1,413 @@
+"""The commit step's decisions, against in-memory stand-ins for S3 and the media store.
+
+The stand-in store applies the same state machine (`shared.media_states`) as the real one; the
+real conditional writes are exercised against the emulator by the integration tests.
+"""
+
+import hashlib
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+from prometheus_client import CollectorRegistry
+
+from shared.keys import new_media_id, original_key
+from shared.media_records import BlobRecord, MediaRecord, StaleTransition, StoredVariant
+from shared.media_states import sources_of
+from shared.models import MediaState, MediaType
+from transcode_worker.commit import PROCESSING_FAILED, CommitStep, ObjectMissing
+from transcode_worker.events import CreatedObject
+from transcode_worker.metrics import WorkerMetrics
+from transcode_worker.processing import NoProcessing
+
+BUCKET = "ferry-media"
+CHUNK = 1024
+JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(range(256)) * 20
+
+
+class FakeBody:
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.offset = 0
+        self.reads = 0
+
+    async def __aenter__(self) -> "FakeBody":
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        return None
+
+    async def read(self, amount: int) -> bytes:
+        self.reads += 1
+        chunk = self.data[self.offset : self.offset + amount]
+        self.offset += len(chunk)
+        return chunk
+
+
+class FakeS3:
+    def __init__(self) -> None:
+        self.objects: dict[tuple[str, str], bytes] = {}  # (key, version) → bytes
+        self.latest: dict[str, str] = {}
+        self.gets: list[dict[str, Any]] = []
+        self.deletes: list[dict[str, Any]] = []
+        self.bodies: list[FakeBody] = []
+        self.versioned = True
+
+    def put(self, key: str, data: bytes) -> str:
+        version = f"v{len(self.objects) + 1}"
+        self.objects[(key, version)] = data
+        self.latest[key] = version
+        return version
+
+    async def get_object(self, **request: Any) -> dict[str, Any]:
+        self.gets.append(request)
+        key = request["Key"]
+        version = request.get("VersionId") or self.latest.get(key)
+        if version is None or (key, version) not in self.objects:
+            raise ClientError({"Error": {"Code": "NoSuchKey", "Message": "gone"}}, "GetObject")
+        body = FakeBody(self.objects[(key, version)])
+        self.bodies.append(body)
+        response: dict[str, Any] = {"Body": body}
+        if self.versioned:
+            response["VersionId"] = version
+        return response
+
+    async def delete_object(self, **request: Any) -> None:
+        self.deletes.append(request)
+
+
+class FakeStore:
+    """The MediaStore methods the commit step uses, over dicts, with the same state machine."""
+
+    def __init__(self) -> None:
+        self.media: dict[str, MediaRecord] = {}
+        self.blobs: dict[str, BlobRecord] = {}
+        self.stale_commits = False
+
+    async def get(self, media_id: str) -> MediaRecord | None:
+        return self.media.get(media_id)
+
+    async def transition(
+        self,
+        media_id: str,
+        target: MediaState,
+        *,
+        set_fields: dict[str, Any] | None = None,
+        remove_fields: tuple[str, ...] = (),
+        only_from: frozenset[MediaState] | None = None,
+    ) -> MediaRecord:
+        sources = sources_of(target) if only_from is None else only_from & sources_of(target)
+        record = self.media.get(media_id)
+        if record is None or record.state not in sources:
+            raise StaleTransition(media_id)
+        document = record.model_dump()
+        document.update({k: v for k, v in (set_fields or {}).items() if v is not None})
+        for name in remove_fields:
+            document.pop(name, None)
+        document.update(state=target, updated_at=datetime.now(UTC))
+        self.media[media_id] = MediaRecord.model_validate(document)
+        return self.media[media_id]
+
+    async def fail(self, media_id: str, code: str, message: str) -> MediaRecord:
+        return await self.transition(
+            media_id,
+            MediaState.FAILED,
+            set_fields={"error": {"code": code, "message": message}},
+            remove_fields=("pending_owner", "challenge"),
+        )
+
+    async def commit_upload(self, record: MediaRecord, *, version_id: str | None) -> MediaRecord:
+        if self.stale_commits:
+            raise StaleTransition(record.media_id)
+        committed = await self.transition(
+            record.media_id,
+            MediaState.UPLOADED,
+            set_fields={"version_id": version_id},
+            remove_fields=("pending_owner",),
+            only_from=frozenset({MediaState.AWAITING_UPLOAD}),
+        )
+        blob = self.blobs.get(record.sha256)
+        self.blobs[record.sha256] = BlobRecord(
+            sha256=record.sha256,
+            object_key=record.object_key,
+            version_id=version_id,
+            size=record.size,
+            content_type=record.content_type,
+            media_type=record.media_type,
+            refcount=(blob.refcount if blob else 0) + 1,
+            first_media_id=record.media_id,
+            created_at=datetime.now(UTC),
+        )
+        return committed
+
+    async def settle_blob(
+        self, sha256: str, outcome: MediaState, meta: dict[str, Any], variants: list[StoredVariant]
+    ) -> None:
+        blob = self.blobs[sha256]
+        self.blobs[sha256] = blob.model_copy(
+            update={"outcome": outcome, "meta": meta, "variants": variants}
+        )
+
+
+class RecordingPublisher:
+    def __init__(self) -> None:
+        self.published: list[MediaRecord] = []
+
+    async def publish(self, record: MediaRecord) -> None:
+        self.published.append(record)
+
+    @property
+    def states(self) -> list[str]:
+        return [record.state.value for record in self.published]
+
+
+class World:
+    def __init__(self) -> None:
+        self.s3 = FakeS3()
+        self.store = FakeStore()
+        self.publisher = RecordingPublisher()
+        self.registry = CollectorRegistry()
+        self.step = CommitStep(
+            s3=self.s3,
+            bucket=BUCKET,
+            store=self.store,  # type: ignore[arg-type]
+            publisher=self.publisher,
+            processor=NoProcessing(),
+            metrics=WorkerMetrics(self.registry),
+            read_chunk_bytes=CHUNK,
+        )
+
+    def slot(
+        self,
+        data: bytes,
+        *,
+        content_type: str = "image/jpeg",
+        size: int | None = None,
+        state: MediaState = MediaState.AWAITING_UPLOAD,
+    ) -> MediaRecord:
+        now = datetime.now(UTC)
+        media_id = new_media_id()
+        record = MediaRecord(
+            media_id=media_id,
+            owner="alice",
+            state=state,
+            media_type=MediaType.IMAGE,
+            content_type=content_type,
+            size=len(data) if size is None else size,
+            sha256=hashlib.sha256(data).hexdigest(),
+            created_at=now,
+            updated_at=now,
+            upload_kind="single",
+            object_key=original_key(media_id),
+            upload_expires_at=now + timedelta(minutes=5),
+            pending_owner="alice",
+        )
+        self.store.media[media_id] = record
+        return record
+
+    def verified(self, outcome: str) -> float:
+        labels = {"media_type": "image", "outcome": outcome}
+        return self.registry.get_sample_value("ferry_uploads_verified_total", labels) or 0.0
+
+
+def error_code(record: MediaRecord) -> str | None:
+    return record.error.code if record.error else None
+
+
+def created(record: MediaRecord, version_id: str | None = None) -> CreatedObject:
+    return CreatedObject(bucket=BUCKET, media_id=record.media_id, version_id=version_id)
+
+
+@pytest.fixture
+def world() -> World:
+    return World()
+
+
+async def test_good_bytes_become_ready(world: World) -> None:
+    record = world.slot(JPEG)
+    version = world.s3.put(record.object_key, JPEG)
+    assert await world.step.run(created(record)) == "ok"
+    ready = world.store.media[record.media_id]
+    assert ready.state is MediaState.READY
+    assert ready.meta == {"mime": "image/jpeg"}
+    assert ready.version_id == version  # pinned to what was read
+    assert ready.pending_owner is None
+    blob = world.store.blobs[record.sha256]
+    assert (blob.refcount, blob.outcome, blob.version_id) == (1, MediaState.READY, version)
+    assert world.publisher.states == ["uploaded", "ready"]
+    assert world.verified("ok") == 1
+    # Streamed in chunks of the configured size, once.
+    assert len(world.s3.gets) == 1
+    assert world.s3.bodies[0].reads == len(JPEG) // CHUNK + 2
+
+
+async def test_the_announced_version_is_the_one_read(world: World) -> None:
+    record = world.slot(JPEG)
+    first = world.s3.put(record.object_key, JPEG)
+    world.s3.put(record.object_key, b"later overwrite")
+    assert await world.step.run(created(record, first)) == "ok"
+    assert world.s3.gets[0]["VersionId"] == first
+    assert world.store.media[record.media_id].version_id == first
+
+
+@pytest.mark.parametrize(
+    ("change", "code"),
+    [
+        ({"size": len(JPEG) - 1}, "size_mismatch"),
+        ({"size": len(JPEG) + 1}, "size_mismatch"),
+        ({"content_type": "image/png"}, "type_mismatch"),
+    ],
+)
+async def test_mismatch_fails_the_media_and_deletes_that_version(
+    world: World, change: dict[str, Any], code: str
+) -> None:
+    record = world.slot(JPEG, **change)
+    version = world.s3.put(record.object_key, JPEG)
+    assert await world.step.run(created(record)) == "ok"
+    failed = world.store.media[record.media_id]
+    assert failed.state is MediaState.FAILED
+    assert error_code(failed) == code
+    assert world.s3.deletes == [{"Bucket": BUCKET, "Key": record.object_key, "VersionId": version}]
+    assert world.store.blobs == {}  # never deduplicable
+    assert world.publisher.states == ["failed"]
+    assert world.verified(code) == 1
+
+
+async def test_checksum_mismatch(world: World) -> None:
+    record = world.slot(JPEG)
+    tampered = JPEG[:-1] + b"\x00"
+    world.s3.put(record.object_key, tampered)
+    await world.step.run(created(record))
+    failed = world.store.media[record.media_id]
+    assert error_code(failed) == "checksum_mismatch"
+
+
+async def test_an_oversized_object_is_not_read_to_the_end(world: World) -> None:
+    record = world.slot(JPEG[:10])
+    world.s3.put(record.object_key, JPEG * 100)
+    await world.step.run(created(record))
+    assert world.s3.bodies[0].reads == 1
+    failed = world.store.media[record.media_id]
+    assert error_code(failed) == "size_mismatch"
+
+
+async def test_orphan_is_counted_and_left_alone(world: World) -> None:
+    media_id = new_media_id()
+    world.s3.put(original_key(media_id), JPEG)
+    orphan = CreatedObject(bucket=BUCKET, media_id=media_id)
+    assert await world.step.run(orphan) == "orphan"
+    assert world.s3.gets == []
+    assert world.s3.deletes == []
+    assert world.registry.get_sample_value("ferry_orphaned_objects_total") == 1
+
+
+async def test_redelivery_after_a_crash_between_steps_finishes(world: World) -> None:
+    record = world.slot(JPEG)
+    world.s3.put(record.object_key, JPEG)
+    await world.store.commit_upload(record, version_id="v1")
+    assert await world.step.run(created(record), redelivered=True) == "ok"
+    assert world.store.media[record.media_id].state is MediaState.READY
+    assert world.s3.gets == []  # verified once, not again
+    assert world.publisher.states == ["ready"]
+
+
+async def test_a_repeated_event_changes_nothing(world: World) -> None:
+    record = world.slot(JPEG)
+    world.s3.put(record.object_key, JPEG)
+    await world.step.run(created(record))
+    before = world.store.media[record.media_id]
+    assert await world.step.run(created(record)) == "duplicate"
+    assert world.store.media[record.media_id] == before
+    assert world.store.blobs[record.sha256].refcount == 1
+    assert world.publisher.states == ["uploaded", "ready"]
+    assert len(world.s3.gets) == 1
+
+
+async def test_a_redelivery_announces_the_settled_state_again(world: World) -> None:
+    # The attempt that settled it may have died before publishing.
+    record = world.slot(JPEG)
+    world.s3.put(record.object_key, JPEG)
+    await world.step.run(created(record))
+    assert await world.step.run(created(record), redelivered=True) == "duplicate"
+    assert world.publisher.states == ["uploaded", "ready", "ready"]
+
+
+async def test_losing_the_commit_race_is_done(world: World) -> None:
+    record = world.slot(JPEG)
+    world.s3.put(record.object_key, JPEG)
+    world.store.stale_commits = True
+    assert await world.step.run(created(record)) == "duplicate"
+    assert world.publisher.published == []
+
+
+async def test_bad_bytes_never_fail_a_media_another_worker_committed(world: World) -> None:
+    record = world.slot(JPEG)
+    world.s3.put(record.object_key, JPEG)
+    bad = world.s3.put(record.object_key, b"not a jpeg at all")
+    real_get = world.s3.get_object
+
+    async def committed_meanwhile(**request: Any) -> dict[str, Any]:
+        # Another worker, handling the good version's event, commits while we read.
+        await world.store.commit_upload(record, version_id="v1")
+        return await real_get(**request)
+
+    world.s3.get_object = committed_meanwhile  # type: ignore[method-assign]
+    assert await world.step.run(created(record, bad)) == "duplicate"
+    assert world.store.media[record.media_id].state is MediaState.UPLOADED
+    # The bad version goes; the committed one stays.
+    assert world.s3.deletes == [{"Bucket": BUCKET, "Key": record.object_key, "VersionId": bad}]
+    assert world.publisher.published == []
+
+
+async def test_stale_rejection_on_an_unversioned_bucket_deletes_nothing(world: World) -> None:
+    world.s3.versioned = False
+    record = world.slot(JPEG)
+    world.s3.put(record.object_key, b"not a jpeg at all")
+    original_transition = world.store.transition
+
+    async def someone_else_first(*args: Any, **kwargs: Any) -> MediaRecord:
+        raise StaleTransition("raced")
+
+    world.store.transition = someone_else_first  # type: ignore[method-assign]
+    assert await world.step.run(created(record)) == "duplicate"
+    world.store.transition = original_transition  # type: ignore[method-assign]
+    assert world.s3.deletes == []
+    assert world.publisher.published == []
+
+
+async def test_an_announced_object_that_is_not_there_is_retried(world: World) -> None:
+    # Raising sends the message back with a backoff; the last try fails the media.
+    record = world.slot(JPEG)
+    with pytest.raises(ObjectMissing):
+        await world.step.run(created(record))
+    assert world.store.media[record.media_id].state is MediaState.AWAITING_UPLOAD
+    assert world.publisher.published == []
+
+
+async def test_event_from_another_bucket_is_ignored(world: World) -> None:
+    record = world.slot(JPEG)
+    stray = CreatedObject(bucket="someone-else", media_id=record.media_id)
+    assert await world.step.run(stray) == "ignored"
+    assert world.s3.gets == []
+
+
+@pytest.mark.parametrize(
+    "state", [MediaState.AWAITING_UPLOAD, MediaState.UPLOADED, MediaState.PROCESSING]
+)
+async def test_give_up_fails_a_live_media(world: World, state: MediaState) -> None:
+    record = world.slot(JPEG, state=state)
+    await world.step.give_up(record.media_id)
+    failed = world.store.media[record.media_id]
+    assert failed.state is MediaState.FAILED
+    assert error_code(failed) == PROCESSING_FAILED
+    assert world.publisher.states == ["failed"]
+
+
+@pytest.mark.parametrize("state", [MediaState.READY, MediaState.FAILED])
+async def test_give_up_leaves_settled_media_alone(world: World, state: MediaState) -> None:
+    record = world.slot(JPEG, state=state)
+    await world.step.give_up(record.media_id)
+    await world.step.give_up(new_media_id())  # no record at all
+    assert world.store.media[record.media_id] == record
+    assert world.publisher.published == []

@@ -1,0 +1,330 @@
+"""The consumer's queue mechanics, against an in-memory stand-in for SQS."""
+
+import asyncio
+import itertools
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from transcode_worker.consumer import (
+    MAX_BACKOFF_SECONDS,
+    Consumer,
+    ConsumerConfig,
+    PoisonMessage,
+    QueueMessage,
+    backoff_seconds,
+)
+from transcode_worker.metrics import WorkerMetrics
+
+QUEUE_URL = "http://sqs.local/000000000000/uploads"
+DEADLINE_SECONDS = 5.0
+
+
+async def eventually(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + DEADLINE_SECONDS
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.01)
+
+
+class FakeSqs:
+    """Just enough SQS: receive (long polls until a message is there), delete, visibility."""
+
+    def __init__(self) -> None:
+        self.waiting: list[dict[str, Any]] = []
+        self.arrived = asyncio.Event()
+        self.receives: list[dict[str, Any]] = []
+        self.deleted: list[str] = []
+        self.visibility: list[tuple[str, int]] = []
+        self._ids = itertools.count(1)
+
+    def put(self, body: str, *, receive_count: int = 1) -> str:
+        handle = f"handle-{next(self._ids)}"
+        self.waiting.append(
+            {
+                "MessageId": handle.replace("handle", "id"),
+                "ReceiptHandle": handle,
+                "Body": body,
+                "Attributes": {"ApproximateReceiveCount": str(receive_count)},
+            }
+        )
+        self.arrived.set()
+        return handle
+
+    async def receive_message(self, **request: Any) -> dict[str, Any]:
+        self.receives.append(request)
+        while not self.waiting:
+            self.arrived.clear()
+            await self.arrived.wait()  # a long poll: only cancellation ends it early
+        count = request["MaxNumberOfMessages"]
+        taken, self.waiting = self.waiting[:count], self.waiting[count:]
+        return {"Messages": taken}
+
+    async def delete_message(self, *, QueueUrl: str, ReceiptHandle: str) -> None:  # noqa: N803
+        self.deleted.append(ReceiptHandle)
+
+    async def change_message_visibility(
+        self,
+        *,
+        QueueUrl: str,  # noqa: N803
+        ReceiptHandle: str,  # noqa: N803
+        VisibilityTimeout: int,  # noqa: N803
+    ) -> None:
+        self.visibility.append((ReceiptHandle, VisibilityTimeout))
+
+
+class ScriptedHandler:
+    """Runs `behaviour` on each message; records give-ups."""
+
+    def __init__(self, behaviour: Callable[[QueueMessage], Awaitable[str]]) -> None:
+        self.behaviour = behaviour
+        self.given_up: list[QueueMessage] = []
+
+    async def handle(self, message: QueueMessage) -> str:
+        return await self.behaviour(message)
+
+    async def give_up(self, message: QueueMessage) -> None:
+        self.given_up.append(message)
+
+
+def build(handler: ScriptedHandler, **config: Any) -> tuple[Consumer, FakeSqs, CollectorRegistry]:
+    sqs = FakeSqs()
+    registry = CollectorRegistry()
+    settings = {"wait_seconds": 20, "retry_base_seconds": 5.0, "shutdown_grace_seconds": 5.0}
+    consumer = Consumer(
+        sqs,
+        QUEUE_URL,
+        handler,
+        config=ConsumerConfig(**{**settings, **config}),
+        metrics=WorkerMetrics(registry),
+    )
+    return consumer, sqs, registry
+
+
+def messages_counted(registry: CollectorRegistry, outcome: str) -> float:
+    value = registry.get_sample_value("ferry_worker_messages_total", {"outcome": outcome})
+    return value or 0.0
+
+
+async def ok(_: QueueMessage) -> str:
+    return "ok"
+
+
+# --- backoff ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("receive_count", "base", "expected"),
+    [(1, 5.0, 5), (2, 5.0, 10), (3, 5.0, 20), (5, 5.0, 80), (7, 5.0, 300), (100, 5.0, 300)],
+)
+def test_backoff_doubles_per_receive_up_to_the_cap(
+    receive_count: int, base: float, expected: int
+) -> None:
+    assert backoff_seconds(receive_count, base) == expected
+
+
+def test_backoff_edges() -> None:
+    assert backoff_seconds(3, 0) == 0  # tests retry at once
+    assert backoff_seconds(1, 0.3) == 1  # whole seconds, rounded up
+    assert backoff_seconds(0, 5.0) == 5  # a missing count is a first receive
+    assert backoff_seconds(10**6, 5.0) == MAX_BACKOFF_SECONDS
+
+
+# --- the message itself -------------------------------------------------------------------
+
+
+def test_message_from_sqs() -> None:
+    message = QueueMessage.from_sqs(
+        {
+            "MessageId": "m",
+            "ReceiptHandle": "r",
+            "Body": "{}",
+            "Attributes": {"ApproximateReceiveCount": "3"},
+            "MessageAttributes": {
+                "request_id": {"DataType": "String", "StringValue": "abc"},
+                "blob": {"DataType": "Binary", "BinaryValue": b"x"},
+            },
+        }
+    )
+    assert message.receive_count == 3
+    assert message.redelivered
+    assert message.attributes == {"request_id": "abc"}
+    assert QueueMessage.from_sqs({"ReceiptHandle": "r"}).receive_count == 1
+
+
+# --- the loop -----------------------------------------------------------------------------
+
+
+async def test_handled_message_is_deleted_and_counted() -> None:
+    consumer, sqs, registry = build(ScriptedHandler(ok))
+    handle = sqs.put("{}")
+    run = asyncio.create_task(consumer.run())
+    await eventually(lambda: sqs.deleted == [handle], "the delete")
+    consumer.stop()
+    await asyncio.wait_for(run, DEADLINE_SECONDS)
+    assert messages_counted(registry, "ok") == 1
+    request = sqs.receives[0]
+    assert request["WaitTimeSeconds"] == 20
+    assert request["AttributeNames"] == ["ApproximateReceiveCount"]
+    assert request["MessageAttributeNames"] == ["All"]
+
+
+async def test_poison_is_left_for_the_dead_letter_queue() -> None:
+    async def poison(_: QueueMessage) -> str:
+        raise PoisonMessage("not an S3 event")
+
+    consumer, sqs, registry = build(ScriptedHandler(poison))
+    handle = sqs.put("garbage")
+    run = asyncio.create_task(consumer.run())
+    await eventually(lambda: (handle, 0) in sqs.visibility, "the message handed back")
+    consumer.stop()
+    await asyncio.wait_for(run, DEADLINE_SECONDS)
+    assert sqs.deleted == []
+    assert messages_counted(registry, "poison") == 1
+
+
+async def test_failure_backs_off_through_visibility() -> None:
+    async def broken(_: QueueMessage) -> str:
+        raise RuntimeError("storage hiccup")
+
+    handler = ScriptedHandler(broken)
+    consumer, sqs, registry = build(handler, retry_base_seconds=5.0)
+    handle = sqs.put("{}", receive_count=3)
+    run = asyncio.create_task(consumer.run())
+    await eventually(lambda: bool(sqs.visibility), "the backoff")
+    consumer.stop()
+    await asyncio.wait_for(run, DEADLINE_SECONDS)
+    assert sqs.visibility == [(handle, 20)]
+    assert sqs.deleted == []
+    assert handler.given_up == []
+    assert messages_counted(registry, "retried") == 1
+
+
+async def test_last_receive_gives_up_and_leaves_the_message() -> None:
+    async def broken(_: QueueMessage) -> str:
+        raise RuntimeError("still broken")
+
+    handler = ScriptedHandler(broken)
+    consumer, sqs, registry = build(handler, max_receive_count=5)
+    handle = sqs.put("{}", receive_count=5)
+    run = asyncio.create_task(consumer.run())
+    await eventually(lambda: bool(handler.given_up), "the give-up")
+    await eventually(lambda: (handle, 0) in sqs.visibility, "the message handed back")
+    consumer.stop()
+    await asyncio.wait_for(run, DEADLINE_SECONDS)
+    assert sqs.deleted == []
+    assert messages_counted(registry, "gave_up") == 1
+
+
+async def test_heartbeat_extends_visibility_while_the_job_runs() -> None:
+    release = asyncio.Event()
+
+    async def slow(_: QueueMessage) -> str:
+        await release.wait()
+        return "ok"
+
+    consumer, sqs, _ = build(ScriptedHandler(slow), visibility_timeout_seconds=2)
+    handle = sqs.put("{}")
+    run = asyncio.create_task(consumer.run())
+    await eventually(lambda: (handle, 2) in sqs.visibility, "a heartbeat")
+    release.set()
+    await eventually(lambda: sqs.deleted == [handle], "the delete")
+    consumer.stop()
+    await asyncio.wait_for(run, DEADLINE_SECONDS)
+
+
+async def test_concurrency_is_bounded_and_receives_ask_for_free_slots_only() -> None:
+    release = asyncio.Event()
+    running = 0
+    most = 0
+
+    async def slow(_: QueueMessage) -> str:
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        await release.wait()
+        running -= 1
+        return "ok"
+
+    consumer, sqs, registry = build(ScriptedHandler(slow), concurrency=2)
+    handles = [sqs.put(str(n)) for n in range(5)]
+    run = asyncio.create_task(consumer.run())
+    await eventually(lambda: running == 2, "two jobs running")
+    assert registry.get_sample_value("ferry_worker_jobs_in_flight") == 2
+    assert len(sqs.waiting) == 3  # the rest stays in the queue for other workers
+    release.set()
+    await eventually(lambda: sorted(sqs.deleted) == sorted(handles), "every delete")
+    consumer.stop()
+    await asyncio.wait_for(run, DEADLINE_SECONDS)
+    assert most == 2
+    assert all(request["MaxNumberOfMessages"] <= 2 for request in sqs.receives)
+    assert registry.get_sample_value("ferry_worker_jobs_in_flight") == 0
+
+
+async def test_stop_cancels_a_long_poll_at_once() -> None:
+    consumer, sqs, _ = build(ScriptedHandler(ok))
+    run = asyncio.create_task(consumer.run())
+    await eventually(lambda: bool(sqs.receives), "a long poll")
+    started = time.monotonic()
+    consumer.stop()
+    await asyncio.wait_for(run, DEADLINE_SECONDS)
+    assert time.monotonic() - started < 1
+
+
+async def test_stop_lets_jobs_in_flight_finish_within_the_grace() -> None:
+    release = asyncio.Event()
+
+    async def slow(_: QueueMessage) -> str:
+        await release.wait()
+        return "ok"
+
+    consumer, sqs, _ = build(ScriptedHandler(slow), shutdown_grace_seconds=5.0)
+    handle = sqs.put("{}")
+    run = asyncio.create_task(consumer.run())
+    await eventually(lambda: consumer.jobs_in_flight == 1, "the job")
+    consumer.stop()
+    await asyncio.sleep(0)
+    assert not run.done()  # waiting for the job
+    release.set()
+    await asyncio.wait_for(run, DEADLINE_SECONDS)
+    assert sqs.deleted == [handle]
+
+
+async def test_jobs_past_the_grace_are_cancelled_and_handed_back() -> None:
+    async def stuck(_: QueueMessage) -> str:
+        await asyncio.Event().wait()
+        return "ok"
+
+    consumer, sqs, _ = build(ScriptedHandler(stuck), shutdown_grace_seconds=0)
+    handle = sqs.put("{}")
+    run = asyncio.create_task(consumer.run())
+    await eventually(lambda: consumer.jobs_in_flight == 1, "the job")
+    consumer.stop()
+    await asyncio.wait_for(run, DEADLINE_SECONDS)
+    assert sqs.deleted == []
+    assert (handle, 0) in sqs.visibility
+    assert consumer.jobs_in_flight == 0
+
+
+async def test_receive_failures_pause_then_recover() -> None:
+    consumer, sqs, _ = build(ScriptedHandler(ok))
+    failures = 1
+    real_receive = sqs.receive_message
+
+    async def flaky(**request: Any) -> dict[str, Any]:
+        nonlocal failures
+        if failures:
+            failures -= 1
+            raise ConnectionError("emulator not up yet")
+        return await real_receive(**request)
+
+    sqs.receive_message = flaky  # type: ignore[method-assign]
+    handle = sqs.put("{}")
+    run = asyncio.create_task(consumer.run())
+    await eventually(lambda: sqs.deleted == [handle], "the delete after a failed receive")
+    consumer.stop()
+    await asyncio.wait_for(run, DEADLINE_SECONDS)

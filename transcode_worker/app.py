@@ -1,0 +1,106 @@
+"""The worker's app: /healthz, /readyz and /metrics over HTTP; the lifespan runs the consumer."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+
+import aioboto3
+from botocore.config import Config
+from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
+
+from shared.aws import client_config, open_aws_clients
+from shared.http import ReadinessCheck, build_app
+from shared.media_records import MediaStore
+from transcode_worker.metrics import WorkerMetrics
+from transcode_worker.settings import Settings
+from transcode_worker.worker import Worker
+
+log = logging.getLogger("ferry.worker.app")
+
+LONG_POLL_MARGIN_SECONDS = 10
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    registry = CollectorRegistry()
+    metrics = WorkerMetrics(registry)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            # Opening clients connects nowhere: a worker started before AWS still starts.
+            aws = await open_aws_clients(stack, settings, "s3", "dynamodb")
+            # A long poll holds its response for up to queue_wait_seconds, as long as the
+            # shared read timeout: this client waits a little longer, so a quiet queue's poll
+            # never ends in a read timeout (and a retry that strands what it received).
+            sqs = await stack.enter_async_context(
+                aioboto3.Session().client(
+                    "sqs",
+                    config=client_config(settings).merge(
+                        Config(read_timeout=settings.queue_wait_seconds + LONG_POLL_MARGIN_SECONDS)
+                    ),
+                )
+            )
+            resources = settings.resources
+            store = MediaStore(
+                aws.dynamodb, media_table=resources.media_table, blobs_table=resources.blobs_table
+            )
+            worker = Worker(settings=settings, s3=aws.s3, sqs=sqs, store=store, metrics=metrics)
+            task = asyncio.create_task(worker.run(), name="worker")
+            task.add_done_callback(_report_crash)
+            app.state.sqs = sqs
+            app.state.dynamodb = aws.dynamodb
+            app.state.worker = worker
+            app.state.worker_task = task
+            try:
+                yield
+            finally:
+                # Jobs in flight get the grace period inside `run()`; clients close after it.
+                worker.stop()
+                await asyncio.wait({task})
+
+    def readiness(app: FastAPI) -> Sequence[ReadinessCheck]:
+        worker: Worker | None = getattr(app.state, "worker", None)
+        if worker is None:
+            return [_not_started]
+        task: asyncio.Task[None] = app.state.worker_task
+        sqs, dynamodb = app.state.sqs, app.state.dynamodb
+
+        async def consumer() -> None:
+            if task.done():
+                raise RuntimeError("the consumer is not running")
+
+        async def uploads_queue() -> None:
+            if worker.uploads_queue_url is None:
+                raise RuntimeError("the uploads queue is not resolved yet")
+            await sqs.get_queue_attributes(
+                QueueUrl=worker.uploads_queue_url, AttributeNames=["QueueArn"]
+            )
+
+        async def media_table() -> None:
+            await dynamodb.describe_table(TableName=settings.resources.media_table)
+
+        return [consumer, uploads_queue, media_table]
+
+    return build_app(
+        title="Ferry Transcode Worker",
+        version="1.0.0",
+        lifespan=lifespan,
+        readiness_checks=readiness,
+        registry=registry,
+        settings=settings,
+    )
+
+
+async def _not_started() -> None:
+    raise RuntimeError("the worker has not started")
+
+
+def _report_crash(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        # /readyz turns 503 from here on; the orchestrator replaces the process.
+        log.critical("the worker stopped on an error", exc_info=task.exception())

@@ -1,0 +1,255 @@
+"""The commit step: verify an original that arrived, then move its media on.
+
+For each new original `o/{media_id}`:
+1. no media record: an orphan (e.g. uploaded after an abandon); counted and left alone;
+2. `awaiting_upload`: stream the object once, check length, SHA-256 and real type against the
+   slot; a mismatch fails the media and deletes that exact object version; a match moves the
+   media to `uploaded` and registers the blob, in one transaction;
+3. `uploaded` (right after 2, or on a redelivery after a crash between 2 and 3): run the
+   processor, record its outcome on the blob, then on the media;
+4. anything else: a repeated event or a redelivery; nothing to do.
+
+Every write is conditional on the state it starts from, so two workers racing on the same media
+(S3 may send two events for one upload; SQS redelivers) cannot both apply one: the loser gets
+`StaleTransition` and stops, the winner publishes the one event of that change.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextvars import Token
+from typing import Any, Literal
+
+from botocore.exceptions import ClientError
+
+from shared.aws import error_code
+from shared.keys import original_key
+from shared.logging import request_id_var
+from shared.media_records import MediaRecord, MediaStore, StaleTransition
+from shared.models import MediaState
+from transcode_worker.events import CreatedObject
+from transcode_worker.metrics import WorkerMetrics
+from transcode_worker.processing import Processed, Processor
+from transcode_worker.publisher import Publisher
+from transcode_worker.verify import StreamVerifier, Verified, mismatch
+
+log = logging.getLogger("ferry.worker.commit")
+
+Outcome = Literal["ok", "duplicate", "orphan", "ignored"]
+
+PROCESSING_FAILED = "processing_failed"
+PROCESSING_FAILED_MESSAGE = "the media could not be processed; upload it again"
+
+# S3's answers for an object (or version) that is not there (any more).
+_GONE = frozenset({"NoSuchKey", "NoSuchVersion", "404"})
+# States whose change this worker announces; on a redelivery it announces them again, since
+# the attempt that made the change may have died before publishing.
+_ANNOUNCED_BY_WORKER = frozenset({MediaState.READY, MediaState.FAILED})
+
+
+class ObjectMissing(Exception):
+    """An event announced an original that storage does not have."""
+
+
+class CommitStep:
+    def __init__(
+        self,
+        *,
+        s3: Any,
+        bucket: str,
+        store: MediaStore,
+        publisher: Publisher,
+        processor: Processor,
+        metrics: WorkerMetrics,
+        read_chunk_bytes: int,
+    ) -> None:
+        self._s3 = s3
+        self._bucket = bucket
+        self._store = store
+        self._publisher = publisher
+        self._processor = processor
+        self._metrics = metrics
+        self._read_chunk_bytes = read_chunk_bytes
+
+    async def run(self, created: CreatedObject, *, redelivered: bool = False) -> Outcome:
+        """Take one announced original as far as it can go now."""
+        if created.bucket is not None and created.bucket != self._bucket:
+            log.warning(
+                "event for another bucket ignored",
+                extra={"bucket": created.bucket, "media_id": created.media_id},
+            )
+            return "ignored"
+        record = await self._store.get(created.media_id)
+        if record is None:
+            # Not deleted: the sweeper and the bucket's lifecycle rules own orphan cleanup, and
+            # an object nobody references is never served.
+            log.warning("orphaned object: no media record", extra={"media_id": created.media_id})
+            self._metrics.orphaned_objects.inc()
+            return "orphan"
+        token: Token[str | None] | None = None
+        if record.request_id:
+            # Log lines of this job carry the id of the request that opened the slot.
+            token = request_id_var.set(record.request_id)
+        try:
+            return await self._advance(record, created, redelivered=redelivered)
+        finally:
+            if token is not None:
+                request_id_var.reset(token)
+
+    async def give_up(self, media_id: str) -> None:
+        """The last attempt failed: fail the media from whatever live state it is in, so it
+        never stays stuck (its message goes on to the dead-letter queue)."""
+        try:
+            failed = await self._store.fail(media_id, PROCESSING_FAILED, PROCESSING_FAILED_MESSAGE)
+        except StaleTransition:
+            return  # gone, or already settled
+        log.error("media failed after its last attempt", extra={"media_id": media_id})
+        await self._publisher.publish(failed)
+
+    # --- the steps ------------------------------------------------------------------------
+
+    async def _advance(
+        self, record: MediaRecord, created: CreatedObject, *, redelivered: bool
+    ) -> Outcome:
+        if record.state is MediaState.AWAITING_UPLOAD:
+            if record.object_key != original_key(record.media_id):
+                log.warning("record does not expect its bytes here", extra=_ids(record))
+                return "ignored"
+            committed = await self._verify_and_commit(record, created.version_id)
+            if not isinstance(committed, MediaRecord):
+                return committed
+            record = committed
+        if record.state is MediaState.UPLOADED:
+            return await self._process(record)
+        if redelivered and record.state in _ANNOUNCED_BY_WORKER:
+            await self._publisher.publish(record)
+        return "duplicate"
+
+    async def _verify_and_commit(
+        self, record: MediaRecord, version_id: str | None
+    ) -> MediaRecord | Outcome:
+        """The record, now uploaded; or the outcome when the media goes no further here."""
+        verified, read_version = await self._stream(record, version_id)
+        problem = mismatch(record, verified)
+        if problem is not None:
+            code, message = problem
+            return "ok" if await self._reject(record, code, message, read_version) else "duplicate"
+        try:
+            committed = await self._store.commit_upload(record, version_id=read_version)
+        except StaleTransition:
+            return "duplicate"  # another worker committed it first
+        self._metrics.uploads_verified.labels(record.media_type.value, "ok").inc()
+        self._metrics.upload_bytes.labels(record.media_type.value).observe(verified.length)
+        log.info(
+            "upload verified",
+            extra={**_ids(record), "size": verified.length, "version_id": read_version},
+        )
+        await self._publisher.publish(committed)
+        return committed
+
+    async def _stream(
+        self, record: MediaRecord, version_id: str | None
+    ) -> tuple[Verified, str | None]:
+        """Read the object once, in chunks, and the version read.
+
+        The version is pinned: it is the one the blob will point at, or the one deleted.
+        """
+        request = {"Bucket": self._bucket, "Key": record.object_key}
+        if version_id is not None:
+            request["VersionId"] = version_id
+        try:
+            response = await self._s3.get_object(**request)
+        except ClientError as error:
+            if error_code(error) in _GONE:
+                # Announced but not there: retried (a lagging store catches up), and failed
+                # after the last try rather than left waiting for bytes forever.
+                raise ObjectMissing(f"{record.object_key} is not in the bucket") from error
+            raise
+        verifier = StreamVerifier()
+        complete = True
+        body = response["Body"]
+        # Leaving the block releases the connection (or closes it when we stopped early).
+        async with body:
+            while chunk := await body.read(self._read_chunk_bytes):
+                verifier.feed(chunk)
+                if verifier.length > record.size:
+                    # Already too long: reading the rest would prove nothing more.
+                    complete = False
+                    break
+        read_version = response.get("VersionId")
+        return verifier.result(complete=complete), read_version
+
+    async def _reject(
+        self, record: MediaRecord, code: str, message: str, version_id: str | None
+    ) -> bool:
+        """Fail the media and drop the bytes; False when another worker settled it first."""
+        try:
+            # Only from awaiting_upload (not MediaStore.fail's every live state): if another
+            # worker committed a different, good version meanwhile, these bad bytes must not
+            # fail that media.
+            failed: MediaRecord | None = await self._store.transition(
+                record.media_id,
+                MediaState.FAILED,
+                set_fields={"error": {"code": code, "message": message}},
+                remove_fields=("pending_owner", "challenge"),
+                only_from=frozenset({MediaState.AWAITING_UPLOAD}),
+            )
+        except StaleTransition:
+            failed = None
+        if failed is not None:
+            self._metrics.uploads_verified.labels(record.media_type.value, code).inc()
+            log.warning("upload rejected: %s", message, extra={**_ids(record), "code": code})
+        # A known version is exactly the bytes judged, never the committed ones. Without a
+        # version (unversioned bucket) the key is deleted only if this worker failed the media.
+        if version_id is not None or failed is not None:
+            await self._discard(record, version_id)
+        if failed is None:
+            return False
+        await self._publisher.publish(failed)
+        return True
+
+    async def _discard(self, record: MediaRecord, version_id: str | None) -> None:
+        """Delete rejected bytes; best effort (the lifecycle rules are the backstop)."""
+        request = {"Bucket": self._bucket, "Key": record.object_key}
+        if version_id is not None:
+            request["VersionId"] = version_id
+        try:
+            await self._s3.delete_object(**request)
+        except Exception:
+            log.warning(
+                "could not delete rejected bytes",
+                exc_info=True,
+                extra={**_ids(record), "version_id": version_id},
+            )
+
+    async def _process(self, record: MediaRecord) -> Outcome:
+        processed: Processed = await self._processor.process(record)
+        # The blob first: once the media is ready, a dedup hit on its bytes must find an outcome.
+        await self._store.settle_blob(
+            record.sha256, processed.state, processed.meta, processed.variants
+        )
+        fields: dict[str, Any] = {
+            "meta": processed.meta,
+            "variants": [
+                variant.model_dump(mode="json", exclude_none=True) for variant in processed.variants
+            ],
+        }
+        if processed.error is not None:
+            fields["error"] = processed.error.model_dump(mode="json")
+        try:
+            settled = await self._store.transition(
+                record.media_id,
+                processed.state,
+                set_fields=fields,
+                # PROCESSING too: a processor that marks its start can be resumed after a crash.
+                only_from=frozenset({MediaState.UPLOADED, MediaState.PROCESSING}),
+            )
+        except StaleTransition:
+            return "duplicate"
+        log.info("media settled", extra={**_ids(record), "state": settled.state.value})
+        await self._publisher.publish(settled)
+        return "ok"
+
+
+def _ids(record: MediaRecord) -> dict[str, str]:
+    return {"media_id": record.media_id, "media_type": record.media_type.value}

@@ -1,0 +1,315 @@
+"""A generic SQS consumer: what a message means is its handler's business.
+
+It owns the queue mechanics every worker needs: long polling for as many messages as there are
+free slots, a bounded set of tracked jobs, a heartbeat that keeps a message invisible while its
+job runs, acknowledgement on success, exponential backoff on failure (through the message's
+visibility, so a retry survives a crash of this process), poison messages left for the
+dead-letter queue, a last-chance hook before a message goes there, and a graceful stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from shared.resources import MAX_RECEIVE_COUNT
+from transcode_worker.metrics import WorkerMetrics
+
+log = logging.getLogger("ferry.worker.consumer")
+
+MAX_BACKOFF_SECONDS = 300
+# SQS hands out at most this many messages per receive.
+MAX_BATCH = 10
+# Pauses after failed receives (AWS away): 1, 2, 4 ... seconds, at most this.
+MAX_RECEIVE_PAUSE_SECONDS = 30.0
+# How long a stopping consumer spends handing back the messages of cancelled jobs.
+RELEASE_TIMEOUT_SECONDS = 5.0
+
+
+def backoff_seconds(
+    receive_count: int, base_seconds: float, cap_seconds: int = MAX_BACKOFF_SECONDS
+) -> int:
+    """How long a failed message stays invisible: base * 2**(receives - 1), capped.
+
+    Whole seconds, as SQS wants; rounded up so a small base still waits.
+    """
+    exponent = min(max(receive_count, 1) - 1, 30)  # 2**30 * anything positive is past any cap
+    return min(cap_seconds, math.ceil(base_seconds * (1 << exponent)))
+
+
+@dataclass(frozen=True, kw_only=True)
+class QueueMessage:
+    message_id: str
+    receipt_handle: str
+    body: str
+    # How many times SQS has handed this message out, this time included.
+    receive_count: int
+    # String-valued message attributes (e.g. `request_id`).
+    attributes: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def redelivered(self) -> bool:
+        return self.receive_count > 1
+
+    @classmethod
+    def from_sqs(cls, raw: Mapping[str, Any]) -> QueueMessage:
+        system = raw.get("Attributes") or {}
+        try:
+            receive_count = int(system.get("ApproximateReceiveCount", "1"))
+        except ValueError:
+            receive_count = 1
+        attributes = {
+            name: value["StringValue"]
+            for name, value in (raw.get("MessageAttributes") or {}).items()
+            if isinstance(value, Mapping) and "StringValue" in value
+        }
+        return cls(
+            message_id=str(raw.get("MessageId", "")),
+            receipt_handle=str(raw["ReceiptHandle"]),
+            body=str(raw.get("Body", "")),
+            receive_count=receive_count,
+            attributes=attributes,
+        )
+
+
+class PoisonMessage(Exception):
+    """Raised by a handler for a message no retry can fix: it is left for the dead-letter queue."""
+
+
+class Handler(Protocol):
+    async def handle(self, message: QueueMessage) -> str:
+        """Do the message's work; return an outcome label (for `ferry_worker_messages_total`).
+
+        Raise `PoisonMessage` for a malformed message; any other exception means "retry later".
+        """
+        ...
+
+    async def give_up(self, message: QueueMessage) -> None:
+        """The message failed on its last receive: leave nothing stuck before it goes to the
+        dead-letter queue."""
+        ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConsumerConfig:
+    concurrency: int = 4
+    wait_seconds: int = 20
+    visibility_timeout_seconds: int = 60
+    retry_base_seconds: float = 5.0
+    shutdown_grace_seconds: float = 30.0
+    # The queue's redrive policy: the receive after this many goes to the dead-letter queue.
+    max_receive_count: int = MAX_RECEIVE_COUNT
+
+
+class Consumer:
+    """Runs `handler` on the messages of one queue until `stop()`; `run()` returns when done."""
+
+    def __init__(
+        self,
+        sqs: Any,
+        queue_url: str,
+        handler: Handler,
+        *,
+        config: ConsumerConfig,
+        metrics: WorkerMetrics,
+    ) -> None:
+        self._sqs = sqs
+        self._queue_url = queue_url
+        self._handler = handler
+        self._config = config
+        self._metrics = metrics
+        self._stopping = asyncio.Event()
+        self._jobs: dict[asyncio.Task[None], QueueMessage] = {}
+        self._receive_failures = 0
+
+    @property
+    def jobs_in_flight(self) -> int:
+        return len(self._jobs)
+
+    def stop(self) -> None:
+        """Ask `run()` to stop: no new receives; jobs in flight get the grace period."""
+        self._stopping.set()
+
+    async def run(self) -> None:
+        stop_requested = asyncio.create_task(self._stopping.wait(), name="consumer-stop")
+        try:
+            while not self._stopping.is_set():
+                free = self._config.concurrency - len(self._jobs)
+                if free <= 0:
+                    # Full: wait for a slot (or a stop) before asking SQS for more.
+                    await asyncio.wait(
+                        {stop_requested, *self._jobs}, return_when=asyncio.FIRST_COMPLETED
+                    )
+                    continue
+                for raw in await self._receive(min(free, MAX_BATCH), stop_requested):
+                    self._start(QueueMessage.from_sqs(raw))
+        finally:
+            stop_requested.cancel()
+            await self._drain()
+
+    # --- receiving --------------------------------------------------------------------------
+
+    async def _receive(self, count: int, stop_requested: asyncio.Task[Any]) -> list[dict[str, Any]]:
+        receive = asyncio.create_task(
+            self._sqs.receive_message(
+                QueueUrl=self._queue_url,
+                MaxNumberOfMessages=count,
+                WaitTimeSeconds=self._config.wait_seconds,
+                VisibilityTimeout=self._config.visibility_timeout_seconds,
+                AttributeNames=["ApproximateReceiveCount"],
+                MessageAttributeNames=["All"],
+            ),
+            name="consumer-receive",
+        )
+        try:
+            await asyncio.wait({receive, stop_requested}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not receive.done():
+                # Stopping (or being cancelled) mid-poll: cancelling is safe, as any message
+                # SQS handed out meanwhile simply becomes visible again after its timeout.
+                receive.cancel()
+                await asyncio.wait({receive})
+        if receive.cancelled():
+            return []
+        error = receive.exception()
+        if error is not None:
+            await self._pause_after_receive_failure(error, stop_requested)
+            return []
+        self._receive_failures = 0
+        messages: list[dict[str, Any]] = receive.result().get("Messages", [])
+        return messages
+
+    async def _pause_after_receive_failure(
+        self, error: BaseException, stop_requested: asyncio.Task[Any]
+    ) -> None:
+        delay = min(MAX_RECEIVE_PAUSE_SECONDS, float(2**self._receive_failures))
+        self._receive_failures += 1
+        log.warning(
+            "receive failed (%s: %s); retrying in %.0f s",
+            type(error).__name__,
+            error,
+            delay,
+            extra={"queue_url": self._queue_url},
+        )
+        # Sleeps, but wakes at once on stop.
+        await asyncio.wait({stop_requested}, timeout=delay)
+
+    # --- jobs -------------------------------------------------------------------------------
+
+    def _start(self, message: QueueMessage) -> None:
+        task = asyncio.create_task(self._job(message), name=f"message-{message.message_id}")
+        self._jobs[task] = message
+        task.add_done_callback(self._forget)
+
+    def _forget(self, task: asyncio.Task[None]) -> None:
+        self._jobs.pop(task, None)
+        if not task.cancelled() and task.exception() is not None:
+            # `_job` handles its own failures; this would be a bug in the consumer itself.
+            log.error("job crashed", exc_info=task.exception())
+
+    async def _job(self, message: QueueMessage) -> None:
+        self._metrics.jobs_in_flight.inc()
+        heartbeat = asyncio.create_task(self._heartbeat(message), name="heartbeat")
+        try:
+            await self._handle(message)
+        finally:
+            heartbeat.cancel()
+            await asyncio.wait({heartbeat})
+            self._metrics.jobs_in_flight.dec()
+
+    async def _handle(self, message: QueueMessage) -> None:
+        context = {"message_id": message.message_id, "receive_count": message.receive_count}
+        try:
+            outcome = await self._handler.handle(message)
+        except PoisonMessage as poison:
+            log.error("poison message left for the dead-letter queue: %s", poison, extra=context)
+            self._metrics.messages.labels("poison").inc()
+            # Back at once: it reaches the dead-letter queue after its last receive sooner.
+            await self._set_visibility(message, 0)
+            return
+        except Exception:
+            if message.receive_count >= self._config.max_receive_count:
+                log.exception("message failed on its last receive", extra=context)
+                await self._give_up(message)
+                self._metrics.messages.labels("gave_up").inc()
+                # Its next receive moves it to the dead-letter queue; no point waiting.
+                await self._set_visibility(message, 0)
+            else:
+                delay = backoff_seconds(message.receive_count, self._config.retry_base_seconds)
+                log.exception("message failed; retrying in %d s", delay, extra=context)
+                self._metrics.messages.labels("retried").inc()
+                await self._set_visibility(message, delay)
+            return
+        try:
+            await self._sqs.delete_message(
+                QueueUrl=self._queue_url, ReceiptHandle=message.receipt_handle
+            )
+        except Exception:
+            # Handlers are idempotent: a redelivery finds nothing left to do.
+            log.warning("could not delete a handled message", exc_info=True, extra=context)
+        self._metrics.messages.labels(outcome).inc()
+
+    async def _give_up(self, message: QueueMessage) -> None:
+        try:
+            await self._handler.give_up(message)
+        except Exception:
+            log.exception("could not settle a message's work before the dead-letter queue")
+
+    async def _heartbeat(self, message: QueueMessage) -> None:
+        """Keep the message invisible while its job runs, so nobody else starts it meanwhile."""
+        timeout = self._config.visibility_timeout_seconds
+        while True:
+            await asyncio.sleep(timeout / 2)
+            try:
+                await self._sqs.change_message_visibility(
+                    QueueUrl=self._queue_url,
+                    ReceiptHandle=message.receipt_handle,
+                    VisibilityTimeout=timeout,
+                )
+            except Exception:
+                # Keep trying: the job may still finish before the current timeout.
+                log.warning(
+                    "heartbeat failed", exc_info=True, extra={"message_id": message.message_id}
+                )
+
+    async def _set_visibility(self, message: QueueMessage, seconds: int) -> None:
+        try:
+            await self._sqs.change_message_visibility(
+                QueueUrl=self._queue_url,
+                ReceiptHandle=message.receipt_handle,
+                VisibilityTimeout=seconds,
+            )
+        except Exception:
+            # The message still comes back, only after the full visibility timeout.
+            log.warning(
+                "could not change visibility",
+                exc_info=True,
+                extra={"message_id": message.message_id},
+            )
+
+    # --- stopping ---------------------------------------------------------------------------
+
+    async def _drain(self) -> None:
+        if not self._jobs:
+            return
+        log.info("waiting for %d jobs in flight", len(self._jobs))
+        _, pending = await asyncio.wait(
+            set(self._jobs), timeout=self._config.shutdown_grace_seconds
+        )
+        if not pending:
+            return
+        log.warning("cancelling %d jobs still running after the grace period", len(pending))
+        unfinished = [self._jobs[task] for task in pending if task in self._jobs]
+        for task in pending:
+            task.cancel()
+        await asyncio.wait(pending)
+        # Hand their messages back now rather than after a full visibility timeout.
+        releases = [self._set_visibility(message, 0) for message in unfinished]
+        try:
+            await asyncio.wait_for(asyncio.gather(*releases), RELEASE_TIMEOUT_SECONDS)
+        except TimeoutError:
+            log.warning("could not hand back every unfinished message before stopping")
