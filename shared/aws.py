@@ -15,15 +15,19 @@ from botocore.config import Config
 
 from shared.settings import CommonSettings
 
+# A long poll holds its response up to 20 s: its client must wait longer than that, so a quiet
+# queue's poll never ends in a read timeout (and a retry that strands what it received).
+LONG_POLL_MARGIN_SECONDS = 10
 
-def client_config(settings: CommonSettings) -> Config:
+
+def client_config(settings: CommonSettings, *, read_timeout: float = 20) -> Config:
     return Config(
         region_name=settings.aws_region,
         signature_version="s3v4",
         s3={"addressing_style": settings.s3_addressing_style},
         retries={"mode": "standard", "max_attempts": settings.aws_max_attempts},
         connect_timeout=3,
-        read_timeout=20,
+        read_timeout=read_timeout,
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
         max_pool_connections=50,
@@ -40,15 +44,25 @@ class AwsClients:
 
 
 async def open_aws_clients(
-    stack: AsyncExitStack, settings: CommonSettings, *services: str
+    stack: AsyncExitStack,
+    settings: CommonSettings,
+    *services: str,
+    sqs_long_poll_seconds: int | None = None,
 ) -> AwsClients:
-    """Open one client per named service ("s3", "sqs", "dynamodb"), closed with `stack`."""
+    """Open one client per named service ("s3", "sqs", "dynamodb"), closed with `stack`.
+
+    A consumer that long-polls SQS passes its wait, so the SQS client outwaits the poll.
+    """
     session = aioboto3.Session()
-    config = client_config(settings)
     opened: dict[str, Any] = {}
     for name in services:
         if name not in ("s3", "sqs", "dynamodb"):
             raise ValueError(f"unknown AWS service: {name}")
+        config = client_config(settings)
+        if name == "sqs" and sqs_long_poll_seconds is not None:
+            config = client_config(
+                settings, read_timeout=sqs_long_poll_seconds + LONG_POLL_MARGIN_SECONDS
+            )
         opened[name] = await stack.enter_async_context(session.client(name, config=config))
     return AwsClients(**opened)
 

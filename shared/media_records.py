@@ -130,6 +130,18 @@ class BlobRecord(BaseModel):
     variants: list[StoredVariant] = Field(default_factory=list)
 
 
+# States in which a media counts as one reference to its blob.
+_REFERENCING = frozenset(
+    {MediaState.UPLOADED, MediaState.PROCESSING, MediaState.READY, MediaState.BLOCKED}
+)
+
+
+def holds_blob(record: MediaRecord) -> bool:
+    """Whether `record` is counted in its blob's reference count: every way into these states
+    (the commit step, a dedup proof) counts it, in the same transaction."""
+    return record.state in _REFERENCING
+
+
 def _dump(model: BaseModel) -> dict[str, Any]:
     return model.model_dump(mode="json", exclude_none=True)
 
@@ -244,12 +256,37 @@ class MediaStore:
         return MediaRecord.model_validate(from_item(response["Attributes"]))
 
     async def fail(self, media_id: str, code: str, message: str) -> MediaRecord:
-        return await self.transition(
+        """Fail a media from whatever live state it is in; a blob reference it held is released
+        in the same transaction (conditioned on the state read, so it is released once)."""
+        current = await self.get(media_id)
+        if current is None:
+            raise StaleTransition(f"{media_id} is gone")
+        update = self._transition_update(
             media_id,
             MediaState.FAILED,
             set_fields={"error": {"code": code, "message": message}},
             remove_fields=("pending_owner", "challenge"),
+            only_from=frozenset({current.state}),
         )
+        items = [{"Update": update}]
+        if holds_blob(current):
+            items.append(self._release(current.sha256))
+        await self._transact(items, media_id)
+        failed = await self.get(media_id)
+        if failed is None:
+            raise StaleTransition(f"{media_id} vanished while failing")
+        return failed
+
+    def _release(self, sha256: str) -> dict[str, Any]:
+        return {
+            "Update": {
+                "TableName": self.blobs_table,
+                "Key": {"sha256": {"S": sha256}},
+                "UpdateExpression": "ADD refcount :minus",
+                "ConditionExpression": "attribute_exists(sha256)",
+                "ExpressionAttributeValues": {":minus": {"N": "-1"}},
+            }
+        }
 
     async def take_challenge(self, media_id: str) -> Challenge:
         """Remove and return a media's challenge: whoever takes it has its one try."""
@@ -269,9 +306,7 @@ class MediaStore:
             raise
         return Challenge.model_validate(from_item(response["Attributes"])["challenge"])
 
-    async def commit_upload(
-        self, record: MediaRecord, *, version_id: str | None, request_id: str | None = None
-    ) -> MediaRecord:
+    async def commit_upload(self, record: MediaRecord, *, version_id: str | None) -> MediaRecord:
         """awaiting_upload → uploaded, and the blob registered (or its count raised), atomically."""
         now = iso(utcnow())
         update = self._transition_update(
@@ -370,26 +405,10 @@ class MediaStore:
                 "ExpressionAttributeValues": {":state": {"S": record.state.value}},
             }
         }
-        holds_blob = record.version_id is not None or record.upload_kind == "dedup"
-        holds_blob = holds_blob and record.state in (
-            MediaState.UPLOADED,
-            MediaState.PROCESSING,
-            MediaState.READY,
-            MediaState.BLOCKED,
-        )
-        if not holds_blob:
+        if not holds_blob(record):
             await self._transact([delete], record.media_id)
             return None
-        release = {
-            "Update": {
-                "TableName": self.blobs_table,
-                "Key": {"sha256": {"S": record.sha256}},
-                "UpdateExpression": "ADD refcount :minus",
-                "ConditionExpression": "attribute_exists(sha256)",
-                "ExpressionAttributeValues": {":minus": {"N": "-1"}},
-            }
-        }
-        await self._transact([delete, release], record.media_id)
+        await self._transact([delete, self._release(record.sha256)], record.media_id)
         blob = await self.get_blob(record.sha256)
         return blob.refcount if blob else 0
 

@@ -7,12 +7,10 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 
-import aioboto3
-from botocore.config import Config
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
-from shared.aws import client_config, open_aws_clients
+from shared.aws import open_aws_clients
 from shared.http import ReadinessCheck, build_app
 from shared.media_records import MediaStore
 from transcode_worker.metrics import WorkerMetrics
@@ -20,8 +18,6 @@ from transcode_worker.settings import Settings
 from transcode_worker.worker import Worker
 
 log = logging.getLogger("ferry.worker.app")
-
-LONG_POLL_MARGIN_SECONDS = 10
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -33,18 +29,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
             # Opening clients connects nowhere: a worker started before AWS still starts.
-            aws = await open_aws_clients(stack, settings, "s3", "dynamodb")
-            # A long poll holds its response for up to queue_wait_seconds, as long as the
-            # shared read timeout: this client waits a little longer, so a quiet queue's poll
-            # never ends in a read timeout (and a retry that strands what it received).
-            sqs = await stack.enter_async_context(
-                aioboto3.Session().client(
-                    "sqs",
-                    config=client_config(settings).merge(
-                        Config(read_timeout=settings.queue_wait_seconds + LONG_POLL_MARGIN_SECONDS)
-                    ),
-                )
+            aws = await open_aws_clients(
+                stack,
+                settings,
+                "s3",
+                "sqs",
+                "dynamodb",
+                sqs_long_poll_seconds=settings.queue_wait_seconds,
             )
+            sqs = aws.sqs
             resources = settings.resources
             store = MediaStore(
                 aws.dynamodb, media_table=resources.media_table, blobs_table=resources.blobs_table

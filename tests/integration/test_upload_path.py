@@ -472,3 +472,45 @@ async def test_a_poison_message_reaches_the_dlq_and_its_media_fails(
         return any(media_id in body for body in seen) and "this is not json {" in seen
 
     await eventually(both_in_dlq, timeout=60)
+
+
+async def _dedup(
+    fleet: Fleet, http: httpx.AsyncClient, headers: dict[str, str], content: bytes
+) -> str:
+    slot = await http.post(
+        f"{fleet.media_url}/v1/media/uploads", json=slot_request(content), headers=headers
+    )
+    assert slot.status_code == 200, slot.text
+    challenge = slot.json()["dedup"]
+    chunk = content[challenge["offset"] : challenge["offset"] + challenge["length"]]
+    proof = hashlib.sha256(bytes.fromhex(challenge["nonce"]) + chunk).hexdigest()
+    media_id = str(slot.json()["media_id"])
+    proved = await http.post(
+        f"{fleet.media_url}/v1/media/{media_id}/proof", json={"proof": proof}, headers=headers
+    )
+    assert proved.status_code == 200, proved.text
+    return media_id
+
+
+async def test_shared_bytes_outlive_the_first_owner_and_go_with_the_last(
+    fleet: Fleet, http: httpx.AsyncClient, user: Callable[..., str]
+) -> None:
+    alice, bob = user("alice"), user("bob")
+    photo, first_id = await _ready_photo(fleet, http, alice, seed=9)
+    second_id = await _dedup(fleet, http, fleet.auth(bob), photo)
+
+    # Alice deletes hers: Bob's copy shares the bytes and still downloads.
+    gone = await http.delete(f"{fleet.media_url}/v1/media/{first_id}", headers=fleet.auth(alice))
+    assert gone.status_code == 204
+    assert (
+        await http.get(f"{fleet.media_url}/v1/media/{first_id}", headers=fleet.auth(alice))
+    ).status_code == 404
+    assert await download(http, fleet.media_url, fleet.auth(bob), second_id) == photo
+
+    # Bob deletes the last reference: the bytes are no longer offered for deduplication.
+    gone = await http.delete(f"{fleet.media_url}/v1/media/{second_id}", headers=fleet.auth(bob))
+    assert gone.status_code == 204
+    fresh = await http.post(
+        f"{fleet.media_url}/v1/media/uploads", json=slot_request(photo), headers=fleet.auth(bob)
+    )
+    assert fresh.status_code == 201
