@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 
+from shared.sqs_consumer import PoisonMessage, QueueMessage
 from transcode_worker.commit import CommitStep, Outcome
-from transcode_worker.consumer import PoisonMessage, QueueMessage
 from transcode_worker.events import ObjectsCreated, Poison, TestEvent, parse_uploads_message
 
 log = logging.getLogger("ferry.worker.uploads")

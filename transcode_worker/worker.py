@@ -12,8 +12,8 @@ from contextlib import suppress
 from typing import Any
 
 from shared.media_records import MediaStore
+from shared.sqs_consumer import Consumer, ConsumerConfig
 from transcode_worker.commit import CommitStep
-from transcode_worker.consumer import Consumer, ConsumerConfig
 from transcode_worker.metrics import WorkerMetrics
 from transcode_worker.processing import NoProcessing, Processor
 from transcode_worker.publisher import EventPublisher
@@ -77,7 +77,7 @@ class Worker:
                 retry_base_seconds=settings.retry_base_seconds,
                 shutdown_grace_seconds=settings.shutdown_grace_seconds,
             ),
-            metrics=self._metrics,
+            metrics=self._metrics.uploads_queue,
         )
         self.uploads_queue_url = uploads_url
         if self._stopping.is_set():

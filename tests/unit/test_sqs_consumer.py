@@ -9,15 +9,15 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from transcode_worker.consumer import (
+from shared.sqs_consumer import (
     MAX_BACKOFF_SECONDS,
     Consumer,
     ConsumerConfig,
     PoisonMessage,
     QueueMessage,
+    QueueMetrics,
     backoff_seconds,
 )
-from transcode_worker.metrics import WorkerMetrics
 
 QUEUE_URL = "http://sqs.local/000000000000/uploads"
 DEADLINE_SECONDS = 5.0
@@ -100,13 +100,15 @@ def build(handler: ScriptedHandler, **config: Any) -> tuple[Consumer, FakeSqs, C
         QUEUE_URL,
         handler,
         config=ConsumerConfig(**{**settings, **config}),
-        metrics=WorkerMetrics(registry),
+        metrics=QueueMetrics(registry, "uploads"),
     )
     return consumer, sqs, registry
 
 
 def messages_counted(registry: CollectorRegistry, outcome: str) -> float:
-    value = registry.get_sample_value("ferry_worker_messages_total", {"outcome": outcome})
+    value = registry.get_sample_value(
+        "ferry_queue_messages_total", {"queue": "uploads", "outcome": outcome}
+    )
     return value or 0.0
 
 
@@ -254,7 +256,7 @@ async def test_concurrency_is_bounded_and_receives_ask_for_free_slots_only() -> 
     handles = [sqs.put(str(n)) for n in range(5)]
     run = asyncio.create_task(consumer.run())
     await eventually(lambda: running == 2, "two jobs running")
-    assert registry.get_sample_value("ferry_worker_jobs_in_flight") == 2
+    assert registry.get_sample_value("ferry_queue_jobs_in_flight", {"queue": "uploads"}) == 2
     assert len(sqs.waiting) == 3  # the rest stays in the queue for other workers
     release.set()
     await eventually(lambda: sorted(sqs.deleted) == sorted(handles), "every delete")
@@ -262,7 +264,7 @@ async def test_concurrency_is_bounded_and_receives_ask_for_free_slots_only() -> 
     await asyncio.wait_for(run, DEADLINE_SECONDS)
     assert most == 2
     assert all(request["MaxNumberOfMessages"] <= 2 for request in sqs.receives)
-    assert registry.get_sample_value("ferry_worker_jobs_in_flight") == 0
+    assert registry.get_sample_value("ferry_queue_jobs_in_flight", {"queue": "uploads"}) == 0
 
 
 async def test_stop_cancels_a_long_poll_at_once() -> None:

@@ -16,10 +16,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from shared.resources import MAX_RECEIVE_COUNT
-from transcode_worker.metrics import WorkerMetrics
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
-log = logging.getLogger("ferry.worker.consumer")
+from shared.resources import MAX_RECEIVE_COUNT
+
+log = logging.getLogger("ferry.sqs.consumer")
 
 MAX_BACKOFF_SECONDS = 300
 # SQS hands out at most this many messages per receive.
@@ -82,7 +83,7 @@ class PoisonMessage(Exception):
 
 class Handler(Protocol):
     async def handle(self, message: QueueMessage) -> str:
-        """Do the message's work; return an outcome label (for `ferry_worker_messages_total`).
+        """Do the message's work; return an outcome label (for `ferry_queue_messages_total`).
 
         Raise `PoisonMessage` for a malformed message; any other exception means "retry later".
         """
@@ -92,6 +93,43 @@ class Handler(Protocol):
         """The message failed on its last receive: leave nothing stuck before it goes to the
         dead-letter queue."""
         ...
+
+
+# ferry_queue_messages_total{queue, outcome}: what became of each message. Handlers add their
+# own outcomes (e.g. "duplicate", "orphan"); these are the consumer's.
+CONSUMER_OUTCOMES = (
+    "ok",  # handled
+    "ignored",  # nothing to act on
+    "retried",  # failed; the message comes back after a backoff
+    "gave_up",  # failed on its last receive: work settled, message left for the DLQ
+    "poison",  # malformed; left for the DLQ
+)
+
+
+class QueueMetrics:
+    """A consumer's series, labelled by queue role (bounded: "uploads", "media_events")."""
+
+    def __init__(self, registry: CollectorRegistry, queue: str) -> None:
+        self.queue = queue
+        in_flight = Gauge(
+            "ferry_queue_jobs_in_flight",
+            "Queue messages being handled right now, by queue",
+            ["queue"],
+            registry=registry,
+        )
+        self.messages = Counter(
+            "ferry_queue_messages_total",
+            "Queue messages handled, by queue and outcome",
+            ["queue", "outcome"],
+            registry=registry,
+        )
+        self.jobs_in_flight = in_flight.labels(queue)
+        # Every label value exists from the start, so rates work before the first message.
+        for outcome in CONSUMER_OUTCOMES:
+            self.messages.labels(queue, outcome)
+
+    def count(self, outcome: str) -> None:
+        self.messages.labels(self.queue, outcome).inc()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -115,7 +153,7 @@ class Consumer:
         handler: Handler,
         *,
         config: ConsumerConfig,
-        metrics: WorkerMetrics,
+        metrics: QueueMetrics,
     ) -> None:
         self._sqs = sqs
         self._queue_url = queue_url
@@ -227,7 +265,7 @@ class Consumer:
             outcome = await self._handler.handle(message)
         except PoisonMessage as poison:
             log.error("poison message left for the dead-letter queue: %s", poison, extra=context)
-            self._metrics.messages.labels("poison").inc()
+            self._metrics.count("poison")
             # Back at once: it reaches the dead-letter queue after its last receive sooner.
             await self._set_visibility(message, 0)
             return
@@ -235,13 +273,13 @@ class Consumer:
             if message.receive_count >= self._config.max_receive_count:
                 log.exception("message failed on its last receive", extra=context)
                 await self._give_up(message)
-                self._metrics.messages.labels("gave_up").inc()
+                self._metrics.count("gave_up")
                 # Its next receive moves it to the dead-letter queue; no point waiting.
                 await self._set_visibility(message, 0)
             else:
                 delay = backoff_seconds(message.receive_count, self._config.retry_base_seconds)
                 log.exception("message failed; retrying in %d s", delay, extra=context)
-                self._metrics.messages.labels("retried").inc()
+                self._metrics.count("retried")
                 await self._set_visibility(message, delay)
             return
         try:
@@ -251,7 +289,7 @@ class Consumer:
         except Exception:
             # Handlers are idempotent: a redelivery finds nothing left to do.
             log.warning("could not delete a handled message", exc_info=True, extra=context)
-        self._metrics.messages.labels(outcome).inc()
+        self._metrics.count(outcome)
 
     async def _give_up(self, message: QueueMessage) -> None:
         try:
