@@ -195,3 +195,111 @@ class MediaReadAccess(ContractModel):
     """
 
     readable: bool
+
+
+class MediaInfo(ContractModel):
+    """The Media Service's internal view of a media, for the Message Service's send checks.
+
+    `GET /internal/media/{media_id}` on the Media Service (no access check: the caller decides).
+    """
+
+    media_id: str
+    owner: str
+    state: MediaState
+    media_type: MediaType
+    meta: dict[str, Any] = Field(default_factory=dict)
+
+
+# --- conversations and messages -----------------------------------------------------------
+
+UserId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^\s/#]+$")]
+MAX_THUMBNAIL_BYTES = 4096
+
+
+class ConversationCreate(ContractModel):
+    members: Annotated[list[UserId], Field(max_length=1000)]
+    title: Annotated[str | None, Field(max_length=200)] = None
+
+
+class Conversation(ContractModel):
+    conversation_id: str
+    members: list[str]
+    title: str | None = None
+    created_at: datetime
+
+
+class MemberAdd(ContractModel):
+    user_id: UserId
+
+
+class MediaRef(ContractModel):
+    media_id: Annotated[str, Field(min_length=1, max_length=128)]
+    thumbnail: Annotated[
+        str | None, Field(description="base64, at most 4096 bytes decoded", max_length=8192)
+    ] = None
+
+
+class SendMessage(ContractModel):
+    client_msg_id: Annotated[str, Field(min_length=1, max_length=128)]
+    text: Annotated[str | None, Field(max_length=8000)] = None
+    media: Annotated[list[MediaRef], Field(max_length=10)] = Field(default_factory=list)
+
+
+class MessageMedia(ContractModel):
+    media_id: str
+    media_type: MediaType
+    state: MediaState
+    meta: dict[str, Any] = Field(default_factory=dict)
+    thumbnail: str | None = None
+
+
+class Message(ContractModel):
+    message_id: str
+    conversation_id: str
+    seq: int
+    sender: str
+    sender_device: str
+    client_msg_id: str
+    text: str | None = None
+    created_at: datetime
+    media: list[MessageMedia] = Field(default_factory=list)
+
+
+class MessagePage(ContractModel):
+    messages: list[Message]
+
+
+# --- internal: gateway <-> Message Service --------------------------------------------------
+
+
+class InternalSend(ContractModel):
+    """A send arriving through a gateway: the gateway vouches for the sender's identity."""
+
+    sender: UserId
+    sender_device: Annotated[str, Field(min_length=1, max_length=128)]
+    conversation_id: Annotated[str, Field(min_length=1, max_length=128)]
+    message: SendMessage
+
+
+MessageIds = Annotated[list[Annotated[str, Field(max_length=256)]], Field(max_length=500)]
+
+
+class ReceivedAck(ContractModel):
+    message_ids: MessageIds
+
+
+class Delivery(ContractModel):
+    user_id: str
+    device_id: str
+    frame: dict[str, Any]
+
+
+class PushRequest(ContractModel):
+    """`POST /internal/push` on a gateway: frames for devices that gateway holds."""
+
+    deliveries: list[Delivery]
+
+
+class PushResult(ContractModel):
+    delivered: int
+    not_connected: int
