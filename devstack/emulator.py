@@ -53,6 +53,10 @@ def main(argv: list[str] | None = None) -> int:
     # Imported here, not at the top: moto is heavy, and this module's constants are not.
     from moto.server import ThreadedMotoServer
 
+    from devstack.moto_atomicity import serialise_dynamodb_item_operations
+
+    serialise_dynamodb_item_operations()
+
     server = ThreadedMotoServer(ip_address=args.host, port=args.port, verbose=False)
     server.start()
     try:

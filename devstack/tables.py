@@ -133,9 +133,19 @@ TABLES: tuple[TableSpec, ...] = (
     TableSpec(
         resource="media_refs_table",
         owner="message_service",
-        purpose="which conversations reference which media (read access to media)",
+        purpose=(
+            "which conversations reference which media (read access to media), with the "
+            "media's latest state so stored messages read current"
+        ),
         hash_key=KeyAttribute(name="media_id"),
         range_key=KeyAttribute(name="conversation_id"),
+    ),
+    TableSpec(
+        resource="devices_table",
+        owner="message_service",
+        purpose="every device a user has connected from: who gets pending deliveries",
+        hash_key=KeyAttribute(name="user_id"),
+        range_key=KeyAttribute(name="device_id"),
     ),
     TableSpec(
         resource="connections_table",

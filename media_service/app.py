@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
 from media_service.access import AccessPolicy, ConversationReaders
+from media_service.internal_routes import router as internal_router
 from media_service.metrics import MediaMetrics
 from media_service.routes import router
 from media_service.service import MediaService
@@ -76,6 +77,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings=settings,
     )
     app.include_router(router)
+    app.include_router(internal_router)
     return app
 
 

@@ -45,6 +45,7 @@ from shared.models import (
     DedupChallenge,
     DownloadUrl,
     MediaDocument,
+    MediaInfo,
     MediaState,
     MediaType,
     MultipartUpload,
@@ -452,6 +453,19 @@ class MediaService:
         if record is None or not await self.access.can_read(user_id, record):
             raise NotFound("no such media")
         return record
+
+    async def info(self, media_id: str) -> MediaInfo:
+        """The internal view, without an access check (the asking service applies its own)."""
+        record = await self.store.get(media_id) if keys.is_media_id(media_id) else None
+        if record is None:
+            raise NotFound("no such media")
+        return MediaInfo(
+            media_id=record.media_id,
+            owner=record.owner,
+            state=record.state,
+            media_type=record.media_type,
+            meta=record.meta,
+        )
 
     async def document(self, user_id: str, media_id: str) -> MediaDocument:
         return (await self.readable(user_id, media_id)).document()

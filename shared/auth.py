@@ -66,6 +66,9 @@ def verify_token(token: str, secret: str) -> Identity:
         raise Unauthorized("the token's subject or device is not valid")
     if len(user_id) > 128 or len(device_id) > 128:
         raise Unauthorized("the token's subject or device is too long")
+    if not (user_id.isprintable() and device_id.isprintable()):
+        # Ids become parts of storage keys: control characters would let keys collide.
+        raise Unauthorized("the token's subject or device has unprintable characters")
     return Identity(user_id=user_id, device_id=device_id or DEFAULT_DEVICE)
 
 

@@ -10,6 +10,10 @@ from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
+# DynamoDB's limits on one batch write and one batch get.
+BATCH_WRITE_ITEMS = 25
+BATCH_GET_ITEMS = 100
+
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
 
@@ -64,3 +68,40 @@ def is_conditional_failure(error: Exception) -> bool:
         reasons = response.get("CancellationReasons", [])
         return any(reason.get("Code") == "ConditionalCheckFailed" for reason in reasons)
     return False
+
+
+async def batch_put(dynamodb: Any, table: str, items: list[dict[str, Any]]) -> None:
+    for start in range(0, len(items), BATCH_WRITE_ITEMS):
+        request: dict[str, Any] = {
+            table: [
+                {"PutRequest": {"Item": item}} for item in items[start : start + BATCH_WRITE_ITEMS]
+            ]
+        }
+        while request:
+            response = await dynamodb.batch_write_item(RequestItems=request)
+            request = response.get("UnprocessedItems") or {}
+
+
+async def batch_delete(dynamodb: Any, table: str, keys: list[dict[str, Any]]) -> None:
+    for start in range(0, len(keys), BATCH_WRITE_ITEMS):
+        request: dict[str, Any] = {
+            table: [
+                {"DeleteRequest": {"Key": key}} for key in keys[start : start + BATCH_WRITE_ITEMS]
+            ]
+        }
+        while request:
+            response = await dynamodb.batch_write_item(RequestItems=request)
+            request = response.get("UnprocessedItems") or {}
+
+
+async def batch_get(dynamodb: Any, table: str, keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    for start in range(0, len(keys), BATCH_GET_ITEMS):
+        request: dict[str, Any] = {
+            table: {"Keys": keys[start : start + BATCH_GET_ITEMS], "ConsistentRead": True}
+        }
+        while request:
+            response = await dynamodb.batch_get_item(RequestItems=request)
+            found.extend(response.get("Responses", {}).get(table, []))
+            request = response.get("UnprocessedKeys") or {}
+    return found

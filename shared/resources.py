@@ -76,6 +76,10 @@ class ResourceNames:
     def media_refs_table(self) -> str:
         return f"{self.prefix}-media-refs"
 
+    @property
+    def devices_table(self) -> str:
+        return f"{self.prefix}-devices"
+
     # --- table owned by the Edge Gateway
     @property
     def connections_table(self) -> str:

@@ -10,9 +10,10 @@ dead-letter queue, a last-chance hook before a message goes there, and a gracefu
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -351,3 +352,45 @@ class Consumer:
             await asyncio.wait_for(asyncio.gather(*releases), RELEASE_TIMEOUT_SECONDS)
         except TimeoutError:
             log.warning("could not hand back every unfinished message before stopping")
+
+
+MAX_RESOLVE_PAUSE_SECONDS = 30.0
+
+
+async def wait_for_queue_urls(
+    sqs: Any, names: Sequence[str], stopping: asyncio.Event
+) -> list[str] | None:
+    """The URLs of these queues, retried with backoff while AWS is away; None once stopping.
+
+    Resolved in the background rather than at startup, so a service started before its
+    dependencies stays up (and says so on `/readyz`) instead of crashing.
+    """
+    pause = 1.0
+    while not stopping.is_set():
+        attempt = asyncio.create_task(_queue_urls(sqs, names), name="resolve-queues")
+        stopped = asyncio.create_task(stopping.wait(), name="resolve-stop")
+        # A call to an unreachable endpoint spends seconds in botocore's own retries: a stop
+        # must not wait for them.
+        await asyncio.wait({attempt, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        for task in (attempt, stopped):
+            task.cancel()
+        await asyncio.wait({attempt, stopped})
+        if attempt.cancelled():
+            return None
+        error = attempt.exception()
+        if error is None:
+            return attempt.result()
+        log.warning(
+            "queues not reachable yet (%s: %s); retrying in %.0f s",
+            type(error).__name__,
+            error,
+            pause,
+        )
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), pause)
+        pause = min(MAX_RESOLVE_PAUSE_SECONDS, pause * 2)
+    return None
+
+
+async def _queue_urls(sqs: Any, names: Sequence[str]) -> list[str]:
+    return [str((await sqs.get_queue_url(QueueName=name))["QueueUrl"]) for name in names]

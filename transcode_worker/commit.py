@@ -16,7 +16,10 @@ Every write is conditional on the state it starts from, so two workers racing on
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from contextvars import Token
 from typing import Any, Literal
 
@@ -70,6 +73,8 @@ class CommitStep:
         self._processor = processor
         self._metrics = metrics
         self._read_chunk_bytes = read_chunk_bytes
+        # media id → (its lock, how many jobs hold or wait for it); entries go with the last.
+        self._media_locks: dict[str, tuple[asyncio.Lock, int]] = {}
 
     async def run(self, created: CreatedObject, *, redelivered: bool = False) -> Outcome:
         """Take one announced original as far as it can go now."""
@@ -79,6 +84,26 @@ class CommitStep:
                 extra={"bucket": created.bucket, "media_id": created.media_id},
             )
             return "ignored"
+        async with self._one_job_per_media(created.media_id):
+            return await self._run(created, redelivered=redelivered)
+
+    @asynccontextmanager
+    async def _one_job_per_media(self, media_id: str) -> AsyncIterator[None]:
+        """S3 announces a multipart upload twice: the second job waits for the first and then
+        finds nothing to do, instead of streaming the same object again beside it."""
+        lock, waiting = self._media_locks.get(media_id, (asyncio.Lock(), 0))
+        self._media_locks[media_id] = (lock, waiting + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, waiting = self._media_locks[media_id]
+            if waiting <= 1:
+                del self._media_locks[media_id]
+            else:
+                self._media_locks[media_id] = (lock, waiting - 1)
+
+    async def _run(self, created: CreatedObject, *, redelivered: bool) -> Outcome:
         record = await self._store.get(created.media_id)
         if record is None:
             # Not deleted: the sweeper and the bucket's lifecycle rules own orphan cleanup, and

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from contextlib import suppress
 from typing import Any
 
 from shared.media_records import MediaStore
-from shared.sqs_consumer import Consumer, ConsumerConfig
+from shared.sqs_consumer import Consumer, ConsumerConfig, wait_for_queue_urls
 from transcode_worker.commit import CommitStep
 from transcode_worker.metrics import WorkerMetrics
 from transcode_worker.processing import NoProcessing, Processor
@@ -21,8 +20,6 @@ from transcode_worker.settings import Settings
 from transcode_worker.uploads import UploadsHandler
 
 log = logging.getLogger("ferry.worker")
-
-MAX_RESOLVE_PAUSE_SECONDS = 30.0
 
 
 class Worker:
@@ -87,35 +84,9 @@ class Worker:
         log.info("stopped consuming uploads")
 
     async def _resolve_queues(self) -> tuple[str, str] | None:
-        """(uploads queue URL, media-events queue URL), retried with backoff until stopped."""
-        pause = 1.0
-        while not self._stopping.is_set():
-            attempt = asyncio.create_task(self._queue_urls(), name="resolve-queues")
-            stopped = asyncio.create_task(self._stopping.wait(), name="resolve-stop")
-            # A call to an unreachable endpoint spends seconds in botocore's own retries: a stop
-            # must not wait for them.
-            await asyncio.wait({attempt, stopped}, return_when=asyncio.FIRST_COMPLETED)
-            for task in (attempt, stopped):
-                task.cancel()
-            await asyncio.wait({attempt, stopped})
-            if attempt.cancelled():
-                return None
-            try:
-                return attempt.result()
-            except Exception as error:
-                log.warning(
-                    "queues not reachable yet (%s: %s); retrying in %.0f s",
-                    type(error).__name__,
-                    error,
-                    pause,
-                )
-            with suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), pause)
-            pause = min(MAX_RESOLVE_PAUSE_SECONDS, pause * 2)
-        return None
-
-    async def _queue_urls(self) -> tuple[str, str]:
+        """(uploads queue URL, media-events queue URL), once AWS answers; None if stopped."""
         names = self._settings.resources
-        uploads = await self._sqs.get_queue_url(QueueName=names.uploads_queue)
-        events = await self._sqs.get_queue_url(QueueName=names.media_events_queue)
-        return str(uploads["QueueUrl"]), str(events["QueueUrl"])
+        urls = await wait_for_queue_urls(
+            self._sqs, [names.uploads_queue, names.media_events_queue], self._stopping
+        )
+        return None if urls is None else (urls[0], urls[1])
