@@ -114,7 +114,7 @@ class MessagingService:
     ) -> tuple[Message, bool]:
         """(the message, whether it is new). A replay of a `client_msg_id` returns the first."""
         started = time.perf_counter()
-        _check_shape(body)
+        check_message_shape(body)
         await self._membership(sender, conversation_id)
         earlier = await self.messages.lookup(sender, body.client_msg_id)
         if earlier is not None and earlier.message_id is not None:
@@ -294,7 +294,7 @@ class MessagingService:
         return delivered
 
 
-def _check_shape(body: SendMessage) -> None:
+def check_message_shape(body: SendMessage) -> None:
     if not (body.text and body.text.strip()) and not body.media:
         raise Unprocessable("a message needs text or media", code="empty_message")
     if len({ref.media_id for ref in body.media}) != len(body.media):
