@@ -72,10 +72,14 @@ def test_thumbnails_are_limited_after_decoding() -> None:
     import base64
 
     fits = base64.b64encode(b"x" * 4096).decode()
-    check_message_shape(SendMessage(client_msg_id="x", media=[MediaRef(media_id="m", thumbnail=fits)]))
+    check_message_shape(
+        SendMessage(client_msg_id="x", media=[MediaRef(media_id="m", thumbnail=fits)])
+    )
     big = base64.b64encode(b"x" * 4097).decode()
     with pytest.raises(PayloadTooLarge):
-        check_message_shape(SendMessage(client_msg_id="x", media=[MediaRef(media_id="m", thumbnail=big)]))
+        check_message_shape(
+            SendMessage(client_msg_id="x", media=[MediaRef(media_id="m", thumbnail=big)])
+        )
 
 
 def test_the_same_media_twice_is_refused() -> None:
