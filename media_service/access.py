@@ -15,7 +15,7 @@ from shared.auth import INTERNAL_TOKEN_HEADER
 from shared.errors import DependencyUnavailable
 from shared.logging import REQUEST_ID_HEADER, request_id_var
 from shared.media_records import MediaRecord
-from shared.models import MediaReadAccess
+from shared.models import MediaReadAccess, MediaReferences
 
 log = logging.getLogger("ferry.media.access")
 
@@ -28,23 +28,28 @@ class ConversationReaders:
         self._token = internal_token
 
     async def can_read(self, media_id: str, user_id: str) -> bool:
+        path = f"/internal/media/{quote(media_id, safe='')}/readers/{quote(user_id, safe='')}"
+        return MediaReadAccess.model_validate_json(await self._ask(path)).readable
+
+    async def is_referenced(self, media_id: str) -> bool:
+        path = f"/internal/media/{quote(media_id, safe='')}/references"
+        return MediaReferences.model_validate_json(await self._ask(path)).referenced
+
+    async def _ask(self, path: str) -> bytes:
         headers = {INTERNAL_TOKEN_HEADER: self._token}
         request_id = request_id_var.get()
         if request_id:
             headers[REQUEST_ID_HEADER] = request_id
-        path = f"/internal/media/{quote(media_id, safe='')}/readers/{quote(user_id, safe='')}"
         try:
             response = await self._client.get(path, headers=headers)
         except httpx.HTTPError as error:
             log.warning("message service unreachable for an access check: %s", error)
             raise DependencyUnavailable("the access check could not be made; retry") from error
-        if response.status_code == 404:
-            return False
         if response.status_code != 200:
             raise DependencyUnavailable(
                 f"the access check failed (message service answered {response.status_code})"
             )
-        return MediaReadAccess.model_validate_json(response.content).readable
+        return response.content
 
 
 class AccessPolicy:
@@ -57,3 +62,7 @@ class AccessPolicy:
         if self._readers is None:
             return False
         return await self._readers.can_read(record.media_id, user_id)
+
+    async def is_referenced(self, media_id: str) -> bool:
+        """Whether any message references the media (never, without a Message Service)."""
+        return self._readers is not None and await self._readers.is_referenced(media_id)

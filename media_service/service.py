@@ -39,7 +39,7 @@ from shared.media_records import (
     StaleTransition,
     utcnow,
 )
-from shared.media_states import BYTES_VERIFIED
+from shared.media_states import BYTES_VERIFIED, PENDING_CLIENT
 from shared.models import (
     CompletedPart,
     DedupChallenge,
@@ -60,6 +60,8 @@ from shared.rate_limits import RateLimitContention, RateLimiter
 log = logging.getLogger("ferry.media")
 
 ORIGINAL = "original"
+# Settled blobs whose outcome a deduplicated media may share (a failed one is never offered).
+DEDUPLICABLE_OUTCOMES = frozenset({MediaState.READY, MediaState.BLOCKED})
 
 
 class OpenMultipart(NamedTuple):
@@ -96,10 +98,11 @@ class MediaService:
             media_type = self._admit(request)
             now = utcnow()
             await self._enforce_rate(owner, now)
+            # A challenge is pending too: unanswered ones must not pile up either.
+            await self._enforce_pending(owner, now)
             blob = await self.store.get_blob(request.sha256)
             if blob is not None and self._can_dedup(blob, request):
                 return await self._dedup_slot(owner, request, media_type, blob, now)
-            await self._enforce_pending(owner, now)
         except FerryError as refusal:
             self.metrics.refusals.labels(refusal.error_code).inc()
             raise
@@ -150,7 +153,7 @@ class MediaService:
     @staticmethod
     def _can_dedup(blob: BlobRecord, request: UploadRequest) -> bool:
         return (
-            blob.outcome is not None
+            blob.outcome in DEDUPLICABLE_OUTCOMES
             and blob.refcount > 0
             and blob.size == request.size
             and blob.content_type == request.content_type
@@ -263,6 +266,7 @@ class MediaService:
         now: datetime,
     ) -> UploadSlot:
         challenge = new_challenge(request.size, self.settings.dedup_proof_bytes)
+        expires_at = now + timedelta(seconds=self.settings.proof_ttl_seconds)
         record = self._new_record(
             owner,
             request,
@@ -271,11 +275,13 @@ class MediaService:
             state=MediaState.AWAITING_PROOF,
             upload_kind="dedup",
             object_key=blob.object_key,
+            upload_expires_at=expires_at,
+            pending_owner=owner,
             challenge=Challenge(
                 offset=challenge.offset,
                 length=challenge.length,
                 nonce=challenge.nonce,
-                expires_at=now + timedelta(seconds=self.settings.proof_ttl_seconds),
+                expires_at=expires_at,
             ),
         )
         await self.store.create(record)
@@ -390,9 +396,10 @@ class MediaService:
         return signed_parts
 
     async def received_parts(self, owner: str, media_id: str) -> list[ReceivedPart]:
-        record, upload_id, _ = await self._open_multipart(owner, media_id)
+        record, upload_id, plan = await self._open_multipart(owner, media_id)
         parts = await self.storage.received_parts(record.object_key, upload_id=upload_id)
-        if parts:
+        if 0 < len(parts) < plan.part_count:
+            # Asking what storage has, mid-way, is how a client resumes.
             self.metrics.resumes.inc()
         return parts
 
@@ -423,7 +430,12 @@ class MediaService:
     # --- abandon and delete ----------------------------------------------------------------
 
     async def delete(self, owner: str, media_id: str) -> None:
+        """Abandon an upload, or delete one's own media that no message references."""
         record = await self._owned(owner, media_id)
+        if record.state not in PENDING_CLIENT and await self.access.is_referenced(media_id):
+            raise Conflict(
+                "messages reference this media; it stays while they do", code="media_referenced"
+            )
         if record.state is MediaState.AWAITING_UPLOAD and record.upload_id:
             await self.storage.abort_multipart(record.object_key, upload_id=record.upload_id)
         blob = await self.store.get_blob(record.sha256)
@@ -486,7 +498,7 @@ class MediaService:
         if record.state is MediaState.EXPIRED:
             raise Gone("this media has expired", code="media_expired")
         if record.state is MediaState.FAILED:
-            raise Conflict("this media failed verification and has no bytes", code="media_unusable")
+            raise Conflict("this media failed; it cannot be served", code="media_unusable")
         if record.state not in BYTES_VERIFIED:
             raise NotFound("the bytes of this media have not arrived yet", code="no_such_variant")
         ttl = self.settings.download_url_ttl_seconds

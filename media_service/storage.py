@@ -11,7 +11,7 @@ from typing import Any
 from urllib.parse import quote
 
 from shared.aws import error_code
-from shared.errors import BadRequest, Conflict
+from shared.errors import Conflict, Unprocessable
 from shared.models import ReceivedPart
 
 
@@ -116,7 +116,7 @@ class MediaStorage:
         except Exception as error:
             code = error_code(error)
             if code in ("InvalidPart", "InvalidPartOrder", "EntityTooSmall", "MalformedXML"):
-                raise BadRequest(
+                raise Unprocessable(
                     f"storage refused the parts ({code}): upload every part, then send "
                     "each part's number and ETag",
                     code="invalid_parts",

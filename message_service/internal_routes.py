@@ -7,7 +7,13 @@ from fastapi.responses import JSONResponse
 
 from message_service.deps import Messaging
 from shared.http import InternalCaller
-from shared.models import InternalSend, MediaReadAccess, MessagePage, ReceivedAck
+from shared.models import (
+    InternalSend,
+    MediaReadAccess,
+    MediaReferences,
+    MessagePage,
+    ReceivedAck,
+)
 
 router = APIRouter(prefix="/internal", tags=["internal"], include_in_schema=False)
 
@@ -43,3 +49,9 @@ async def media_reader(
     media_id: str, user_id: str, _: InternalCaller, service: Messaging
 ) -> MediaReadAccess:
     return MediaReadAccess(readable=await service.can_read_media(media_id, user_id))
+
+
+@router.get("/media/{media_id}/references", response_model=MediaReferences)
+async def media_references(media_id: str, _: InternalCaller, service: Messaging) -> MediaReferences:
+    """Whether any message references the media (its owner may not delete it then)."""
+    return MediaReferences(referenced=bool(await service.refs.conversations_of(media_id)))

@@ -86,6 +86,10 @@ class MediaRecord(BaseModel):
     # Sparse index key: present only while the upload is pending, so counting is one query.
     pending_owner: str | None = None
     challenge: Challenge | None = None
+    # Counted in its blob's reference count: set by the same transaction that counts it (the
+    # commit step, a dedup proof), cleared by the one that releases it (delete). A media that
+    # fails after its bytes were committed keeps its reference until it is deleted.
+    blob_ref: bool = False
     meta: dict[str, Any] = Field(default_factory=dict)
     variants: list[StoredVariant] = Field(default_factory=list)
     error: ErrorDetail | None = None
@@ -128,18 +132,6 @@ class BlobRecord(BaseModel):
     outcome: MediaState | None = None
     meta: dict[str, Any] = Field(default_factory=dict)
     variants: list[StoredVariant] = Field(default_factory=list)
-
-
-# States in which a media counts as one reference to its blob.
-_REFERENCING = frozenset(
-    {MediaState.UPLOADED, MediaState.PROCESSING, MediaState.READY, MediaState.BLOCKED}
-)
-
-
-def holds_blob(record: MediaRecord) -> bool:
-    """Whether `record` is counted in its blob's reference count: every way into these states
-    (the commit step, a dedup proof) counts it, in the same transaction."""
-    return record.state in _REFERENCING
 
 
 def _dump(model: BaseModel) -> dict[str, Any]:
@@ -255,27 +247,23 @@ class MediaStore:
             raise
         return MediaRecord.model_validate(from_item(response["Attributes"]))
 
-    async def fail(self, media_id: str, code: str, message: str) -> MediaRecord:
-        """Fail a media from whatever live state it is in; a blob reference it held is released
-        in the same transaction (conditioned on the state read, so it is released once)."""
-        current = await self.get(media_id)
-        if current is None:
-            raise StaleTransition(f"{media_id} is gone")
-        update = self._transition_update(
+    async def fail(
+        self,
+        media_id: str,
+        code: str,
+        message: str,
+        *,
+        only_from: frozenset[MediaState] | None = None,
+    ) -> MediaRecord:
+        """Fail a media from a live state (`only_from` narrows which); its blob reference, if
+        any, stays with it until the media is deleted."""
+        return await self.transition(
             media_id,
             MediaState.FAILED,
             set_fields={"error": {"code": code, "message": message}},
             remove_fields=("pending_owner", "challenge"),
-            only_from=frozenset({current.state}),
+            only_from=only_from,
         )
-        items = [{"Update": update}]
-        if holds_blob(current):
-            items.append(self._release(current.sha256))
-        await self._transact(items, media_id)
-        failed = await self.get(media_id)
-        if failed is None:
-            raise StaleTransition(f"{media_id} vanished while failing")
-        return failed
 
     def _release(self, sha256: str) -> dict[str, Any]:
         return {
@@ -312,7 +300,7 @@ class MediaStore:
         update = self._transition_update(
             record.media_id,
             MediaState.UPLOADED,
-            set_fields={"version_id": version_id},
+            set_fields={"version_id": version_id, "blob_ref": True},
             remove_fields=("pending_owner",),
             only_from=frozenset({MediaState.AWAITING_UPLOAD}),
         )
@@ -374,6 +362,7 @@ class MediaStore:
                 "version_id": blob.version_id,
                 "meta": blob.meta,
                 "variants": [_dump(variant) for variant in blob.variants],
+                "blob_ref": True,
             },
             remove_fields=("challenge", "pending_owner"),
             only_from=frozenset({MediaState.AWAITING_PROOF}),
@@ -405,7 +394,7 @@ class MediaStore:
                 "ExpressionAttributeValues": {":state": {"S": record.state.value}},
             }
         }
-        if not holds_blob(record):
+        if not record.blob_ref:
             await self._transact([delete], record.media_id)
             return None
         await self._transact([delete, self._release(record.sha256)], record.media_id)

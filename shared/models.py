@@ -197,6 +197,12 @@ class MediaReadAccess(ContractModel):
     readable: bool
 
 
+class MediaReferences(ContractModel):
+    """`GET /internal/media/{media_id}/references` on the Message Service."""
+
+    referenced: bool
+
+
 class MediaInfo(ContractModel):
     """The Media Service's internal view of a media, for the Message Service's send checks.
 

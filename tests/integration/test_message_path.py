@@ -324,3 +324,19 @@ async def test_members_can_be_added_and_see_history(
         headers=fleet.auth(dave),
     )
     assert [m["text"] for m in history.json()["messages"]] == ["before dave"]
+
+
+async def test_media_a_message_references_cannot_be_deleted(
+    fleet: Fleet, http: httpx.AsyncClient, user: Callable[..., str]
+) -> None:
+    alice, bob = user("alice"), user("bob")
+    photo, media_id = await ready_photo(fleet, http, alice, seed=25)
+    conversation_id = (await create_conversation(fleet, http, alice, bob))["conversation_id"]
+    assert (
+        await send(fleet, http, alice, conversation_id, "keep", media=[{"media_id": media_id}])
+    ).status_code == 201
+
+    refused = await http.delete(f"{fleet.media_url}/v1/media/{media_id}", headers=fleet.auth(alice))
+    assert refused.status_code == 409
+    assert refused.json()["error"]["code"] == "media_referenced"
+    assert await download(http, fleet.media_url, fleet.auth(bob), media_id) == photo
