@@ -11,7 +11,7 @@ PACKAGES := $(patsubst %/__init__.py,%,$(wildcard shared/__init__.py gateway/__i
 	devstack/__init__.py))
 
 .DEFAULT_GOAL := help
-.PHONY: help install run token test test-unit lint format typecheck bench all clean
+.PHONY: help install run token test test-unit lint format typecheck bench docs all clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -47,10 +47,13 @@ format: $(STAMP) ## apply ruff fixes and formatting
 	$(BIN)/ruff format .
 
 typecheck: $(STAMP) ## mypy, strict
-	$(BIN)/mypy $(PACKAGES)
+	$(BIN)/mypy $(PACKAGES) scripts bench
 
 bench: $(STAMP) ## benchmarks (numbers, never assertions)
 	$(BIN)/python -m bench
+
+docs: $(STAMP) ## regenerate docs/ (OpenAPI, configuration, data model) from the code
+	$(BIN)/python scripts/gen_docs.py
 
 all: lint typecheck test ## what CI runs
 

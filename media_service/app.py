@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
 from media_service.access import AccessPolicy, ConversationReaders
+from media_service.hls import PlaylistSigner
 from media_service.internal_routes import router as internal_router
 from media_service.metrics import MediaMetrics
 from media_service.routes import router
@@ -53,6 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 storage=MediaStorage(aws.s3, resources.bucket),
                 access=AccessPolicy(readers),
                 rate_limiter=RateLimiter(aws.dynamodb, resources.rate_limits_table),
+                playlist_signer=PlaylistSigner(settings.auth_jwt_secret),
                 metrics=metrics,
             )
             yield

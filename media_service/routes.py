@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from media_service.deps import MediaServiceDep
+from media_service.hls import PLAYLIST_CONTENT_TYPE
 from shared.http import Caller
 from shared.models import (
     CompleteRequest,
@@ -93,3 +94,37 @@ async def download_url(
     variant: Annotated[str, Query(max_length=64)] = "original",
 ) -> DownloadUrl:
     return await service.download_url(caller.user_id, media_id, variant)
+
+
+@router.get(
+    "/{media_id}/hls/master.m3u8",
+    response_class=Response,
+    responses={**ERRORS, 200: {"content": {PLAYLIST_CONTENT_TYPE: {}}}},
+    summary="The HLS master playlist of a ready video, with signed links",
+)
+async def hls_master(
+    media_id: str, request: Request, caller: Caller, service: MediaServiceDep
+) -> Response:
+    text = await service.hls_master(caller.user_id, media_id, str(request.base_url))
+    return Response(text, media_type=PLAYLIST_CONTENT_TYPE, headers=_PRIVATE_SHORT_CACHE)
+
+
+@router.get(
+    "/{media_id}/hls/{rendition}/index.m3u8",
+    response_class=Response,
+    responses={404: {"model": ErrorBody}, 200: {"content": {PLAYLIST_CONTENT_TYPE: {}}}},
+    summary="A rendition playlist (reached through the signed links of the master playlist)",
+)
+async def hls_rendition(
+    media_id: str,
+    rendition: str,
+    service: MediaServiceDep,
+    expires: Annotated[int, Query()],
+    signature: Annotated[str, Query(max_length=128)],
+) -> Response:
+    text = await service.hls_rendition(media_id, rendition, expires, signature)
+    return Response(text, media_type=PLAYLIST_CONTENT_TYPE, headers=_PRIVATE_SHORT_CACHE)
+
+
+# Playlists carry short-lived signed URLs: never cached by shared caches, nor for long.
+_PRIVATE_SHORT_CACHE = {"Cache-Control": "private, max-age=30"}

@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import logging
+import time
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
 from media_service.access import AccessPolicy
+from media_service.hls import (
+    PlaylistSigner,
+    is_rendition,
+    is_segment_name,
+    rendition_of,
+    rendition_url,
+    rewrite_uris,
+)
 from media_service.metrics import MediaMetrics
 from media_service.planning import (
     MultipartPlan,
@@ -17,6 +26,7 @@ from media_service.planning import (
 from media_service.settings import Settings
 from media_service.storage import MediaStorage
 from shared import keys
+from shared.aws import error_code
 from shared.content_types import media_type_of
 from shared.errors import (
     Conflict,
@@ -60,6 +70,8 @@ from shared.rate_limits import RateLimitContention, RateLimiter
 log = logging.getLogger("ferry.media")
 
 ORIGINAL = "original"
+HLS_VARIANT = "hls"
+PLAYLIST_LIMIT_BYTES = 1024 * 1024
 # Settled blobs whose outcome a deduplicated media may share (a failed one is never offered).
 DEDUPLICABLE_OUTCOMES = frozenset({MediaState.READY, MediaState.BLOCKED})
 
@@ -82,6 +94,7 @@ class MediaService:
         storage: MediaStorage,
         access: AccessPolicy,
         rate_limiter: RateLimiter,
+        playlist_signer: PlaylistSigner,
         metrics: MediaMetrics,
     ) -> None:
         self.settings = settings
@@ -89,6 +102,7 @@ class MediaService:
         self.storage = storage
         self.access = access
         self.rate_limiter = rate_limiter
+        self.playlist_signer = playlist_signer
         self.metrics = metrics
 
     # --- slots -----------------------------------------------------------------------------
@@ -492,13 +506,76 @@ class MediaService:
         self.metrics.download_urls.labels("ok").inc()
         return url
 
-    async def _sign_download(self, record: MediaRecord, variant: str) -> DownloadUrl:
+    # --- HLS ----------------------------------------------------------------------------------
+
+    async def hls_master(self, user_id: str, media_id: str, base_url: str) -> str:
+        """The master playlist, its renditions pointing back here with signed links."""
+        try:
+            record = await self.readable(user_id, media_id)
+            self._servable(record)
+            master = record.variant(HLS_VARIANT)
+            if master is None:
+                raise NotFound("this media has no HLS playlist (yet)", code="no_such_variant")
+            text = await self.storage.read_text(master.key, limit=PLAYLIST_LIMIT_BYTES)
+        except FerryError as refusal:
+            self.metrics.download_urls.labels(refusal.error_code).inc()
+            raise
+        expires = int(utcnow().timestamp()) + self.settings.download_url_ttl_seconds
+
+        def signed(uri: str) -> str | None:
+            rendition = rendition_of(uri)
+            if rendition is None:
+                return None
+            signature = self.playlist_signer.sign(media_id, rendition, expires)
+            return rendition_url(base_url, media_id, rendition, expires, signature)
+
+        self.metrics.download_urls.labels("ok").inc()
+        return rewrite_uris(text, signed)
+
+    async def hls_rendition(
+        self, media_id: str, rendition: str, expires: int, signature: str
+    ) -> str:
+        """A rendition playlist whose segments are presigned storage URLs.
+
+        No bearer token: players cannot send one; the signature from the master playlist,
+        which only a reader could get, is the grant, and it expires with the URLs.
+        """
+        if not (
+            is_rendition(rendition)
+            and self.playlist_signer.verify(media_id, rendition, expires, signature)
+        ):
+            raise NotFound("no such playlist, or its link expired")
+        record = await self.store.get(media_id) if keys.is_media_id(media_id) else None
+        if record is None:
+            raise NotFound("no such playlist, or its link expired")
+        self._servable(record)
+        prefix = f"{keys.hls_prefix(record.sha256)}{rendition}/"
+        try:
+            text = await self.storage.read_text(f"{prefix}index.m3u8", limit=PLAYLIST_LIMIT_BYTES)
+        except Exception as error:
+            if error_code(error) in ("NoSuchKey", "404"):
+                raise NotFound("no such playlist, or its link expired") from error
+            raise
+        ttl = max(1, min(self.settings.download_url_ttl_seconds, expires - int(time.time())))
+        segments: dict[str, str] = {}
+        for line in text.splitlines():
+            name = line.strip()
+            if name and not name.startswith("#") and is_segment_name(name):
+                segments[name] = await self.storage.sign_get(
+                    f"{prefix}{name}", version_id=None, ttl_seconds=ttl
+                )
+        return rewrite_uris(text, segments.get)
+
+    def _servable(self, record: MediaRecord) -> None:
         if record.state is MediaState.BLOCKED:
             raise UnavailableForLegalReasons("this media was blocked by moderation")
         if record.state is MediaState.EXPIRED:
             raise Gone("this media has expired", code="media_expired")
         if record.state is MediaState.FAILED:
             raise Conflict("this media failed; it cannot be served", code="media_unusable")
+
+    async def _sign_download(self, record: MediaRecord, variant: str) -> DownloadUrl:
+        self._servable(record)
         if record.state not in BYTES_VERIFIED:
             raise NotFound("the bytes of this media have not arrived yet", code="no_such_variant")
         ttl = self.settings.download_url_ttl_seconds

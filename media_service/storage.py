@@ -146,8 +146,19 @@ class MediaStorage:
         if version_id:
             params["VersionId"] = version_id
         response = await self._s3.get_object(**params)
-        async with response["Body"] as body:
+        body = response["Body"]
+        async with body:  # closes the connection whatever happens
             return bytes(await body.read())
+
+    async def read_text(self, key: str, *, limit: int) -> str:
+        """A small text object (an HLS playlist): never media bytes, and never over `limit`."""
+        response = await self._s3.get_object(Bucket=self.bucket, Key=key, Range=f"bytes=0-{limit}")
+        body = response["Body"]
+        async with body:
+            data = bytes(await body.read())
+        if len(data) > limit:
+            raise ValueError(f"{key} is larger than {limit} bytes")
+        return data.decode("utf-8")
 
     async def sign_get(
         self,

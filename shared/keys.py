@@ -54,6 +54,18 @@ def derivative_key(sha256: str, variant: str, extension: str) -> str:
     return f"{DERIVATIVES_PREFIX}{sha256}/{variant}.{extension}"
 
 
+_RELATIVE = re.compile(r"^[a-z0-9_]{1,32}(/[A-Za-z0-9_-]{1,32})*/?[A-Za-z0-9_.-]{0,64}$")
+
+
+def derivative_object_key(sha256: str, relative: str) -> str:
+    """`d/{sha256}/{relative}` for a derivative file (`thumb_320.webp`, `hls/360p/seg_00001.ts`)."""
+    if not _SHA256.fullmatch(sha256):
+        raise ValueError("derivative keys are addressed by a lowercase sha256")
+    if ".." in relative or not _RELATIVE.fullmatch(relative):
+        raise ValueError(f"not a derivative path: {relative!r}")
+    return f"{DERIVATIVES_PREFIX}{sha256}/{relative}"
+
+
 def hls_prefix(sha256: str) -> str:
     if not _SHA256.fullmatch(sha256):
         raise ValueError("derivative keys are addressed by a lowercase sha256")

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import AsyncExitStack, asynccontextmanager
+from multiprocessing import get_context
 
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
@@ -42,7 +44,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             store = MediaStore(
                 aws.dynamodb, media_table=resources.media_table, blobs_table=resources.blobs_table
             )
-            worker = Worker(settings=settings, s3=aws.s3, sqs=sqs, store=store, metrics=metrics)
+            # Spawned, not forked: a fork of a process running an event loop and threads is unsafe.
+            pool = ProcessPoolExecutor(
+                max_workers=settings.process_pool_size, mp_context=get_context("spawn")
+            )
+            stack.callback(pool.shutdown, wait=True, cancel_futures=True)
+            worker = Worker(
+                settings=settings, s3=aws.s3, sqs=sqs, store=store, metrics=metrics, pool=pool
+            )
             task = asyncio.create_task(worker.run(), name="worker")
             task.add_done_callback(_report_crash)
             app.state.sqs = sqs

@@ -5,6 +5,8 @@ Environment names are the field names upper-cased (`QUEUE_WAIT_SECONDS`, `WORKER
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from shared.settings import CommonSettings
@@ -28,3 +30,35 @@ class Settings(CommonSettings):
     shutdown_grace_seconds: int = Field(30, ge=0, le=3600)
     # Originals are streamed in chunks of this size: memory per job stays bounded by it.
     read_chunk_bytes: int = Field(MIB, ge=1024, le=64 * MIB)
+
+    # --- processing (derivatives) -------------------------------------------------------
+    # Decoding and encoding run in this many pool processes (never on the event loop).
+    process_pool_size: int = Field(2, ge=1, le=64)
+    # Where originals and derivatives wait on disk while a job runs (None: the system's).
+    work_dir: str | None = None
+    # Derivative uploads in flight per job.
+    upload_concurrency: int = Field(4, ge=1, le=64)
+
+    # Images: thumbnails thumb_320/640/1280, in this format.
+    thumbnail_format: Literal["webp", "jpeg"] = "webp"
+    thumbnail_quality: int = Field(80, ge=1, le=100)
+    # Refused before decoding (decompression bombs): pixels, either side, animation frames.
+    max_image_pixels: int = Field(50_000_000, ge=1)
+    max_image_dimension: int = Field(20_000, ge=1)
+    max_image_frames: int = Field(1000, ge=1)
+
+    # Moderation: perceptual hashes (64-bit pHash, hex) of images to block, and how many bits
+    # an image may differ from one and still match.
+    moderation_blocklist: list[str] = Field(default_factory=list)
+    moderation_max_distance: int = Field(6, ge=0, le=32)
+
+    # Voice notes (voice_low: Opus in Ogg, mono) and video (poster, HLS ladder).
+    max_voice_seconds: float = Field(1800, gt=0)
+    max_video_seconds: float = Field(1800, gt=0)
+    max_video_dimension: int = Field(8192, ge=16)
+    voice_bitrate: int = Field(24_000, ge=6_000, le=128_000)
+    # HLS rungs by their short side (never above the source's), each with its video bit rate.
+    hls_ladder: list[tuple[int, int]] = Field(
+        default_factory=lambda: [(360, 800_000), (720, 2_500_000)]
+    )
+    hls_segment_seconds: int = Field(4, ge=1, le=30)

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from concurrent.futures import Executor
 from typing import Any
 
 from shared.media_records import MediaStore
 from shared.sqs_consumer import Consumer, ConsumerConfig, wait_for_queue_urls
 from transcode_worker.commit import CommitStep
+from transcode_worker.deriving import DerivingProcessor
 from transcode_worker.metrics import WorkerMetrics
+from transcode_worker.plans import derive_plans
 from transcode_worker.processing import NoProcessing, Processor
 from transcode_worker.publisher import EventPublisher
 from transcode_worker.settings import Settings
@@ -31,17 +34,35 @@ class Worker:
         sqs: Any,
         store: MediaStore,
         metrics: WorkerMetrics,
-        processor: Processor | None = None,
+        pool: Executor | None = None,
     ) -> None:
         self._settings = settings
         self._s3 = s3
         self._sqs = sqs
         self._store = store
         self._metrics = metrics
-        self._processor = processor or NoProcessing()
+        # Without a pool (tests of the commit step alone), media are ready once verified.
+        self._pool = pool
         self._stopping = asyncio.Event()
         self._consumer: Consumer | None = None
         self.uploads_queue_url: str | None = None
+
+    def _processor(self, publisher: EventPublisher) -> Processor:
+        if self._pool is None:
+            return NoProcessing()
+        settings = self._settings
+        return DerivingProcessor(
+            s3=self._s3,
+            bucket=settings.resources.bucket,
+            store=self._store,
+            publisher=publisher,
+            pool=self._pool,
+            plans=derive_plans(settings),
+            metrics=self._metrics,
+            read_chunk_bytes=settings.read_chunk_bytes,
+            work_dir=settings.work_dir,
+            upload_concurrency=settings.upload_concurrency,
+        )
 
     def stop(self) -> None:
         self._stopping.set()
@@ -54,12 +75,13 @@ class Worker:
             return  # stopped before AWS answered
         uploads_url, events_url = resolved
         settings = self._settings
+        publisher = EventPublisher(self._sqs, events_url)
         commit = CommitStep(
             s3=self._s3,
             bucket=settings.resources.bucket,
             store=self._store,
-            publisher=EventPublisher(self._sqs, events_url),
-            processor=self._processor,
+            publisher=publisher,
+            processor=self._processor(publisher),
             metrics=self._metrics,
             read_chunk_bytes=settings.read_chunk_bytes,
         )

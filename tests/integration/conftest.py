@@ -8,6 +8,8 @@ talks to the same emulator (`aws`) to inspect storage and queues.
 from __future__ import annotations
 
 import asyncio
+import io
+import json
 import secrets
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
@@ -15,6 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from PIL import Image
 
 from devstack.bootstrap import bootstrap
 from devstack.ports import LOCALHOST
@@ -31,11 +34,25 @@ from devstack.processes import (
 from shared.aws import AwsClients, open_aws_clients
 from shared.settings import CommonSettings
 from tests.integration.helpers import Fleet
+from tests.media_factory import images
+from transcode_worker.derive.moderation import phash_hex
 
 __all__ = ["Fleet"]  # tests may import it from here or from helpers
 
+
 # Short waits and small limits, so tests see retries, timeouts and refusals quickly.
+def banned_photo() -> bytes:
+    """A photo the test fleet's moderation blocklist names (by its perceptual hash)."""
+    return images.jpeg(320, 240, seed=666)
+
+
+def _phash_of(data: bytes) -> str:
+    with Image.open(io.BytesIO(data)) as image:
+        return phash_hex(image.convert("RGB"))
+
+
 TEST_SETTINGS = {
+    "MODERATION_BLOCKLIST": json.dumps([_phash_of(banned_photo())]),
     "QUEUE_WAIT_SECONDS": "1",
     "RETRY_BASE_SECONDS": "0",
     "VISIBILITY_TIMEOUT_SECONDS": "5",

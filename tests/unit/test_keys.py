@@ -36,3 +36,15 @@ def test_derivative_keys_are_content_addressed() -> None:
 def test_original_key_refuses_traversal() -> None:
     with pytest.raises(ValueError, match="not a media id"):
         keys.original_key("../../secret")
+
+
+def test_derivative_files_nest_under_their_blob() -> None:
+    sha = "b" * 64
+    assert keys.derivative_object_key(sha, "thumb_320.webp") == f"d/{sha}/thumb_320.webp"
+    assert (
+        keys.derivative_object_key(sha, "hls/360p/seg_00001.ts") == f"d/{sha}/hls/360p/seg_00001.ts"
+    )
+    assert keys.derivative_object_key(sha, "hls/master.m3u8") == f"d/{sha}/hls/master.m3u8"
+    for bad in ("../x", "hls/../../o/m", "/abs", "hls//x", ""):
+        with pytest.raises(ValueError, match="derivative"):
+            keys.derivative_object_key(sha, bad)

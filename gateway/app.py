@@ -1,0 +1,102 @@
+"""Builds the gateway app; the lifespan opens every long-lived client and runs the heartbeat."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+
+import httpx
+from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
+
+from gateway.connections import LocalConnections
+from gateway.deps import Gateway
+from gateway.heartbeat import Heartbeat
+from gateway.message_client import MessageClient
+from gateway.metrics import GatewayMetrics
+from gateway.routes import router
+from gateway.settings import Settings
+from shared.aws import open_aws_clients
+from shared.connections import ConnectionRegistry
+from shared.http import ReadinessCheck, build_app
+
+log = logging.getLogger("ferry.gateway.app")
+
+# Connections to the Message Service shared by every client connection's sends.
+MESSAGE_SERVICE_CONNECTIONS = 100
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    registry = CollectorRegistry()
+    metrics = GatewayMetrics(registry)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            aws = await open_aws_clients(stack, settings, "dynamodb")
+            http = await stack.enter_async_context(
+                httpx.AsyncClient(
+                    base_url=settings.message_service_url,
+                    timeout=settings.internal_call_timeout_seconds,
+                    limits=httpx.Limits(max_connections=MESSAGE_SERVICE_CONNECTIONS),
+                )
+            )
+            gateway = Gateway(
+                settings=settings,
+                metrics=metrics,
+                connections=LocalConnections(metrics),
+                registry=ConnectionRegistry(aws.dynamodb, settings.resources.connections_table),
+                messages=MessageClient(http, settings.internal_token),
+            )
+            heartbeat = asyncio.create_task(Heartbeat(gateway).run(), name="registry-heartbeat")
+            heartbeat.add_done_callback(_report_crash)
+            app.state.dynamodb = aws.dynamodb
+            app.state.gateway = gateway
+            app.state.heartbeat = heartbeat
+            try:
+                yield
+            finally:
+                # Under uvicorn the sessions have ended by now (see gateway.protocol); under
+                # any other server this closes them. Clients close after both.
+                heartbeat.cancel()
+                await asyncio.wait({heartbeat})
+                await gateway.shutdown()
+
+    def readiness(app: FastAPI) -> Sequence[ReadinessCheck]:
+        heartbeat: asyncio.Task[None] | None = getattr(app.state, "heartbeat", None)
+        if heartbeat is None:
+            return [_not_started]
+        dynamodb = app.state.dynamodb
+
+        async def registry_heartbeat() -> None:
+            if heartbeat.done():
+                raise RuntimeError("the registry heartbeat is not running")
+
+        async def connections_table() -> None:
+            await dynamodb.describe_table(TableName=settings.resources.connections_table)
+
+        return [registry_heartbeat, connections_table]
+
+    app = build_app(
+        title="Ferry Edge Gateway",
+        version="1.0.0",
+        lifespan=lifespan,
+        readiness_checks=readiness,
+        registry=registry,
+        settings=settings,
+    )
+    app.include_router(router)
+    return app
+
+
+async def _not_started() -> None:
+    raise RuntimeError("the gateway has not finished starting")
+
+
+def _report_crash(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        # /readyz turns 503 from here on; the orchestrator replaces the process.
+        log.critical("the registry heartbeat stopped on an error", exc_info=task.exception())

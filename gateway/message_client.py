@@ -1,0 +1,164 @@
+"""The gateway's calls to the Message Service's internal API, over one long-lived httpx client.
+
+The gateway relays; the Message Service decides. Messages pass through as the JSON objects the
+Message Service wrote (only `message_id` and `seq` are read here), so fields it adds later
+reach clients without a gateway release.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from shared.auth import INTERNAL_TOKEN_HEADER
+from shared.logging import REQUEST_ID_HEADER, new_request_id, request_id_var
+from shared.models import InternalSend, ReceivedAck
+
+log = logging.getLogger("ferry.gateway.message_client")
+
+# What a send error frame says when the Message Service cannot answer.
+UNAVAILABLE = "unavailable"
+
+
+class MessageServiceError(Exception):
+    """Base of everything a Message Service call raises."""
+
+
+class MessageServiceUnavailable(MessageServiceError):
+    """No usable answer (unreachable, timeout, 5xx, a misconfigured token): retry later."""
+
+
+class SendRejected(MessageServiceError):
+    """The Message Service refused the send (a 4xx): the client sees its code and message."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(f"{status} {code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+class _Lenient(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class _Stored(_Lenient):
+    message_id: str
+    seq: int
+
+
+class _ErrorDetail(_Lenient):
+    code: str
+    message: str
+
+
+class _ErrorBody(_Lenient):
+    error: _ErrorDetail
+
+
+class _PendingPage(_Lenient):
+    messages: list[dict[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """What a `sent` frame needs from the stored message."""
+
+    message_id: str
+    seq: int
+
+
+def failure_of(status: int, content: bytes) -> MessageServiceError:
+    """The exception for a non-2xx answer (pure: unit-tested).
+
+    A 4xx is the client's problem and carries the contract's error body through; a 401 or 403
+    from an internal endpoint means our internal token is wrong, which no client can fix.
+    """
+    if status in (401, 403) or status >= 500 or status < 400:
+        return MessageServiceUnavailable(f"the Message Service answered {status}")
+    try:
+        detail = _ErrorBody.model_validate_json(content).error
+    except ValidationError:
+        return SendRejected(status, "rejected", f"the Message Service refused the send ({status})")
+    return SendRejected(status, detail.code, detail.message)
+
+
+def _segment(value: str) -> str:
+    # Ids travel as path segments: nothing in them may add one.
+    return quote(value, safe="")
+
+
+class MessageClient:
+    def __init__(self, http: httpx.AsyncClient, internal_token: str) -> None:
+        self._http = http
+        self._internal_token = internal_token
+
+    def _headers(self) -> dict[str, str]:
+        return {
+            INTERNAL_TOKEN_HEADER: self._internal_token,
+            REQUEST_ID_HEADER: request_id_var.get() or new_request_id(),
+        }
+
+    async def _call(self, method: str, path: str, body: BaseModel | None = None) -> httpx.Response:
+        try:
+            return await self._http.request(
+                method,
+                path,
+                content=body.model_dump_json() if body is not None else None,
+                headers={
+                    **self._headers(),
+                    **({"Content-Type": "application/json"} if body is not None else {}),
+                },
+            )
+        except httpx.HTTPError as error:
+            raise MessageServiceUnavailable(
+                f"the Message Service is unreachable ({type(error).__name__})"
+            ) from error
+
+    async def send(self, send: InternalSend) -> Stored:
+        """Store a message; `SendRejected` or `MessageServiceUnavailable` otherwise."""
+        response = await self._call(
+            "POST", f"/internal/conversations/{_segment(send.conversation_id)}/messages", send
+        )
+        if response.status_code not in (200, 201):
+            failure = failure_of(response.status_code, response.content)
+            if response.status_code in (401, 403):
+                log.error("the Message Service refused our internal token: check INTERNAL_TOKEN")
+            raise failure
+        try:
+            stored = _Stored.model_validate_json(response.content)
+        except ValidationError as error:
+            raise MessageServiceUnavailable("the Message Service answered an odd body") from error
+        return Stored(message_id=stored.message_id, seq=stored.seq)
+
+    async def pending(self, user_id: str, device_id: str) -> list[dict[str, Any]]:
+        """The device's pending messages, in delivery order, as JSON objects."""
+        response = await self._call(
+            "GET", f"/internal/devices/{_segment(user_id)}/{_segment(device_id)}/pending"
+        )
+        if response.status_code != 200:
+            raise MessageServiceUnavailable(
+                f"the pending messages could not be read ({response.status_code})"
+            )
+        try:
+            page = _PendingPage.model_validate_json(response.content)
+        except ValidationError as error:
+            raise MessageServiceUnavailable("the Message Service answered an odd body") from error
+        return page.messages
+
+    async def received(self, user_id: str, device_id: str, message_ids: list[str]) -> None:
+        """This device has these messages: they stop being pending for it."""
+        response = await self._call(
+            "POST",
+            f"/internal/devices/{_segment(user_id)}/{_segment(device_id)}/received",
+            ReceivedAck(message_ids=message_ids),
+        )
+        if response.status_code not in (200, 204):
+            raise MessageServiceUnavailable(
+                f"the acknowledgement was not stored ({response.status_code})"
+            )

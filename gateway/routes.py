@@ -1,0 +1,54 @@
+"""The gateway's endpoints: the clients' WebSocket and the Message Service's push."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, WebSocket
+
+from gateway.deps import GatewayDep
+from gateway.session import Session
+from shared.auth import bearer_token, verify_token
+from shared.errors import Unauthorized
+from shared.http import InternalCaller, error_response
+from shared.models import ErrorBody, PushRequest, PushResult
+
+router = APIRouter()
+
+
+@router.websocket("/v1/ws")
+async def websocket_session(websocket: WebSocket, gateway: GatewayDep) -> None:
+    """The client's connection (protocol in docs); the token is checked before the upgrade."""
+    # Browsers cannot set headers on a WebSocket, hence `?token=` as well.
+    token = bearer_token(websocket.headers.get("authorization")) or websocket.query_params.get(
+        "token", ""
+    )
+    try:
+        identity = verify_token(token, gateway.settings.auth_jwt_secret)
+    except Unauthorized as error:
+        # An HTTP answer instead of the upgrade (ASGI's WebSocket denial response), so the
+        # client learns why; a rejected token never becomes a connection.
+        await websocket.send_denial_response(
+            error_response(error.status, error.error_code, error.message)
+        )
+        return
+    await Session(gateway, websocket, identity).run()
+
+
+@router.post(
+    "/internal/push",
+    response_model=PushResult,
+    responses={401: {"model": ErrorBody}, 422: {"model": ErrorBody}},
+    tags=["internal"],
+    summary="Deliver frames to devices connected to this gateway",
+)
+async def push(body: PushRequest, _: InternalCaller, gateway: GatewayDep) -> PushResult:
+    """`delivered` counts frames queued for a connected device; the rest stay pending for
+    their devices at the Message Service and arrive on reconnect."""
+    delivered = 0
+    for delivery in body.deliveries:
+        connection = gateway.connections.get(delivery.user_id, delivery.device_id)
+        if connection is not None and connection.push(delivery.frame):
+            delivered += 1
+    not_connected = len(body.deliveries) - delivered
+    gateway.metrics.pushes.labels("delivered").inc(delivered)
+    gateway.metrics.pushes.labels("not_connected").inc(not_connected)
+    return PushResult(delivered=delivered, not_connected=not_connected)

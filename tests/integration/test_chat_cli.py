@@ -1,0 +1,79 @@
+"""The README's walkthrough: two users in two terminals, one photo, via `scripts/chat.py`."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from devstack.processes import REPO_ROOT
+from tests.integration.conftest import Fleet
+from tests.integration.helpers import TIMEOUT_FACTOR
+from tests.integration.media_client import make_jpeg
+
+
+def chat_command(fleet: Fleet, user: str, *arguments: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "scripts.chat",
+        "--user",
+        user,
+        "--gateway-url",
+        fleet.gateway_urls[-1],
+        "--media-url",
+        fleet.media_url,
+        "--message-url",
+        str(fleet.message_url),
+        *arguments,
+    ]
+
+
+async def run_chat(fleet: Fleet, user: str, *arguments: str) -> str:
+    process = await asyncio.create_subprocess_exec(
+        *chat_command(fleet, user, *arguments),
+        cwd=REPO_ROOT,
+        env=fleet.env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    output, _ = await asyncio.wait_for(process.communicate(), 60 * TIMEOUT_FACTOR)
+    text = output.decode()
+    assert process.returncode == 0, text
+    return text
+
+
+async def test_alice_sends_bob_a_photo_from_two_terminals(
+    fleet: Fleet, user: Callable[..., str], tmp_path: Path
+) -> None:
+    alice, bob = user("alice"), user("bob")
+    photo = tmp_path / "view.jpg"
+    photo.write_bytes(make_jpeg(seed=41))
+
+    listener = await asyncio.create_subprocess_exec(
+        *chat_command(fleet, bob, "listen"),
+        cwd=REPO_ROOT,
+        env=fleet.env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        assert listener.stdout is not None
+        connected = await asyncio.wait_for(listener.stdout.readline(), 30 * TIMEOUT_FACTOR)
+        assert b"connected" in connected
+
+        sent = await run_chat(fleet, alice, "send", "--to", bob, "--text", "the view", str(photo))
+        assert "sent" in sent
+
+        line = await asyncio.wait_for(listener.stdout.readline(), 30 * TIMEOUT_FACTOR)
+        assert f"from {alice}: the view".encode() in line, line
+        media_id = line.decode().split("image ")[1].split(" ")[0]
+    finally:
+        listener.send_signal(signal.SIGINT)
+        await asyncio.wait_for(listener.wait(), 10)
+
+    saved = tmp_path / "saved.jpg"
+    await run_chat(fleet, bob, "fetch", media_id, "--out", str(saved))
+    assert saved.read_bytes() == photo.read_bytes()

@@ -1,0 +1,1 @@
+"""Test media generated at run time (no binary fixtures)."""

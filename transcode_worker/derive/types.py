@@ -1,0 +1,56 @@
+"""What a derivation returns, and how it fails (shared by every media type)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True, kw_only=True)
+class DerivedFile:
+    """One object to store under `d/{sha256}/{key}`."""
+
+    key: str  # relative to d/{sha256}/, e.g. "thumb_320.webp" or "hls/360p/seg_00001.ts"
+    path: Path
+    content_type: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class DerivedVariant:
+    """One entry of the media document's `variants` (points at one of the files)."""
+
+    name: str  # contract name: thumb_320, thumb_640, thumb_1280, voice_low, poster, hls
+    key: str  # the DerivedFile.key it is served from (for `hls`: the master playlist)
+    content_type: str
+    size: int
+    width: int | None = None
+    height: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Derived:
+    meta: dict[str, Any] = field(default_factory=dict)
+    files: list[DerivedFile] = field(default_factory=list)
+    variants: list[DerivedVariant] = field(default_factory=list)
+    # Set by moderation: the media must end `blocked` (no variants are published then).
+    blocked_reason: str | None = None
+
+
+class DeriveError(Exception):
+    """The original cannot be processed: the media ends `failed` with this code.
+
+    Codes: corrupt_media (truncated or undecodable), unsupported_format (a decoder outside
+    the allow-list), too_many_pixels, too_many_frames, too_long, too_large_dimensions,
+    unsupported_codec, no_streams.
+    """
+
+    def __init__(self, code: str, message: str) -> None:
+        # Both in args: the error crosses from a pool process by pickling, which rebuilds it
+        # from args.
+        super().__init__(code, message)
+        self.code = code
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"

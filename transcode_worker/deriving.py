@@ -1,0 +1,179 @@
+"""The real processor: original → temporary file → derivatives in a process pool → storage.
+
+Memory stays bounded: the original streams to a temporary file in chunks, decoders run in pool
+processes on that file, and each derivative is uploaded from disk. The temporary folder is
+removed whatever happens. Derivative keys are content-addressed (`d/{sha256}/...`), so a rerun
+after a crash overwrites identical objects, and deduplicated media share them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from shared.keys import derivative_object_key
+from shared.media_records import MediaRecord, MediaStore, StaleTransition, StoredVariant
+from shared.models import ErrorDetail, MediaState, MediaType
+from transcode_worker.derive.types import Derived, DerivedFile, DeriveError
+from transcode_worker.metrics import WorkerMetrics
+from transcode_worker.processing import Processed
+from transcode_worker.publisher import Publisher
+
+log = logging.getLogger("ferry.worker.derive")
+
+# Derivatives never change under their key: caches may keep them for a year.
+IMMUTABLE = "public, max-age=31536000, immutable"
+
+# A derivation: (source, out_dir) → Derived, run in a pool process. Bound with its limits.
+DeriveFunction = Callable[[Path, Path], Derived]
+
+
+@dataclass(frozen=True)
+class DerivePlans:
+    """Which derivation each media type gets (none: the commit step's checks only)."""
+
+    by_type: dict[MediaType, DeriveFunction]
+
+    def for_type(self, media_type: MediaType) -> DeriveFunction | None:
+        return self.by_type.get(media_type)
+
+
+class DerivingProcessor:
+    def __init__(
+        self,
+        *,
+        s3: Any,
+        bucket: str,
+        store: MediaStore,
+        publisher: Publisher,
+        pool: Executor,
+        plans: DerivePlans,
+        metrics: WorkerMetrics,
+        read_chunk_bytes: int,
+        work_dir: str | None = None,
+        upload_concurrency: int = 4,
+    ) -> None:
+        self._s3 = s3
+        self._bucket = bucket
+        self._store = store
+        self._publisher = publisher
+        self._pool = pool
+        self._plans = plans
+        self._metrics = metrics
+        self._read_chunk_bytes = read_chunk_bytes
+        self._work_dir = work_dir
+        self._upload_concurrency = upload_concurrency
+
+    async def process(self, record: MediaRecord) -> Processed:
+        derive = self._plans.for_type(record.media_type)
+        if derive is None:
+            return Processed(meta={"mime": record.content_type})
+        record = await self._mark_processing(record)
+        started = time.perf_counter()
+        work = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="ferry-", dir=self._work_dir))
+        try:
+            source, out_dir = work / "original", work / "out"
+            await asyncio.to_thread(out_dir.mkdir)
+            await self._download(record, source)
+            loop = asyncio.get_running_loop()
+            try:
+                derived = await loop.run_in_executor(
+                    self._pool, functools.partial(derive, source, out_dir)
+                )
+            except DeriveError as error:
+                self._metrics.derivations.labels(record.media_type.value, error.code).inc()
+                log.warning(
+                    "media cannot be processed: %s",
+                    error.message,
+                    extra={"media_id": record.media_id, "code": error.code},
+                )
+                return Processed(
+                    meta={"mime": record.content_type},
+                    state=MediaState.FAILED,
+                    error=ErrorDetail(code=error.code, message=error.message),
+                )
+            if derived.blocked_reason is not None:
+                self._metrics.derivations.labels(record.media_type.value, "blocked").inc()
+                return Processed(
+                    meta={key: value for key, value in derived.meta.items() if key == "mime"},
+                    state=MediaState.BLOCKED,
+                    error=ErrorDetail(code="blocked", message=derived.blocked_reason),
+                )
+            await self._upload(record.sha256, derived.files)
+            self._metrics.derivations.labels(record.media_type.value, "ok").inc()
+            self._metrics.derive_seconds.labels(record.media_type.value).observe(
+                time.perf_counter() - started
+            )
+            return Processed(
+                meta=derived.meta,
+                variants=[
+                    StoredVariant(
+                        name=variant.name,
+                        content_type=variant.content_type,
+                        size=variant.size,
+                        width=variant.width,
+                        height=variant.height,
+                        key=derivative_object_key(record.sha256, variant.key),
+                    )
+                    for variant in derived.variants
+                ],
+            )
+        finally:
+            await asyncio.to_thread(shutil.rmtree, work, True)
+
+    async def _mark_processing(self, record: MediaRecord) -> MediaRecord:
+        """uploaded → processing, announced; a redelivery finds it processing already."""
+        if record.state is MediaState.PROCESSING:
+            return record
+        try:
+            marked = await self._store.transition(
+                record.media_id,
+                MediaState.PROCESSING,
+                only_from=frozenset({MediaState.UPLOADED}),
+            )
+        except StaleTransition:
+            current = await self._store.get(record.media_id)
+            return current or record
+        await self._publisher.publish(marked)
+        return marked
+
+    async def _download(self, record: MediaRecord, target: Path) -> None:
+        """The verified version, streamed to disk chunk by chunk."""
+        request: dict[str, Any] = {"Bucket": self._bucket, "Key": record.object_key}
+        if record.version_id:
+            request["VersionId"] = record.version_id
+        response = await self._s3.get_object(**request)
+        handle = await asyncio.to_thread(target.open, "wb")
+        body = response["Body"]
+        try:
+            # `async with body` (not `as`): entering yields the raw HTTP response, not the stream.
+            async with body:
+                while chunk := await body.read(self._read_chunk_bytes):
+                    await asyncio.to_thread(handle.write, chunk)
+        finally:
+            await asyncio.to_thread(handle.close)
+
+    async def _upload(self, sha256: str, files: list[DerivedFile]) -> None:
+        slots = asyncio.Semaphore(self._upload_concurrency)
+
+        async def put(file: DerivedFile) -> None:
+            async with slots:
+                data = await asyncio.to_thread(file.path.read_bytes)
+                await self._s3.put_object(
+                    Bucket=self._bucket,
+                    Key=derivative_object_key(sha256, file.key),
+                    Body=data,
+                    ContentType=file.content_type,
+                    CacheControl=IMMUTABLE,
+                )
+
+        await asyncio.gather(*(put(file) for file in files))

@@ -1,0 +1,45 @@
+"""Which derivation each media type gets, bound to the limits in settings (picklable)."""
+
+from __future__ import annotations
+
+import functools
+
+from shared.models import MediaType
+from transcode_worker.derive.audio import derive_voice
+from transcode_worker.derive.av_probe import AvLimits
+from transcode_worker.derive.images import ImageLimits, derive_image
+from transcode_worker.derive.moderation import PerceptualHashScanner
+from transcode_worker.derive.video import derive_video
+from transcode_worker.deriving import DeriveFunction, DerivePlans
+from transcode_worker.settings import Settings
+
+
+def derive_plans(settings: Settings) -> DerivePlans:
+    plans: dict[MediaType, DeriveFunction] = {
+        MediaType.IMAGE: functools.partial(
+            derive_image,
+            limits=ImageLimits(
+                max_pixels=settings.max_image_pixels,
+                max_dimension=settings.max_image_dimension,
+                max_frames=settings.max_image_frames,
+                quality=settings.thumbnail_quality,
+            ),
+            thumb_format=settings.thumbnail_format,
+            scanner=PerceptualHashScanner(
+                blocklist=frozenset(settings.moderation_blocklist),
+                max_distance=settings.moderation_max_distance,
+            ),
+        ),
+    }
+    av_limits = AvLimits(
+        max_voice_duration_seconds=settings.max_voice_seconds,
+        max_video_duration_seconds=settings.max_video_seconds,
+        max_width=settings.max_video_dimension,
+        max_height=settings.max_video_dimension,
+        ladder=tuple(settings.hls_ladder),
+        voice_bitrate=settings.voice_bitrate,
+        segment_seconds=settings.hls_segment_seconds,
+    )
+    plans[MediaType.VOICE] = functools.partial(derive_voice, limits=av_limits)
+    plans[MediaType.VIDEO] = functools.partial(derive_video, limits=av_limits)
+    return DerivePlans(by_type=plans)
