@@ -94,6 +94,8 @@ class MediaRecord(BaseModel):
     variants: list[StoredVariant] = Field(default_factory=list)
     error: ErrorDetail | None = None
     request_id: str | None = None
+    # Percent done of a long derivation; meaningful only while processing.
+    progress: int | None = None
 
     def document(self) -> MediaDocument:
         return MediaDocument(
@@ -108,6 +110,7 @@ class MediaRecord(BaseModel):
             meta=self.meta,
             variants=[variant.public() for variant in self.variants],
             error=self.error,
+            progress=self.progress if self.state is MediaState.PROCESSING else None,
         )
 
     def variant(self, name: str) -> StoredVariant | None:
@@ -275,6 +278,24 @@ class MediaStore:
                 "ExpressionAttributeValues": {":minus": {"N": "-1"}},
             }
         }
+
+    async def set_progress(self, media_id: str, percent: int) -> None:
+        """Progress of a job still processing (a settled media ignores late reports)."""
+        try:
+            await self._db.update_item(
+                TableName=self.media_table,
+                Key={"media_id": {"S": media_id}},
+                UpdateExpression="SET progress = :p",
+                ConditionExpression="#state = :processing",
+                ExpressionAttributeNames={"#state": "state"},
+                ExpressionAttributeValues={
+                    ":p": {"N": str(percent)},
+                    ":processing": {"S": MediaState.PROCESSING.value},
+                },
+            )
+        except Exception as error:
+            if not is_conditional_failure(error):
+                raise
 
     async def take_challenge(self, media_id: str) -> Challenge:
         """Remove and return a media's challenge: whoever takes it has its one try."""

@@ -162,6 +162,9 @@ class MediaDocument(ContractModel):
     meta: dict[str, Any] = Field(default_factory=dict)
     variants: list[Variant] = Field(default_factory=list)
     error: ErrorDetail | None = None
+    progress: Annotated[
+        int | None, Field(ge=0, le=100, description="while processing a long job: percent done")
+    ] = None
 
 
 class DownloadUrl(ContractModel):

@@ -23,13 +23,14 @@ from typing import Any
 from shared.keys import derivative_object_key
 from shared.media_records import MediaRecord, MediaStore, StaleTransition, StoredVariant
 from shared.models import ErrorDetail, MediaState, MediaType
-from transcode_worker.derive.types import Derived, DerivedFile, DeriveError
+from transcode_worker.derive.types import Derived, DerivedFile, DeriveError, read_progress
 from transcode_worker.metrics import WorkerMetrics
 from transcode_worker.processing import Processed
 from transcode_worker.publisher import Publisher
 
 log = logging.getLogger("ferry.worker.derive")
 
+PROGRESS_POLL_SECONDS = 2.0
 # Derivatives never change under their key: caches may keep them for a year.
 IMMUTABLE = "public, max-age=31536000, immutable"
 
@@ -85,10 +86,9 @@ class DerivingProcessor:
             await asyncio.to_thread(out_dir.mkdir)
             await self._download(record, source)
             loop = asyncio.get_running_loop()
+            job = loop.run_in_executor(self._pool, functools.partial(derive, source, out_dir))
             try:
-                derived = await loop.run_in_executor(
-                    self._pool, functools.partial(derive, source, out_dir)
-                )
+                derived = await self._follow(record, job, out_dir)
             except DeriveError as error:
                 self._metrics.derivations.labels(record.media_type.value, error.code).inc()
                 log.warning(
@@ -129,6 +129,20 @@ class DerivingProcessor:
             )
         finally:
             await asyncio.to_thread(shutil.rmtree, work, True)
+
+    async def _follow(
+        self, record: MediaRecord, job: asyncio.Future[Derived], out_dir: Path
+    ) -> Derived:
+        """Wait for a pool job, showing its progress on the media document meanwhile."""
+        shown: int | None = None
+        while True:
+            done, _ = await asyncio.wait({job}, timeout=PROGRESS_POLL_SECONDS)
+            if done:
+                return job.result()
+            percent = await asyncio.to_thread(read_progress, out_dir)
+            if percent is not None and percent != shown:
+                await self._store.set_progress(record.media_id, percent)
+                shown = percent
 
     async def _mark_processing(self, record: MediaRecord) -> MediaRecord:
         """uploaded → processing, announced; a redelivery finds it processing already."""

@@ -6,6 +6,7 @@ import base64
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
 import httpx
 
@@ -14,6 +15,7 @@ from tests.integration.helpers import eventually
 from tests.integration.media_client import make_jpeg, upload_single, wait_for_state
 from tests.integration.test_message_path import create_conversation, ready_photo
 from tests.integration.ws_client import next_frame, of_type, open_socket, quiet_for, send_frame
+from tests.media_factory.av import h264_mp4
 
 
 async def test_alice_on_gateway_1_sends_a_photo_to_bob_on_gateway_2(
@@ -191,3 +193,33 @@ async def test_send_errors_come_back_as_error_frames(
         )
         error = await next_frame(ws, of_type("error", client_msg_id="nowhere"))
         assert error["code"] == "not_found"
+
+
+async def test_a_video_sent_while_processing_reaches_ready_with_media_updates(
+    fleet: Fleet, http: httpx.AsyncClient, user: Callable[..., str], tmp_path: Path
+) -> None:
+    alice, bob = user("alice"), user("bob")
+    conversation_id = (await create_conversation(fleet, http, alice, bob))["conversation_id"]
+    clip = h264_mp4(tmp_path / "clip.mp4", width=640, height=360, seconds=2.0).read_bytes()
+
+    async with open_socket(fleet, 0, alice) as alice_ws, open_socket(fleet, 1, bob) as bob_ws:
+        media_id = await upload_single(http, fleet.media_url, fleet.auth(alice), clip, "video/mp4")
+        await wait_for_state(
+            http, fleet.media_url, fleet.auth(alice), media_id, {"uploaded", "processing", "ready"}
+        )
+        await send_frame(
+            alice_ws,
+            type="send",
+            client_msg_id="clip",
+            conversation_id=conversation_id,
+            media=[{"media_id": media_id}],
+        )
+        await next_frame(alice_ws, of_type("sent", client_msg_id="clip"))
+        message = (await next_frame(bob_ws, of_type("message")))["message"]
+        state = message["media"][0]["state"]
+        if state != "ready":
+            update = await next_frame(
+                bob_ws, of_type("media_update", media_id=media_id, state="ready"), within=90
+            )
+            assert {"poster", "hls"} <= {variant["name"] for variant in update["variants"]}
+            assert update["meta"]["duration_ms"] > 0

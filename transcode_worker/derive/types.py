@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+PROGRESS_FILE = "progress"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -54,3 +58,32 @@ class DeriveError(Exception):
 
     def __str__(self) -> str:
         return f"{self.code}: {self.message}"
+
+
+class ProgressFile:
+    """A long derivation reports how far it got (0-100) in a file of its output folder; the
+    worker's event loop reads it and shows it on the media document. At most once a second,
+    written whole (rename), so a reader never sees half a number."""
+
+    def __init__(self, out_dir: Path, *, every_seconds: float = 1.0) -> None:
+        self._path = out_dir / PROGRESS_FILE
+        self._every = every_seconds
+        self._last_time = float("-inf")
+        self._last_percent = -1
+
+    def report(self, fraction: float) -> None:
+        percent = max(0, min(99, int(fraction * 100)))  # 100 is "done", said by the state
+        now = time.monotonic()
+        if percent == self._last_percent or now - self._last_time < self._every:
+            return
+        partial = self._path.with_suffix(".tmp")
+        partial.write_text(str(percent))
+        os.replace(partial, self._path)
+        self._last_time, self._last_percent = now, percent
+
+
+def read_progress(out_dir: Path) -> int | None:
+    try:
+        return int((out_dir / PROGRESS_FILE).read_text())
+    except (OSError, ValueError):
+        return None

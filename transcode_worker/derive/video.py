@@ -44,7 +44,13 @@ from transcode_worker.derive.av_probe import (
     open_input,
     original_mime,
 )
-from transcode_worker.derive.types import Derived, DerivedFile, DerivedVariant, DeriveError
+from transcode_worker.derive.types import (
+    Derived,
+    DerivedFile,
+    DerivedVariant,
+    DeriveError,
+    ProgressFile,
+)
 
 POSTER_KEY = "poster.jpg"
 POSTER_CONTENT_TYPE = "image/jpeg"
@@ -497,10 +503,13 @@ def derive_video(source: Path, out_dir: Path, *, limits: AvLimits) -> Derived:
         video.codec_context.thread_type = "AUTO"
         job = _VideoJob(out_dir, limits, video, audio, declared)
         streams = (video,) if audio is None else (video, audio)
+        progress = ProgressFile(out_dir)
         try:
             for decoded in decode(container, *streams, max_packets=limits.max_packets):
                 if isinstance(decoded, av.VideoFrame):
                     job.add_video(decoded)
+                    if declared:
+                        progress.report(job.duration_seconds / declared)
                 elif isinstance(decoded, av.AudioFrame):
                     job.add_audio(decoded)
             job.finish()
