@@ -16,7 +16,7 @@ from gateway.deps import Gateway
 from gateway.heartbeat import Heartbeat
 from gateway.message_client import MessageClient
 from gateway.metrics import GatewayMetrics
-from gateway.routes import router
+from gateway.routes import router, websocket_routes
 from gateway.settings import Settings
 from shared.aws import open_aws_clients
 from shared.connections import ConnectionRegistry
@@ -89,6 +89,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings=settings,
     )
     app.include_router(router)
+    app.router.routes.extend(websocket_routes)
     return app
 
 

@@ -11,6 +11,10 @@ from shared.metrics import LATENCY_BUCKETS
 # Frame types as they appear in the label; anything else counts as "other" (or "invalid" in).
 INBOUND_TYPES = frozenset({"send", "received", "ping"})
 OUTBOUND_TYPES = frozenset({"message", "media_update", "sent", "error", "pong"})
+# The other bounded label values, created at start.
+SEND_ERROR_KINDS = ("rate_limited", "rejected", "unavailable")
+PUSH_OUTCOMES = ("delivered", "not_connected")
+REGISTRY_OPERATIONS = ("register", "heartbeat", "deregister")
 
 
 class DisconnectReason(StrEnum):
@@ -83,6 +87,16 @@ class GatewayMetrics:
             ["operation"],
             registry=registry,
         )
+        # Zero series exist from the start, so rates work before the first event.
         for reason in DisconnectReason:
-            # Zero series exist from the start, so rates work before the first disconnect.
             self.disconnects.labels(reason.value)
+        for frame_type in (*INBOUND_TYPES, "invalid"):
+            self.frames.labels("in", frame_type)
+        for frame_type in (*OUTBOUND_TYPES, "other"):
+            self.frames.labels("out", frame_type)
+        for kind in SEND_ERROR_KINDS:
+            self.send_errors.labels(kind)
+        for outcome in PUSH_OUTCOMES:
+            self.pushes.labels(outcome)
+        for operation in REGISTRY_OPERATIONS:
+            self.registry_errors.labels(operation)

@@ -1,9 +1,10 @@
 """uvicorn's sans-I/O WebSocket protocol, with closing made safe against clients that stop reading.
 
 uvicorn's `websockets-sansio` protocol (the websockets library's `ServerProtocol` under thin
-asyncio glue) costs no task per connection and enforces `ws_max_size` with close code 1009. Three
-of its closing paths assume the peer keeps reading, which is exactly what a slow or dead client
-does not do; this subclass changes only those:
+asyncio glue) costs no task per connection and enforces `ws_max_size` with close code 1009. Its
+closing paths assume a well-behaved peer: one that keeps reading, and that stops sending when
+told. Slow, dead and oversized-frame clients are exactly the ones that do not; this subclass
+changes only those paths:
 
 - An app-initiated close waits for the transport to become writable first, so closing a client
   whose socket buffer is full would wait forever. Here the close frame is written at once and the
@@ -13,6 +14,9 @@ does not do; this subclass changes only those:
   what the kernel still buffers for it too.
 - Server shutdown closes with 1012 (service restart) and the keepalive timeout half-closes;
   here shutdown sends 1001 (going away) and both end in an abort when the peer is silent.
+- On a protocol error (an oversized frame) it closes the socket with the rest of the frame
+  unread, so the kernel may reset the connection before the 1009 close frame arrives; here the
+  gateway keeps reading (and discarding) until the client closes, as websockets itself does.
 
 (It also records that a denial response completed the handshake, which uvicorn forgets and
 then logs an error for every 401.)
@@ -113,6 +117,29 @@ class GatewayWebSocketProtocol(WebSocketsSansIOProtocol):
                 CLOSE_GOING_AWAY, "server shutting down", app_code=SHUTDOWN_DISCONNECT_CODE
             )
         # Already closing: the close timer ends it (aborting a silent peer).
+
+    def handle_parser_exception(self) -> None:
+        """A protocol error (an oversized frame: 1009): close, but keep reading until EOF.
+
+        uvicorn closes the socket at once, with the rest of the offending frame unread; the
+        kernel then answers with a reset that can overtake the close frame, and the client
+        never learns the code. As the websockets library itself does: send the close frame and
+        EOF, discard what still arrives, and let the client close (or abort after a timeout).
+        """
+        if self.close_sent:
+            return  # every later read reports the same parser error; it is handled once
+        assert self.conn.close_sent is not None
+        code, reason = self.conn.close_sent.code, self.conn.close_sent.reason
+        self.stop_keepalive()
+        self.queue.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        self.close_sent = True
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        if self.read_paused:
+            self.read_paused = False
+            self.transport.resume_reading()
+        self.close_timer = self.loop.call_later(self.close_timeout, self._abort)
 
     def keepalive_timeout(self) -> None:
         super().keepalive_timeout()

@@ -217,7 +217,9 @@ class Session:
 
     async def _deregister(self, connection: LocalConnection) -> None:
         try:
-            await self._gateway.registry.deregister(connection.row)
+            # Bounded: a slow registry must not hold a finished session (and shutdown) long.
+            async with asyncio.timeout(self._gateway.settings.internal_call_timeout_seconds):
+                await self._gateway.registry.deregister(connection.row)
         except Exception as error:  # the row's TTL removes it later
             self._gateway.metrics.registry_errors.labels("deregister").inc()
             log.warning("could not deregister a connection: %s", error, extra=self._log_extra)

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
 
+import aioboto3
 import httpx
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
 from media_service.access import AccessPolicy, ConversationReaders
+from media_service.cdn import CloudFrontUrlSigner
 from media_service.hls import PlaylistSigner
 from media_service.internal_routes import router as internal_router
 from media_service.metrics import MediaMetrics
@@ -17,7 +20,7 @@ from media_service.routes import router
 from media_service.service import MediaService
 from media_service.settings import Settings
 from media_service.storage import MediaStorage
-from shared.aws import open_aws_clients
+from shared.aws import client_config, open_aws_clients
 from shared.http import ReadinessCheck, build_app
 from shared.media_records import MediaStore
 from shared.rate_limits import RateLimiter
@@ -51,7 +54,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.media_service = MediaService(
                 settings=settings,
                 store=store,
-                storage=MediaStorage(aws.s3, resources.bucket),
+                storage=MediaStorage(
+                    aws.s3,
+                    resources.bucket,
+                    presigner=await _open_presigner(stack, settings),
+                    cdn=_cdn_signer(settings),
+                ),
                 access=AccessPolicy(readers),
                 rate_limiter=RateLimiter(aws.dynamodb, resources.rate_limits_table),
                 playlist_signer=PlaylistSigner(settings.auth_jwt_secret),
@@ -85,3 +93,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 async def _not_started() -> None:
     raise RuntimeError("the service has not finished starting")
+
+
+async def _open_presigner(stack: AsyncExitStack, settings: Settings) -> Any:
+    """An S3 client for signing only, naming the endpoint clients reach (None: sign with the
+    service's own client). Same credentials, region and SigV4 config; it never calls out."""
+    if settings.s3_public_endpoint_url is None:
+        return None
+    return await stack.enter_async_context(
+        aioboto3.Session().client(
+            "s3", endpoint_url=settings.s3_public_endpoint_url, config=client_config(settings)
+        )
+    )
+
+
+def _cdn_signer(settings: Settings) -> CloudFrontUrlSigner | None:
+    if not (settings.cdn_base_url and settings.cdn_key_pair_id and settings.cdn_private_key):
+        return None
+    return CloudFrontUrlSigner(
+        base_url=settings.cdn_base_url,
+        key_pair_id=settings.cdn_key_pair_id,
+        private_key_pem=settings.cdn_private_key.get_secret_value(),
+    )

@@ -5,6 +5,23 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from shared.metrics import SIZE_BUCKETS
+from shared.models import MediaType
+
+# Label values known in advance: every series exists (at zero) from the start, so rates and
+# ratios work before the first event.
+SLOT_KINDS = ("single", "multipart", "dedup")
+SLOT_REFUSALS = ("unsupported_media_type", "too_large", "rate_limited", "too_many_pending_uploads")
+COMPLETION_OUTCOMES = ("ok", "invalid_parts", "invalid_state")
+PROOF_OUTCOMES = ("ok", "bad_proof", "expired")
+DOWNLOAD_OUTCOMES = (
+    "ok",
+    "not_found",
+    "no_such_variant",
+    "media_expired",
+    "media_unusable",
+    "blocked",
+    "dependency_unavailable",
+)
 
 
 class MediaMetrics:
@@ -51,3 +68,18 @@ class MediaMetrics:
             ["outcome"],
             registry=registry,
         )
+        self._create_series()
+
+    def _create_series(self) -> None:
+        for media_type in MediaType:
+            self.declared_size.labels(media_type.value)
+            for kind in SLOT_KINDS:
+                self.slots.labels(media_type.value, kind)
+        for code in SLOT_REFUSALS:
+            self.refusals.labels(code)
+        for outcome in COMPLETION_OUTCOMES:
+            self.completions.labels(outcome)
+        for outcome in PROOF_OUTCOMES:
+            self.proofs.labels(outcome)
+        for outcome in DOWNLOAD_OUTCOMES:
+            self.download_urls.labels(outcome)

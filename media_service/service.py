@@ -7,6 +7,8 @@ import time
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from media_service.access import AccessPolicy
 from media_service.hls import (
     PlaylistSigner,
@@ -30,6 +32,7 @@ from shared.aws import error_code
 from shared.content_types import media_type_of
 from shared.errors import (
     Conflict,
+    DependencyUnavailable,
     FerryError,
     Forbidden,
     Gone,
@@ -491,6 +494,7 @@ class MediaService:
             state=record.state,
             media_type=record.media_type,
             meta=record.meta,
+            variants=[variant.public() for variant in record.variants],
         )
 
     async def document(self, user_id: str, media_id: str) -> MediaDocument:
@@ -502,6 +506,10 @@ class MediaService:
             url = await self._sign_download(record, variant)
         except FerryError as refusal:
             self.metrics.download_urls.labels(refusal.error_code).inc()
+            raise
+        except (BotoCoreError, ClientError):
+            # Answered 503 `dependency_unavailable` at the edge; counted as that here.
+            self.metrics.download_urls.labels(DependencyUnavailable.code).inc()
             raise
         self.metrics.download_urls.labels("ok").inc()
         return url
@@ -519,6 +527,9 @@ class MediaService:
             text = await self.storage.read_text(master.key, limit=PLAYLIST_LIMIT_BYTES)
         except FerryError as refusal:
             self.metrics.download_urls.labels(refusal.error_code).inc()
+            raise
+        except (BotoCoreError, ClientError):
+            self.metrics.download_urls.labels(DependencyUnavailable.code).inc()
             raise
         expires = int(utcnow().timestamp()) + self.settings.download_url_ttl_seconds
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Self
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 
+from media_service.cdn import load_rsa_private_key
 from shared.content_types import MEDIA_TYPE_OF
 from shared.models import MediaType
 from shared.settings import CommonSettings
@@ -45,6 +46,19 @@ class Settings(CommonSettings):
     # Downloads
     download_url_ttl_seconds: int = Field(300, ge=10, le=7 * 24 * 3600)
 
+    # The S3 endpoint that presigned URLs name, when clients reach storage at another address
+    # than this service does (compose: http://localhost:4566 while calls go to localstack:4566).
+    # None: URLs name the endpoint the service calls. Used for signing only, never called.
+    s3_public_endpoint_url: str | None = Field(None, pattern=r"^https?://")
+
+    # CloudFront's URL in front of the bucket: with CDN_KEY_PAIR_ID and CDN_PRIVATE_KEY, download
+    # URLs (originals, variants, HLS segments) are signed for the CDN; uploads always go to S3.
+    cdn_base_url: str | None = Field(None, pattern=r"^https?://")
+    # The id of the CloudFront public key (in the distribution's trusted key group).
+    cdn_key_pair_id: str | None = None
+    # The matching RSA private key, PEM (a secret; `\n` escapes count as newlines).
+    cdn_private_key: SecretStr | None = None
+
     # Who else may read a media: the Message Service knows conversations (None: owner only).
     message_service_url: str | None = None
     internal_call_timeout_seconds: float = Field(3.0, gt=0)
@@ -55,6 +69,19 @@ class Settings(CommonSettings):
         if unknown:
             raise ValueError(f"ALLOWED_CONTENT_TYPES names unknown types: {', '.join(unknown)}")
         return self
+
+    @model_validator(mode="after")
+    def _cdn_all_or_nothing(self) -> Self:
+        given = [self.cdn_base_url, self.cdn_key_pair_id, self.cdn_private_key]
+        if any(value is not None for value in given) and not all(given):
+            raise ValueError("CDN_BASE_URL, CDN_KEY_PAIR_ID and CDN_PRIVATE_KEY go together")
+        if self.cdn_private_key is not None:
+            load_rsa_private_key(self.cdn_private_key.get_secret_value())  # fail at start
+        return self
+
+    @property
+    def cdn_enabled(self) -> bool:
+        return self.cdn_base_url is not None
 
     def max_bytes(self, media_type: MediaType) -> int:
         return {

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
+from media_service.cdn import CloudFrontUrlSigner
 from shared.aws import error_code
 from shared.errors import Conflict, Unprocessable
 from shared.models import ReceivedPart
@@ -27,8 +29,20 @@ def sha256_hex_to_base64(sha256_hex: str) -> str:
 
 
 class MediaStorage:
-    def __init__(self, s3: Any, bucket: str) -> None:
+    """`presigner`: an S3 client used only to sign URLs (one built with the endpoint clients
+    reach; default `s3`). `cdn`: when set, download URLs are signed for CloudFront instead."""
+
+    def __init__(
+        self,
+        s3: Any,
+        bucket: str,
+        *,
+        presigner: Any = None,
+        cdn: CloudFrontUrlSigner | None = None,
+    ) -> None:
         self._s3 = s3
+        self._presigner = presigner if presigner is not None else s3
+        self._cdn = cdn
         self.bucket = bucket
 
     async def sign_put(
@@ -37,7 +51,7 @@ class MediaStorage:
         """A PUT URL for one key whose signature covers type, exact length and SHA-256,
         so real S3 refuses any other bytes."""
         checksum = sha256_hex_to_base64(sha256_hex)
-        url = await self._s3.generate_presigned_url(
+        url = await self._presigner.generate_presigned_url(
             "put_object",
             Params={
                 "Bucket": self.bucket,
@@ -66,7 +80,7 @@ class MediaStorage:
     async def sign_part(
         self, key: str, *, upload_id: str, part_number: int, length: int, ttl_seconds: int
     ) -> SignedRequest:
-        url = await self._s3.generate_presigned_url(
+        url = await self._presigner.generate_presigned_url(
             "upload_part",
             Params={
                 "Bucket": self.bucket,
@@ -169,6 +183,12 @@ class MediaStorage:
         content_type: str | None = None,
         download_name: str | None = None,
     ) -> str:
+        if self._cdn is not None and download_name is None:
+            # The CDN serves the key's current version with its stored headers (no version pin,
+            # no overrides: docs/deploy.md says why that is safe). A named download (a document)
+            # keeps S3's signed URL for its `attachment` disposition.
+            expires_at = datetime.now(UTC) + timedelta(seconds=ttl_seconds)
+            return self._cdn.sign(key, expires_at)
         params: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
         if version_id:
             # Pinned to the verified version: a later overwrite of the key is never served.
@@ -180,7 +200,7 @@ class MediaStorage:
                 f"attachment; filename*=UTF-8''{quote(download_name, safe='')}"
             )
         return str(
-            await self._s3.generate_presigned_url(
+            await self._presigner.generate_presigned_url(
                 "get_object", Params=params, ExpiresIn=ttl_seconds
             )
         )
@@ -192,5 +212,6 @@ class MediaStorage:
         await self._s3.delete_object(**params)
 
     async def check(self) -> None:
-        """Readiness: the bucket answers."""
-        await self._s3.head_bucket(Bucket=self.bucket)
+        """Readiness: the bucket answers. Not HeadBucket: S3 authorizes that as s3:ListBucket,
+        which this service's role deliberately lacks."""
+        await self._s3.get_bucket_versioning(Bucket=self.bucket)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from shared.dynamo import batch_get, from_item, is_conditional_failure, to_value
+from shared.media_states import sources_of
 from shared.models import MediaEvent, MessageMedia
 
 
@@ -67,19 +68,28 @@ class MediaRefStore:
             for row in rows
         }
 
-    async def record_event(self, event: MediaEvent, conversation_id: str) -> None:
+    async def record_event(self, event: MediaEvent, conversation_id: str) -> bool:
+        """Record a newer state; events may arrive out of order, and an older one (a state the
+        recorded one cannot come from) changes nothing. True when it was recorded."""
+        sources = sorted(state.value for state in sources_of(event.state) | {event.state})
+        tokens = {f":from{i}": {"S": value} for i, value in enumerate(sources)}
         try:
             await self._db.update_item(
                 TableName=self.table,
                 Key={"media_id": {"S": event.media_id}, "conversation_id": {"S": conversation_id}},
                 UpdateExpression="SET #state = :state, meta = :meta",
-                ConditionExpression="attribute_exists(media_id)",
+                ConditionExpression=(
+                    f"attribute_exists(media_id) AND #state IN ({', '.join(tokens)})"
+                ),
                 ExpressionAttributeNames={"#state": "state"},
                 ExpressionAttributeValues={
                     ":state": {"S": event.state.value},
                     ":meta": to_value(event.meta),
+                    **tokens,
                 },
             )
         except Exception as error:
             if not is_conditional_failure(error):
                 raise
+            return False
+        return True

@@ -7,6 +7,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from shared.metrics import LATENCY_BUCKETS
 from shared.sqs_consumer import QueueMetrics
 
+SEND_OUTCOMES = ("ok", "replay")
+
 
 class MessageMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
@@ -28,3 +30,6 @@ class MessageMetrics:
             registry=registry,
         )
         self.media_events_queue = QueueMetrics(registry, "media_events")
+        # Present from the start, so rates work before the first send.
+        for outcome in SEND_OUTCOMES:
+            self.sends.labels(outcome)

@@ -35,6 +35,9 @@ from shared.models import (
 
 log = logging.getLogger("ferry.messages")
 
+# Media states a later event will change: a message sent meanwhile may miss that event.
+IN_FLUX = frozenset({MediaState.UPLOADED, MediaState.PROCESSING})
+
 
 class MessagingService:
     def __init__(
@@ -151,6 +154,7 @@ class MessagingService:
         await self._fan_out(message)
         self.metrics.sends.labels("ok").inc()
         self.metrics.send_latency.observe(time.perf_counter() - started)
+        await self._catch_up(message)
         return message, True
 
     async def _replay(self, earlier: SendRecord, sender: str, client_msg_id: str) -> Message:
@@ -197,6 +201,44 @@ class MessagingService:
             meta=info.meta,
             thumbnail=ref.thumbnail,
         )
+
+    async def _catch_up(self, message: Message) -> None:
+        """Announce media changes that no event could announce for this message.
+
+        A media event handled between reading a media's state (the send's checks) and storing
+        the message found no reference to update: its state would never reach this
+        conversation. Now that the references exist, each media still in flux is read once
+        more, and a change is applied as its event would have been (events are idempotent).
+        """
+        for item in message.media:
+            if item.state not in IN_FLUX:
+                continue
+            try:
+                info = await self.media.info(item.media_id)
+                if info is None or info.state == item.state:
+                    continue
+                log.info(
+                    "media changed while its message was stored: %s",
+                    info.state.value,
+                    extra={"media_id": info.media_id, "state": info.state.value},
+                )
+                await self.on_media_event(
+                    MediaEvent(
+                        media_id=info.media_id,
+                        state=info.state,
+                        media_type=info.media_type,
+                        meta=info.meta,
+                        variants=info.variants,
+                        occurred_at=utcnow(),
+                    )
+                )
+            except Exception:
+                # The message is stored and delivered; its media's document has the state.
+                log.warning(
+                    "could not catch up on a media's state",
+                    exc_info=True,
+                    extra={"media_id": item.media_id},
+                )
 
     async def _fan_out(self, message: Message) -> None:
         """Persist a pending delivery for every device of every member, then push."""
@@ -288,7 +330,8 @@ class MessagingService:
         )
         delivered = 0
         for conversation_id in await self.refs.conversations_of(event.media_id):
-            await self.refs.record_event(event, conversation_id)
+            if not await self.refs.record_event(event, conversation_id):
+                continue  # older than what members already know: telling them would mislead
             members = await self.conversations.members(conversation_id)
             delivered += await self.pusher.push(members, frame)
         return delivered

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Annotated, Any
 
+import aiohttp
 from botocore.exceptions import BotoCoreError, ClientError
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -81,8 +82,10 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
     async def on_aws_error(_: Request, error: Exception) -> Response:
-        # An AWS dependency failed after botocore's own retries: the caller may retry later.
-        log.warning("aws dependency failed: %s", error)
+        # An AWS dependency failed after botocore's own retries (connection refused, timeouts,
+        # throttling, a 5xx...): the caller may retry later. aiobotocore wraps aiohttp's errors
+        # in botocore's; the few it may let through (a broken response stream) land here too.
+        log.warning("aws dependency failed (%s): %s", type(error).__name__, error)
         return error_response(
             503,
             "dependency_unavailable",
@@ -95,6 +98,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, on_http_error)
     app.add_exception_handler(BotoCoreError, on_aws_error)
     app.add_exception_handler(ClientError, on_aws_error)
+    app.add_exception_handler(aiohttp.ClientError, on_aws_error)
 
 
 class RequestContextMiddleware:
@@ -149,14 +153,40 @@ class RequestContextMiddleware:
             request_id_var.reset(token)
 
 
+def _check_name(check: ReadinessCheck) -> str:
+    """A check's name: its function's, with its class for a bound method (`MediaStorage.check`)."""
+    name = getattr(check, "__name__", "dependency")
+    owner = getattr(check, "__self__", None)
+    return f"{type(owner).__name__}.{name}" if owner is not None else name
+
+
 async def _run_checks(checks: Sequence[ReadinessCheck]) -> str | None:
     """None when every check passes, else a sentence naming the first failure."""
     for check in checks:
         try:
             await asyncio.wait_for(check(), READINESS_TIMEOUT_SECONDS)
         except Exception as error:  # any failure means not ready
-            return f"{getattr(check, '__name__', 'dependency')}: {type(error).__name__}"
+            return f"{_check_name(check)}: {type(error).__name__}"
     return None
+
+
+class ReadinessReport:
+    """What the readiness checks found (on `/readyz`, and on each `/metrics` scrape): the
+    `ferry_ready` gauge, and one log line per change, not per probe."""
+
+    def __init__(self, metrics: HttpMetrics) -> None:
+        self._metrics = metrics
+        self._last: str | None = "not probed yet"
+
+    def record(self, failure: str | None) -> None:
+        self._metrics.ready.set(0 if failure else 1)
+        if failure == self._last:
+            return
+        if failure is None:
+            log.info("ready: every dependency answers")
+        else:
+            log.warning("not ready: %s", failure, extra={"readiness": failure})
+        self._last = failure
 
 
 def build_app(
@@ -178,7 +208,9 @@ def build_app(
         # Identity dependencies read the JWT secret and internal token from here.
         app.state.settings = settings
     install_error_handlers(app)
-    app.add_middleware(RequestContextMiddleware, metrics=HttpMetrics(registry))
+    http_metrics = HttpMetrics(registry)
+    app.add_middleware(RequestContextMiddleware, metrics=http_metrics)
+    readiness = ReadinessReport(http_metrics)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
@@ -187,12 +219,15 @@ def build_app(
     @app.get("/readyz", include_in_schema=False)
     async def readyz() -> Response:
         failure = await _run_checks(readiness_checks(app))
+        readiness.record(failure)
         if failure:
             return error_response(503, "not_ready", f"a dependency is not answering ({failure})")
         return JSONResponse({"status": "ready"})
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:
+        # `ferry_ready` is as fresh as the scrape, whether or not anything probes /readyz.
+        readiness.record(await _run_checks(readiness_checks(app)))
         return PlainTextResponse(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     return app

@@ -43,13 +43,34 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+class TextFormatter(logging.Formatter):
+    """One line for humans (`LOG_JSON=false`, `make run`'s default), still with the request id
+    and the structured fields, as `key=value` after the message."""
+
+    def __init__(self, service: str) -> None:
+        super().__init__(f"%(asctime)s {service} %(levelname)s %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        fields: dict[str, Any] = {}
+        request_id = request_id_var.get()
+        if request_id:
+            fields["request_id"] = request_id
+        fields.update({k: v for k, v in record.__dict__.items() if k not in _RESERVED})
+        if not fields:
+            return line
+        extra = " ".join(f"{key}={value}" for key, value in fields.items())
+        head, newline, rest = line.partition("\n")  # a traceback stays below the fields
+        return f"{head} [{extra}]{newline}{rest}"
+
+
 def configure_logging(service: str, level: str = "INFO", *, json_lines: bool = True) -> None:
     """Route every logger (uvicorn's included) to stderr in one format."""
     handler = logging.StreamHandler(sys.stderr)
     if json_lines:
         handler.setFormatter(JsonFormatter(service))
     else:
-        handler.setFormatter(logging.Formatter(f"%(asctime)s {service} %(levelname)s %(message)s"))
+        handler.setFormatter(TextFormatter(service))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -217,6 +217,8 @@ class MediaInfo(ContractModel):
     state: MediaState
     media_type: MediaType
     meta: dict[str, Any] = Field(default_factory=dict)
+    # What a `media_update` frame shows, should the Message Service have to announce this state.
+    variants: list[Variant] = Field(default_factory=list)
 
 
 # --- conversations and messages -----------------------------------------------------------

@@ -110,7 +110,9 @@ CONSUMER_OUTCOMES = (
 class QueueMetrics:
     """A consumer's series, labelled by queue role (bounded: "uploads", "media_events")."""
 
-    def __init__(self, registry: CollectorRegistry, queue: str) -> None:
+    def __init__(
+        self, registry: CollectorRegistry, queue: str, *, handler_outcomes: Sequence[str] = ()
+    ) -> None:
         self.queue = queue
         in_flight = Gauge(
             "ferry_queue_jobs_in_flight",
@@ -126,7 +128,7 @@ class QueueMetrics:
         )
         self.jobs_in_flight = in_flight.labels(queue)
         # Every label value exists from the start, so rates work before the first message.
-        for outcome in CONSUMER_OUTCOMES:
+        for outcome in (*CONSUMER_OUTCOMES, *handler_outcomes):
             self.messages.labels(queue, outcome)
 
     def count(self, outcome: str) -> None:

@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry
 from shared.aws import open_aws_clients
 from shared.http import ReadinessCheck, build_app
 from shared.media_records import MediaStore
+from shared.queue_depth import QueueDepthSampler, SampledQueue
 from transcode_worker.metrics import WorkerMetrics
 from transcode_worker.settings import Settings
 from transcode_worker.worker import Worker
@@ -54,6 +55,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             )
             task = asyncio.create_task(worker.run(), name="worker")
             task.add_done_callback(_report_crash)
+            sampler = QueueDepthSampler(
+                sqs,
+                [
+                    SampledQueue(
+                        role="uploads", name=resources.uploads_queue, dlq_name=resources.uploads_dlq
+                    ),
+                    SampledQueue(
+                        role="media_events",
+                        name=resources.media_events_queue,
+                        dlq_name=resources.media_events_dlq,
+                    ),
+                ],
+                interval_seconds=settings.queue_sample_seconds,
+                metrics=metrics.queue_depth,
+            )
+            sampling = asyncio.create_task(sampler.run(), name="queue-depth")
+            sampling.add_done_callback(_report_crash)
             app.state.sqs = sqs
             app.state.dynamodb = aws.dynamodb
             app.state.worker = worker
@@ -63,7 +81,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             finally:
                 # Jobs in flight get the grace period inside `run()`; clients close after it.
                 worker.stop()
-                await asyncio.wait({task})
+                sampler.stop()
+                await asyncio.wait({task, sampling})
 
     def readiness(app: FastAPI) -> Sequence[ReadinessCheck]:
         worker: Worker | None = getattr(app.state, "worker", None)
@@ -104,5 +123,5 @@ async def _not_started() -> None:
 
 def _report_crash(task: asyncio.Task[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
-        # /readyz turns 503 from here on; the orchestrator replaces the process.
-        log.critical("the worker stopped on an error", exc_info=task.exception())
+        # The consumer's crash turns /readyz 503; the orchestrator replaces the process.
+        log.critical("%s stopped on an error", task.get_name(), exc_info=task.exception())

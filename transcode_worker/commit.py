@@ -21,6 +21,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from contextvars import Token
+from datetime import datetime
 from typing import Any, Literal
 
 from botocore.exceptions import ClientError
@@ -128,8 +129,13 @@ class CommitStep:
             failed = await self._store.fail(media_id, PROCESSING_FAILED, PROCESSING_FAILED_MESSAGE)
         except StaleTransition:
             return  # gone, or already settled
-        log.error("media failed after its last attempt", extra={"media_id": media_id})
-        await self._publisher.publish(failed)
+        token = request_id_var.set(failed.request_id) if failed.request_id else None
+        try:
+            log.error("media failed after its last attempt", extra=_ids(failed))
+            await self._publisher.publish(failed)
+        finally:
+            if token is not None:
+                request_id_var.reset(token)
 
     # --- the steps ------------------------------------------------------------------------
 
@@ -145,7 +151,7 @@ class CommitStep:
                 return committed
             record = committed
         if record.state is MediaState.UPLOADED:
-            return await self._process(record)
+            return await self._process(record, created)
         if redelivered and record.state in _ANNOUNCED_BY_WORKER:
             await self._publisher.publish(record)
         return "duplicate"
@@ -165,6 +171,7 @@ class CommitStep:
             return "duplicate"  # another worker committed it first
         self._metrics.uploads_verified.labels(record.media_type.value, "ok").inc()
         self._metrics.upload_bytes.labels(record.media_type.value).observe(verified.length)
+        self._metrics.stored_bytes.labels("original").inc(verified.length)
         log.info(
             "upload verified",
             extra={**_ids(record), "size": verified.length, "version_id": read_version},
@@ -247,7 +254,7 @@ class CommitStep:
                 extra={**_ids(record), "version_id": version_id},
             )
 
-    async def _process(self, record: MediaRecord) -> Outcome:
+    async def _process(self, record: MediaRecord, created: CreatedObject) -> Outcome:
         processed: Processed = await self._processor.process(record)
         # The blob first: once the media is ready, a dedup hit on its bytes must find an outcome.
         await self._store.settle_blob(
@@ -271,9 +278,23 @@ class CommitStep:
             )
         except StaleTransition:
             return "duplicate"
-        log.info("media settled", extra={**_ids(record), "state": settled.state.value})
+        latency = processing_latency(created.created_at, settled.updated_at)
+        if settled.state is MediaState.READY and latency is not None:
+            self._metrics.processing_latency.labels(record.media_type.value).observe(latency)
+        log.info(
+            "media settled",
+            extra={**_ids(record), "state": settled.state.value, "latency_seconds": latency},
+        )
         await self._publisher.publish(settled)
         return "ok"
+
+
+def processing_latency(created_at: datetime | None, settled_at: datetime) -> float | None:
+    """Seconds from the original's creation in storage to the media settling; None when the
+    event did not say when. Clocks differ between storage and us: never below zero."""
+    if created_at is None:
+        return None
+    return max(0.0, (settled_at - created_at).total_seconds())
 
 
 def _ids(record: MediaRecord) -> dict[str, str]:

@@ -23,7 +23,13 @@ from typing import Any
 from shared.keys import derivative_object_key
 from shared.media_records import MediaRecord, MediaStore, StaleTransition, StoredVariant
 from shared.models import ErrorDetail, MediaState, MediaType
-from transcode_worker.derive.types import Derived, DerivedFile, DeriveError, read_progress
+from transcode_worker.derive.types import (
+    Derived,
+    DerivedFile,
+    DeriveError,
+    ScanFailed,
+    read_progress,
+)
 from transcode_worker.metrics import WorkerMetrics
 from transcode_worker.processing import Processed
 from transcode_worker.publisher import Publisher
@@ -89,20 +95,33 @@ class DerivingProcessor:
             job = loop.run_in_executor(self._pool, functools.partial(derive, source, out_dir))
             try:
                 derived = await self._follow(record, job, out_dir)
+            except ScanFailed as error:
+                # Not a verdict: the job is retried, nothing is published meanwhile.
+                self._metrics.moderation.labels("error").inc()
+                log.warning("moderation scan failed: %s", error, extra=_ids(record))
+                raise
             except DeriveError as error:
                 self._metrics.derivations.labels(record.media_type.value, error.code).inc()
                 log.warning(
                     "media cannot be processed: %s",
                     error.message,
-                    extra={"media_id": record.media_id, "code": error.code},
+                    extra={**_ids(record), "code": error.code},
                 )
                 return Processed(
                     meta={"mime": record.content_type},
                     state=MediaState.FAILED,
                     error=ErrorDetail(code=error.code, message=error.message),
                 )
+            if derived.scanned:
+                verdict = "ok" if derived.blocked_reason is None else "blocked"
+                self._metrics.moderation.labels(verdict).inc()
             if derived.blocked_reason is not None:
                 self._metrics.derivations.labels(record.media_type.value, "blocked").inc()
+                log.warning(
+                    "media blocked by moderation: %s",
+                    derived.blocked_reason,
+                    extra=_ids(record),
+                )
                 return Processed(
                     meta={key: value for key, value in derived.meta.items() if key == "mime"},
                     state=MediaState.BLOCKED,
@@ -157,6 +176,7 @@ class DerivingProcessor:
         except StaleTransition:
             current = await self._store.get(record.media_id)
             return current or record
+        log.info("media processing", extra=_ids(record))
         await self._publisher.publish(marked)
         return marked
 
@@ -189,5 +209,10 @@ class DerivingProcessor:
                     ContentType=file.content_type,
                     CacheControl=IMMUTABLE,
                 )
+                self._metrics.stored_bytes.labels("derivative").inc(len(data))
 
         await asyncio.gather(*(put(file) for file in files))
+
+
+def _ids(record: MediaRecord) -> dict[str, str]:
+    return {"media_id": record.media_id, "media_type": record.media_type.value}

@@ -9,7 +9,8 @@ The queue receives S3 event notifications straight from the bucket. A body is on
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from shared.keys import media_id_from_event_key
@@ -27,6 +28,9 @@ class CreatedObject:
     bucket: str | None = None
     # Present when the bucket is versioned (real S3 sends it; the emulator does not).
     version_id: str | None = None
+    # When storage created the object (the record's `eventTime`, UTC): where the processing
+    # latency starts. Not part of the identity: two records for one version are one object.
+    created_at: datetime | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -104,4 +108,25 @@ def _created_object(record: Any) -> CreatedObject | Poison | None:
     # "null" is the version of an object written while versioning was off: no pin to take.
     if not isinstance(version_id, str) or version_id in ("", "null"):
         version_id = None
-    return CreatedObject(bucket=bucket_name, media_id=media_id, version_id=version_id)
+    return CreatedObject(
+        bucket=bucket_name,
+        media_id=media_id,
+        version_id=version_id,
+        created_at=parse_event_time(record.get("eventTime")),
+    )
+
+
+def parse_event_time(value: object) -> datetime | None:
+    """An S3 record's `eventTime` ("2024-05-01T12:00:00.123Z") as an aware UTC datetime.
+
+    None when absent or unreadable: the time only feeds a metric, never a decision.
+    """
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)  # S3 writes UTC
+    return moment.astimezone(UTC)

@@ -1,18 +1,40 @@
-"""The worker's Prometheus series, on the app's own registry (labels are bounded: never ids)."""
+"""The worker's Prometheus series, on the app's own registry (labels are bounded: never ids).
+
+Every label value that can be known in advance is created here, so each series is on
+`/metrics` (at zero) from the start and rates and ratios work before the first event.
+"""
 
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from shared.metrics import LATENCY_BUCKETS, SIZE_BUCKETS
+from shared.models import MediaType
+from shared.queue_depth import QueueDepthMetrics
 from shared.sqs_consumer import QueueMetrics
+from transcode_worker.derive.types import DERIVE_ERROR_CODES
+from transcode_worker.verify import CHECKSUM_MISMATCH, SIZE_MISMATCH, TYPE_MISMATCH
+
+# Object created in storage → media ready: seconds for thumbnails, minutes for long videos.
+PROCESSING_BUCKETS = (0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 45, 60, 120, 300, 600, 1800)
+
+# ferry_uploads_verified_total{outcome}: "ok", or why the bytes were refused.
+VERIFY_OUTCOMES = ("ok", SIZE_MISMATCH, CHECKSUM_MISMATCH, TYPE_MISMATCH)
+# ferry_moderation_total{outcome}: scanned and fine, scanned and blocked, the scanner failed.
+MODERATION_OUTCOMES = ("ok", "blocked", "error")
+# ferry_stored_bytes_total{kind}
+STORED_KINDS = ("original", "derivative")
+# The media types the worker derives something for (documents are only verified).
+DERIVED_TYPES = (MediaType.IMAGE, MediaType.VOICE, MediaType.VIDEO)
+# The queues whose depth this worker samples: the uploads queue and the media-events queue.
+SAMPLED_QUEUES = ("uploads", "media_events")
 
 
 class WorkerMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.uploads_verified = Counter(
             "ferry_uploads_verified_total",
-            "Originals the commit step judged, by media type and outcome",
+            "Originals the commit step judged, by media type and outcome (ok or the mismatch)",
             ["media_type", "outcome"],
             registry=registry,
         )
@@ -41,4 +63,43 @@ class WorkerMetrics:
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
-        self.uploads_queue = QueueMetrics(registry, "uploads")
+        self.processing_latency = Histogram(
+            "ferry_processing_latency_seconds",
+            "Original created in storage (its S3 event time) until the media is ready, by type",
+            ["media_type"],
+            buckets=PROCESSING_BUCKETS,
+            registry=registry,
+        )
+        self.moderation = Counter(
+            "ferry_moderation_total",
+            "Images scanned by moderation, by outcome (ok, blocked, error: the scanner failed)",
+            ["outcome"],
+            registry=registry,
+        )
+        self.stored_bytes = Counter(
+            "ferry_stored_bytes_total",
+            "Bytes added to storage, by kind (original: verified uploads; derivative: written)",
+            ["kind"],
+            registry=registry,
+        )
+        self.uploads_queue = QueueMetrics(
+            registry, "uploads", handler_outcomes=("duplicate", "orphan")
+        )
+        self.queue_depth = QueueDepthMetrics(registry, SAMPLED_QUEUES)
+        self._create_series()
+
+    def _create_series(self) -> None:
+        for media_type in MediaType:
+            for outcome in VERIFY_OUTCOMES:
+                self.uploads_verified.labels(media_type.value, outcome)
+            self.upload_bytes.labels(media_type.value)
+            self.processing_latency.labels(media_type.value)
+        for media_type in DERIVED_TYPES:
+            self.derive_seconds.labels(media_type.value)
+            for outcome in ("ok", *DERIVE_ERROR_CODES):
+                self.derivations.labels(media_type.value, outcome)
+        self.derivations.labels(MediaType.IMAGE.value, "blocked")
+        for outcome in MODERATION_OUTCOMES:
+            self.moderation.labels(outcome)
+        for kind in STORED_KINDS:
+            self.stored_bytes.labels(kind)

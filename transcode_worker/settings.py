@@ -28,6 +28,9 @@ class Settings(CommonSettings):
     retry_base_seconds: float = Field(5.0, ge=0, le=300)
     # On stop, jobs in flight get this long to finish before they are cancelled.
     shutdown_grace_seconds: int = Field(30, ge=0, le=3600)
+    # How often the depths of the queues and their dead-letter queues are read from SQS
+    # (ferry_queue_depth, ferry_dlq_depth).
+    queue_sample_seconds: float = Field(15.0, gt=0, le=3600)
     # Originals are streamed in chunks of this size: memory per job stays bounded by it.
     read_chunk_bytes: int = Field(MIB, ge=1024, le=64 * MIB)
 

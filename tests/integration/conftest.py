@@ -58,6 +58,8 @@ TEST_SETTINGS = {
     "VISIBILITY_TIMEOUT_SECONDS": "5",
     "MAX_PENDING_UPLOADS": "5",
     "SLOT_RATE_PER_MINUTE": "12",
+    # Queue depths sampled every second, so the gauges move within a test.
+    "QUEUE_SAMPLE_SECONDS": "1",
     "LOG_JSON": "true",
 }
 # Two gateways, so delivery across gateway instances is tested as it runs in production.

@@ -169,12 +169,19 @@ async def test_ping_gets_pong(fleet: Fleet, gateway_url: str, user: Callable[...
 
 
 async def test_a_frame_over_64_kib_closes_the_connection_with_1009(
-    fleet: Fleet, gateway_url: str, user: Callable[..., str]
+    fleet: Fleet, http: httpx.AsyncClient, gateway_url: str, user: Callable[..., str]
 ) -> None:
+    too_large = 'ferry_ws_disconnects_total{reason="frame_too_large"}'
+    before = await metric(http, gateway_url, too_large)
     async with client(fleet, gateway_url, user()) as websocket:
         await websocket.send(json.dumps({"type": "ping", "padding": "x" * 100 * 1024}))
         await read_until_closed(websocket)
         assert websocket.close_code == 1009
+
+    async def counted() -> bool:
+        return await metric(http, gateway_url, too_large) >= before + 1
+
+    await eventually(counted)
 
 
 @pytest.mark.parametrize(
@@ -431,6 +438,26 @@ async def test_a_client_that_stops_reading_is_disconnected_and_aborted(
 
         await eventually(gone)
     assert pushed >= 16
+
+
+async def test_a_client_that_never_answers_pings_is_dropped(
+    fleet: Fleet, http: httpx.AsyncClient, aws: AwsClients, user: Callable[..., str]
+) -> None:
+    hal = user("hal")
+    async with own_gateway(fleet, PING_INTERVAL_SECONDS="0.5", PING_TIMEOUT_SECONDS="0.5") as gw:
+        peer = await asyncio.to_thread(_open_and_stop_reading, gw.url, fleet.token(hal))
+        try:
+            await eventually(lambda: registry_row(aws, fleet, hal, "default"))
+
+            async def dropped() -> bool:
+                lost = 'ferry_ws_disconnects_total{reason="connection_lost"}'
+                return await metric(http, gw.url, lost) == 1
+
+            await eventually(dropped)
+            assert await asyncio.to_thread(_read_to_the_end, peer) == "reset"
+        finally:
+            peer.close()
+        assert not await registry_row(aws, fleet, hal, "default")
 
 
 async def test_a_client_that_reads_keeps_up_with_the_same_pushes(

@@ -28,7 +28,7 @@ from transcode_worker.derive.moderation import (
     ScanVerdict,
     phash_hex,
 )
-from transcode_worker.derive.types import Derived, DeriveError
+from transcode_worker.derive.types import Derived, DeriveError, ScanFailed
 
 LIMITS = ImageLimits()
 SIZES = ("thumb_320", "thumb_640", "thumb_1280")
@@ -492,9 +492,24 @@ class _Broken:
 
 
 def test_a_failing_scanner_publishes_nothing(tmp_path: Path) -> None:
-    with pytest.raises(ConnectionError):
+    with pytest.raises(ScanFailed, match="ConnectionError") as caught:
         derive(tmp_path, media.jpeg(), scanner=_Broken())
+    assert isinstance(caught.value.__cause__, ConnectionError)
     assert not (tmp_path / "out").exists()
+    # It crosses from a pool process by pickling, as it is.
+    copy = pickle.loads(pickle.dumps(caught.value))
+    assert isinstance(copy, ScanFailed)
+    assert str(copy) == str(caught.value)
+
+
+def test_scans_are_reported_whatever_the_verdict(tmp_path: Path) -> None:
+    assert derive(tmp_path / "a", media.jpeg(), scanner=_Recorder()).scanned
+    passed = derive(
+        tmp_path / "b", media.jpeg(), scanner=PerceptualHashScanner(blocklist=frozenset())
+    )
+    assert passed.scanned
+    assert passed.blocked_reason is None
+    assert not derive(tmp_path / "c", media.jpeg(), scanner=None).scanned
 
 
 # -- worker processes -----------------------------------------------------------------------------

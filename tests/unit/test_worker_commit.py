@@ -16,7 +16,12 @@ from shared.keys import new_media_id, original_key
 from shared.media_records import BlobRecord, MediaRecord, StaleTransition, StoredVariant
 from shared.media_states import sources_of
 from shared.models import MediaState, MediaType
-from transcode_worker.commit import PROCESSING_FAILED, CommitStep, ObjectMissing
+from transcode_worker.commit import (
+    PROCESSING_FAILED,
+    CommitStep,
+    ObjectMissing,
+    processing_latency,
+)
 from transcode_worker.events import CreatedObject
 from transcode_worker.metrics import WorkerMetrics
 from transcode_worker.processing import NoProcessing
@@ -411,3 +416,45 @@ async def test_give_up_leaves_settled_media_alone(world: World, state: MediaStat
     await world.step.give_up(new_media_id())  # no record at all
     assert world.store.media[record.media_id] == record
     assert world.publisher.published == []
+
+
+# --- operating signals ---------------------------------------------------------------------------
+
+
+async def test_ready_media_report_latency_from_the_event_and_the_bytes_stored(
+    world: World,
+) -> None:
+    record = world.slot(JPEG)
+    world.s3.put(record.object_key, JPEG)
+    landed = datetime.now(UTC) - timedelta(seconds=3)
+    event = CreatedObject(bucket=BUCKET, media_id=record.media_id, created_at=landed)
+    assert await world.step.run(event) == "ok"
+
+    labels = {"media_type": "image"}
+    sample = world.registry.get_sample_value
+    assert sample("ferry_processing_latency_seconds_count", labels) == 1
+    assert 3 <= (sample("ferry_processing_latency_seconds_sum", labels) or 0) < 60
+    assert sample("ferry_stored_bytes_total", {"kind": "original"}) == len(JPEG)
+    assert sample("ferry_upload_bytes_sum", labels) == len(JPEG)
+
+
+async def test_no_latency_without_an_event_time_and_none_for_refused_bytes(world: World) -> None:
+    good = world.slot(JPEG)
+    world.s3.put(good.object_key, JPEG)
+    await world.step.run(created(good))
+    bad = world.slot(JPEG)
+    world.s3.put(bad.object_key, JPEG[:-1] + b"\x00")
+    await world.step.run(
+        CreatedObject(bucket=BUCKET, media_id=bad.media_id, created_at=datetime.now(UTC))
+    )
+    sample = world.registry.get_sample_value
+    assert sample("ferry_processing_latency_seconds_count", {"media_type": "image"}) == 0
+    assert sample("ferry_stored_bytes_total", {"kind": "original"}) == len(JPEG)
+
+
+def test_processing_latency_is_never_negative() -> None:
+    now = datetime.now(UTC)
+    assert processing_latency(None, now) is None
+    assert processing_latency(now - timedelta(seconds=2.5), now) == 2.5
+    # Storage's clock ahead of ours: zero, not a negative observation.
+    assert processing_latency(now + timedelta(seconds=1), now) == 0.0

@@ -1,4 +1,5 @@
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -9,6 +10,7 @@ from transcode_worker.events import (
     ObjectsCreated,
     Poison,
     TestEvent,
+    parse_event_time,
     parse_uploads_message,
 )
 
@@ -138,3 +140,34 @@ def test_one_bad_record_poisons_the_message() -> None:
     parsed = parse_uploads_message(body(good, {"eventName": "ObjectCreated:Put"}))
     assert isinstance(parsed, Poison)
     assert parsed.reason.startswith("record 1")
+
+
+def test_the_event_time_is_carried_as_utc() -> None:
+    media_id = new_media_id()
+    parsed = parse_uploads_message(body(s3_record(f"o/{media_id}")))
+    assert isinstance(parsed, ObjectsCreated)
+    assert parsed.objects[0].created_at == datetime(2025, 1, 1, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("2025-05-01T12:00:00.123Z", datetime(2025, 5, 1, 12, 0, 0, 123000, tzinfo=UTC)),
+        ("2025-05-01T14:00:00+02:00", datetime(2025, 5, 1, 12, 0, tzinfo=UTC)),
+        ("2025-05-01T12:00:00", datetime(2025, 5, 1, 12, 0, tzinfo=UTC)),
+        ("yesterday", None),
+        ("", None),
+        (None, None),
+        (1714564800, None),
+    ],
+)
+def test_event_times_parse_or_are_left_out(value: object, expected: datetime | None) -> None:
+    assert parse_event_time(value) == expected
+
+
+def test_two_records_of_one_object_at_different_times_are_one_piece_of_work() -> None:
+    media_id = new_media_id()
+    later = {**s3_record(f"o/{media_id}"), "eventTime": "2025-01-01T00:00:01.000Z"}
+    parsed = parse_uploads_message(body(s3_record(f"o/{media_id}"), later))
+    assert isinstance(parsed, ObjectsCreated)
+    assert len(parsed.objects) == 1

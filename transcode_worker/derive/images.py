@@ -39,7 +39,13 @@ from PIL import ExifTags, Image, ImageCms, ImageFile, UnidentifiedImageError
 
 from transcode_worker.derive.blurhash_meta import blurhash_of
 from transcode_worker.derive.moderation import Scanner
-from transcode_worker.derive.types import Derived, DerivedFile, DerivedVariant, DeriveError
+from transcode_worker.derive.types import (
+    Derived,
+    DerivedFile,
+    DerivedVariant,
+    DeriveError,
+    ScanFailed,
+)
 
 __all__ = [
     "ALLOWED_FORMATS",
@@ -130,7 +136,7 @@ def derive_image(
     Returns the files (`thumb_<n>.webp` or `.jpg`) and variants `thumb_<n>`, and
     `meta = {width, height (as displayed), mime, blurhash, animated}`. A blocked image returns
     `Derived(blocked_reason=..., meta=...)` without blurhash, files or variants.
-    Raises `DeriveError` for an image we refuse; a scanner's own exception propagates as is.
+    Raises `DeriveError` for an image we refuse, `ScanFailed` when the scanner itself fails.
     """
     if thumb_format not in THUMB_FORMATS:
         raise ValueError(f"thumb_format must be one of {sorted(THUMB_FORMATS)}")
@@ -153,9 +159,14 @@ def derive_image(
         "animated": probe.animated,
     }
     if scanner is not None:
-        verdict = scanner.scan(largest)
+        try:
+            verdict = scanner.scan(largest)
+        except Exception as error:
+            raise ScanFailed(
+                f"the moderation scanner failed ({type(error).__name__}: {error})"
+            ) from error
         if verdict.blocked:
-            return Derived(meta=meta, blocked_reason=verdict.reason or "blocked")
+            return Derived(meta=meta, blocked_reason=verdict.reason or "blocked", scanned=True)
 
     out_dir.mkdir(parents=True, exist_ok=True)
     pillow_format, extension, content_type = THUMB_FORMATS[thumb_format]
@@ -186,7 +197,7 @@ def derive_image(
     meta["blurhash"] = blurhash_of(current)
     files.reverse()  # smallest first, as clients ask for them
     variants.reverse()
-    return Derived(meta=meta, files=files, variants=variants)
+    return Derived(meta=meta, files=files, variants=variants, scanned=scanner is not None)
 
 
 # -- decoding ------------------------------------------------------------------------------------

@@ -6,8 +6,9 @@ variants. The built-in scanner matches a 64-bit perceptual hash against a blockl
 images, so re-encoded, resized or lightly edited copies still match.
 
 Scanners run in worker *processes*: they must pickle (plain frozen dataclasses do). An exception
-raised by a scanner is not a verdict: it propagates, and the worker retries the job rather than
-publish an image nobody scanned.
+raised by a scanner is not a verdict: `derive_image` raises it on as `ScanFailed`, and the worker
+counts it (`ferry_moderation_total{outcome="error"}`) and retries the job rather than publish an
+image nobody scanned.
 
 Blocklist entries are what `phash_hex` returns for the image as displayed (apply its EXIF
 orientation first: `ImageOps.exif_transpose`).

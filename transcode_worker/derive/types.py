@@ -39,6 +39,21 @@ class Derived:
     variants: list[DerivedVariant] = field(default_factory=list)
     # Set by moderation: the media must end `blocked` (no variants are published then).
     blocked_reason: str | None = None
+    # Whether a moderation scanner judged it (blocked or not): counted as a scan.
+    scanned: bool = False
+
+
+# Every code a `DeriveError` carries: the media's `error.code`, and a bounded metric label.
+DERIVE_ERROR_CODES = (
+    "corrupt_media",
+    "unsupported_format",
+    "too_many_pixels",
+    "too_many_frames",
+    "too_long",
+    "too_large_dimensions",
+    "unsupported_codec",
+    "no_streams",
+)
 
 
 class DeriveError(Exception):
@@ -58,6 +73,14 @@ class DeriveError(Exception):
 
     def __str__(self) -> str:
         return f"{self.code}: {self.message}"
+
+
+class ScanFailed(Exception):
+    """The moderation scanner raised instead of giving a verdict.
+
+    Not a verdict: nothing is published, and the worker retries the job (an image nobody
+    scanned must never become ready). Its own class so the worker can count scan failures.
+    """
 
 
 class ProgressFile:

@@ -1,0 +1,245 @@
+"""An AWS outage, end to end: a small fleet of its own loses its emulator and gets a new one.
+
+While AWS is away every service stays up, says so on `/readyz` (503) and answers clients with
+503 `dependency_unavailable`; once AWS is back (a new emulator on the same port, bootstrapped
+again, as after a regional blip) every service is ready again by itself and an upload goes
+through to `ready`. The session's fleet is left alone: this one has its own emulator, prefix and
+processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from devstack.bootstrap import bootstrap
+from devstack.ports import LOCALHOST
+from devstack.processes import (
+    STRIPPED_VARIABLES,
+    Emulator,
+    ServiceProcess,
+    available_services,
+    aws_env,
+    free_port,
+    service_env,
+    stopped_cleanly,
+)
+from gateway.connections import CLOSE_TRY_AGAIN_LATER
+from shared.auth import issue_token
+from shared.settings import CommonSettings
+from tests.integration.helpers import eventually
+from tests.integration.media_client import make_jpeg, slot_request, upload_single, wait_for_state
+from tests.integration.ws_client import ws_url
+
+SERVICES = available_services()
+# One attempt per AWS call (no botocore retries to sit through), short polls, quick retries.
+OUTAGE_SETTINGS = {
+    "AWS_MAX_ATTEMPTS": "1",
+    "QUEUE_WAIT_SECONDS": "1",
+    "RETRY_BASE_SECONDS": "0",
+    "VISIBILITY_TIMEOUT_SECONDS": "5",
+    "PROCESS_POOL_SIZE": "1",
+    "QUEUE_SAMPLE_SECONDS": "1",
+    "LOG_JSON": "true",
+}
+WITHIN = 30.0
+
+
+@dataclass
+class SmallFleet:
+    port: int
+    settings: CommonSettings
+    log_dir: Path
+    processes: dict[str, ServiceProcess]
+    emulators: list[Emulator]
+
+    @property
+    def emulator_url(self) -> str:
+        return f"http://{LOCALHOST}:{self.port}"
+
+    def url(self, service: str) -> str:
+        return self.processes[service].url
+
+    def auth(self, user: str) -> dict[str, str]:
+        token = issue_token(user, self.settings.auth_jwt_secret)
+        return {"Authorization": f"Bearer {token}"}
+
+    async def start_emulator(self) -> None:
+        emulator = Emulator(
+            log_path=self.log_dir / f"emulator-{len(self.emulators) + 1}.log", port=self.port
+        )
+        self.emulators.append(emulator)
+        await asyncio.to_thread(emulator.start)
+        # Bootstrapped from this process, with botocore pointed at this emulator for the while.
+        with pytest.MonkeyPatch.context() as environment:
+            for name in STRIPPED_VARIABLES:
+                environment.delenv(name, raising=False)
+            for name, value in aws_env(self.emulator_url).items():
+                environment.setenv(name, value)
+            await bootstrap(self.settings)
+
+    async def stop_emulator(self) -> None:
+        await asyncio.to_thread(self.emulators[-1].stop)
+
+    def exited(self) -> dict[str, int | None]:
+        return {
+            name: process.returncode
+            for name, process in self.processes.items()
+            if process.returncode is not None
+        }
+
+
+def _ports(names: list[str]) -> dict[str, int]:
+    ports: dict[str, int] = {}
+    while len(ports) < len(names):
+        port = free_port()
+        if port not in ports.values():
+            ports[names[len(ports)]] = port
+    return ports
+
+
+@asynccontextmanager
+async def small_fleet(log_dir: Path) -> AsyncIterator[SmallFleet]:
+    secret = secrets.token_urlsafe(32)
+    internal_token = secrets.token_urlsafe(32)
+    settings = CommonSettings(
+        environment="development",
+        resource_prefix=f"out{secrets.token_hex(4)}",
+        aws_region="us-east-1",
+        s3_addressing_style="path",
+        auth_jwt_secret=secret,
+        internal_token=internal_token,
+    )
+    names = ["emulator", "media_service", "message_service", "gateway", "transcode_worker"]
+    ports = _ports(names)
+    fleet = SmallFleet(
+        port=ports["emulator"], settings=settings, log_dir=log_dir, processes={}, emulators=[]
+    )
+    async with AsyncExitStack() as stack:
+        stack.push_async_callback(
+            asyncio.to_thread, lambda: [emulator.stop() for emulator in fleet.emulators]
+        )
+        await fleet.start_emulator()
+        env = service_env(
+            emulator_url=fleet.emulator_url,
+            prefix=settings.resource_prefix,
+            ports=ports,
+            extra={
+                **OUTAGE_SETTINGS,
+                "AUTH_JWT_SECRET": secret,
+                "INTERNAL_TOKEN": internal_token,
+            },
+        )
+        for name in SERVICES:
+            fleet.processes[name] = ServiceProcess(name, port=ports[name], env=env, log_dir=log_dir)
+
+        def stop_all() -> dict[str, int | None]:
+            return {name: p.stop() for name, p in reversed(fleet.processes.items())}
+
+        codes: dict[str, int | None] = {}
+
+        async def stop_services() -> None:
+            codes.update(await asyncio.to_thread(stop_all))
+
+        stack.push_async_callback(stop_services)
+        for process in fleet.processes.values():
+            process.launch()
+        for process in fleet.processes.values():
+            await asyncio.to_thread(process.wait_healthy)
+        yield fleet
+    bad = {name: code for name, code in codes.items() if not stopped_cleanly(code)}
+    assert not bad, f"services did not stop cleanly: {bad}"
+
+
+async def _readiness(http: httpx.AsyncClient, fleet: SmallFleet) -> dict[str, int]:
+    statuses = await asyncio.gather(
+        *(http.get(f"{fleet.url(name)}/readyz") for name in fleet.processes)
+    )
+    return {
+        name: response.status_code for name, response in zip(fleet.processes, statuses, strict=True)
+    }
+
+
+def _all(status: int) -> Callable[[dict[str, int]], bool]:
+    return lambda statuses: set(statuses.values()) == {status}
+
+
+@pytest.mark.skipif(
+    not {"media_service", "message_service", "transcode_worker"} <= set(SERVICES),
+    reason="the outage test needs the media, message and worker services",
+)
+async def test_services_ride_out_an_aws_outage_and_recover_by_themselves(
+    tmp_path: Path, http: httpx.AsyncClient
+) -> None:
+    async with small_fleet(tmp_path) as fleet:
+
+        async def readiness_is(status: int) -> dict[str, int] | None:
+            statuses = await _readiness(http, fleet)
+            return statuses if _all(status)(statuses) else None
+
+        await eventually(lambda: readiness_is(200), timeout=WITHIN)
+        alice = fleet.auth(f"alice-{secrets.token_hex(4)}")
+        photo = make_jpeg(seed=10**6 + secrets.randbelow(10**9))
+
+        # --- AWS goes away --------------------------------------------------------------------
+        await fleet.stop_emulator()
+        await eventually(lambda: readiness_is(503), timeout=WITHIN)
+
+        slot = await http.post(
+            f"{fleet.url('media_service')}/v1/media/uploads",
+            json=slot_request(photo),
+            headers=alice,
+        )
+        assert slot.status_code == 503, slot.text
+        assert slot.json()["error"]["code"] == "dependency_unavailable"
+        assert slot.headers["Retry-After"]
+        conversation = await http.post(
+            f"{fleet.url('message_service')}/v1/conversations",
+            json={"members": ["bob"]},
+            headers=alice,
+        )
+        assert conversation.status_code == 503, conversation.text
+        assert conversation.json()["error"]["code"] == "dependency_unavailable"
+        if "gateway" in fleet.processes:
+            # The gateway cannot register a connection: "try again later", not a hang.
+            async with connect(
+                ws_url(fleet.url("gateway")), additional_headers=alice, open_timeout=10
+            ) as websocket:
+                with pytest.raises(ConnectionClosed) as closed:
+                    async with asyncio.timeout(WITHIN):
+                        await websocket.recv()
+            assert closed.value.rcvd is not None
+            assert closed.value.rcvd.code == CLOSE_TRY_AGAIN_LATER
+        assert fleet.exited() == {}
+
+        # --- AWS comes back: nothing is restarted ---------------------------------------------
+        await fleet.start_emulator()
+        await eventually(lambda: readiness_is(200), timeout=WITHIN)
+        assert fleet.exited() == {}
+
+        async def uploaded() -> str | None:
+            try:
+                return await upload_single(http, fleet.url("media_service"), alice, photo)
+            except AssertionError:
+                return None  # a connection the outage broke may cost one 503: clients retry
+
+        media_id = await eventually(uploaded, timeout=10)
+        document = await wait_for_state(
+            http, fleet.url("media_service"), alice, media_id, within=WITHIN
+        )
+        assert document["state"] == "ready", document
+        assert {v["name"] for v in document["variants"]} >= {"thumb_320"}
+        assert fleet.exited() == {}
+        for name in fleet.processes:
+            # Each one said it was not ready, and then that it was again.
+            log = (fleet.log_dir / f"{name}.log").read_text()
+            assert '"msg": "not ready: ' in log, name

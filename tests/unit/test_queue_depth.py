@@ -1,0 +1,170 @@
+"""The queue-depth sampler: SQS attributes to gauges, riding out errors, stopping promptly."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from botocore.exceptions import EndpointConnectionError
+from prometheus_client import CollectorRegistry
+
+from shared.queue_depth import (
+    QueueDepthMetrics,
+    QueueDepthSampler,
+    SampledQueue,
+    dead_letters,
+    depths,
+)
+
+QUEUES = [
+    SampledQueue(role="uploads", name="p-uploads", dlq_name="p-uploads-dlq"),
+    SampledQueue(role="media_events", name="p-media-events", dlq_name="p-media-events-dlq"),
+]
+
+
+class FakeSqs:
+    def __init__(self) -> None:
+        self.attributes: dict[str, dict[str, str]] = {}
+        self.down = False
+        self.calls = 0
+        self.hang = False
+
+    def url(self, name: str) -> str:
+        return f"http://sqs.local/123/{name}"
+
+    async def get_queue_url(self, QueueName: str) -> dict[str, Any]:  # noqa: N803 - boto's name
+        if self.down:
+            raise EndpointConnectionError(endpoint_url="http://sqs.local")
+        return {"QueueUrl": self.url(QueueName)}
+
+    async def get_queue_attributes(self, QueueUrl: str, AttributeNames: list[str]) -> Any:  # noqa: N803
+        self.calls += 1
+        if self.hang:
+            await asyncio.Event().wait()
+        if self.down:
+            raise EndpointConnectionError(endpoint_url="http://sqs.local")
+        return {"Attributes": self.attributes.get(QueueUrl.rsplit("/", 1)[1], {})}
+
+
+DEADLINE_SECONDS = 5.0
+
+
+async def eventually(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + DEADLINE_SECONDS
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.01)
+
+
+def _value(registry: CollectorRegistry, name: str, **labels: str) -> float | None:
+    return registry.get_sample_value(name, labels)
+
+
+def test_depths_read_each_state_and_default_to_zero() -> None:
+    attributes = {
+        "ApproximateNumberOfMessages": "7",
+        "ApproximateNumberOfMessagesNotVisible": "2",
+    }
+    assert depths(attributes) == {"visible": 7, "in_flight": 2, "delayed": 0}
+    assert depths({"ApproximateNumberOfMessages": "many"}) == {
+        "visible": 0,
+        "in_flight": 0,
+        "delayed": 0,
+    }
+    assert dead_letters({**attributes, "ApproximateNumberOfMessagesDelayed": "1"}) == 10
+
+
+def test_every_series_exists_before_the_first_sample() -> None:
+    registry = CollectorRegistry()
+    QueueDepthMetrics(registry, ["uploads", "media_events"])
+    for role in ("uploads", "media_events"):
+        for state in ("visible", "in_flight", "delayed"):
+            assert _value(registry, "ferry_queue_depth", queue=role, state=state) == 0
+        assert _value(registry, "ferry_dlq_depth", queue=role) == 0
+    assert _value(registry, "ferry_queue_depth_sampled_timestamp_seconds") == 0
+
+
+async def test_samples_set_the_gauges_and_survive_an_outage() -> None:
+    sqs = FakeSqs()
+    sqs.attributes = {
+        "p-uploads": {
+            "ApproximateNumberOfMessages": "12",
+            "ApproximateNumberOfMessagesNotVisible": "3",
+            "ApproximateNumberOfMessagesDelayed": "1",
+        },
+        "p-uploads-dlq": {"ApproximateNumberOfMessages": "2"},
+        "p-media-events": {"ApproximateNumberOfMessages": "0"},
+    }
+    registry = CollectorRegistry()
+    sampler = QueueDepthSampler(
+        sqs, QUEUES, interval_seconds=0.01, metrics=QueueDepthMetrics(registry, ["uploads"])
+    )
+    task = asyncio.create_task(sampler.run())
+
+    await eventually(
+        lambda: bool(_value(registry, "ferry_queue_depth_sampled_timestamp_seconds")),
+        "a first sample",
+    )
+    assert _value(registry, "ferry_queue_depth", queue="uploads", state="visible") == 12
+    assert _value(registry, "ferry_queue_depth", queue="uploads", state="in_flight") == 3
+    assert _value(registry, "ferry_queue_depth", queue="uploads", state="delayed") == 1
+    assert _value(registry, "ferry_dlq_depth", queue="uploads") == 2
+    assert _value(registry, "ferry_dlq_depth", queue="media_events") == 0
+
+    # SQS goes away: errors are counted, the last values stay, the sampler keeps going.
+    sqs.down = True
+    before = sqs.calls
+
+    await eventually(
+        lambda: (
+            (_value(registry, "ferry_queue_depth_sample_errors_total", queue="uploads") or 0) >= 2
+        ),
+        "failed samples",
+    )
+    assert sqs.calls > before
+    assert not task.done()
+    assert _value(registry, "ferry_queue_depth", queue="uploads", state="visible") == 12
+
+    # And it comes back.
+    sqs.down = False
+    sqs.attributes["p-uploads"] = {"ApproximateNumberOfMessages": "0"}
+
+    await eventually(
+        lambda: _value(registry, "ferry_queue_depth", queue="uploads", state="visible") == 0,
+        "a sample after the outage",
+    )
+    sampler.stop()
+    await asyncio.wait_for(task, 1)
+
+
+async def test_queues_are_resolved_with_retries_while_sqs_is_away() -> None:
+    sqs = FakeSqs()
+    sqs.down = True
+    registry = CollectorRegistry()
+    sampler = QueueDepthSampler(
+        sqs, QUEUES, interval_seconds=0.01, metrics=QueueDepthMetrics(registry, ["uploads"])
+    )
+    task = asyncio.create_task(sampler.run())
+    await asyncio.sleep(0.05)
+    assert not task.done()
+    sampler.stop()
+    await asyncio.wait_for(task, 1)  # a stop does not wait for the retry pause
+    assert sqs.calls == 0
+
+
+@pytest.mark.parametrize("hang", [True, False])
+async def test_a_stop_does_not_wait_for_a_hanging_call_or_the_interval(hang: bool) -> None:
+    sqs = FakeSqs()
+    sqs.hang = hang
+    registry = CollectorRegistry()
+    sampler = QueueDepthSampler(
+        sqs, QUEUES, interval_seconds=3600, metrics=QueueDepthMetrics(registry, ["uploads"])
+    )
+    task = asyncio.create_task(sampler.run())
+    await eventually(lambda: sqs.calls > 0, "a first call")
+    sampler.stop()
+    await asyncio.wait_for(task, 1)
