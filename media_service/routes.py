@@ -89,11 +89,13 @@ async def get_media(media_id: str, caller: Caller, service: MediaServiceDep) -> 
 @router.get("/{media_id}/url", response_model=DownloadUrl, responses=ERRORS)
 async def download_url(
     media_id: str,
+    request: Request,
     caller: Caller,
     service: MediaServiceDep,
     variant: Annotated[str, Query(max_length=64)] = "original",
 ) -> DownloadUrl:
-    return await service.download_url(caller.user_id, media_id, variant)
+    """`variant=hls` answers the master playlist's address on this service (bearer required)."""
+    return await service.download_url(caller.user_id, media_id, variant, str(request.base_url))
 
 
 @router.get(

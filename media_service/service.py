@@ -500,10 +500,12 @@ class MediaService:
     async def document(self, user_id: str, media_id: str) -> MediaDocument:
         return (await self.readable(user_id, media_id)).document()
 
-    async def download_url(self, user_id: str, media_id: str, variant: str) -> DownloadUrl:
+    async def download_url(
+        self, user_id: str, media_id: str, variant: str, base_url: str
+    ) -> DownloadUrl:
         try:
             record = await self.readable(user_id, media_id)
-            url = await self._sign_download(record, variant)
+            url = await self._sign_download(record, variant, base_url)
         except FerryError as refusal:
             self.metrics.download_urls.labels(refusal.error_code).inc()
             raise
@@ -585,12 +587,17 @@ class MediaService:
         if record.state is MediaState.FAILED:
             raise Conflict("this media failed; it cannot be served", code="media_unusable")
 
-    async def _sign_download(self, record: MediaRecord, variant: str) -> DownloadUrl:
+    async def _sign_download(self, record: MediaRecord, variant: str, base_url: str) -> DownloadUrl:
         self._servable(record)
         if record.state not in BYTES_VERIFIED:
             raise NotFound("the bytes of this media have not arrived yet", code="no_such_variant")
         ttl = self.settings.download_url_ttl_seconds
         expires_at = utcnow() + timedelta(seconds=ttl)
+        if variant == HLS_VARIANT and record.variant(HLS_VARIANT) is not None:
+            # A stored playlist's URIs are relative and storage signs one key per URL: players
+            # get the playlist this service writes, whose links are signed (same access rules).
+            url = f"{base_url.rstrip('/')}/v1/media/{record.media_id}/hls/master.m3u8"
+            return DownloadUrl(url=url, expires_at=expires_at)
         if variant == ORIGINAL:
             url = await self.storage.sign_get(
                 record.object_key,

@@ -122,6 +122,12 @@ async def test_a_rotated_phone_video_gets_an_upright_poster_and_a_playable_hls_l
 
     # The master playlist plays: every URI in it, and in every playlist it names, resolves.
     master_url = f"{fleet.media_url}/v1/media/{media_id}/hls/master.m3u8"
+    hls = await http.get(
+        f"{fleet.media_url}/v1/media/{media_id}/url",
+        params={"variant": "hls"},
+        headers=fleet.auth(alice),
+    )
+    assert hls.json()["url"] == master_url
     master = await http.get(master_url, headers=fleet.auth(alice))
     assert master.status_code == 200, master.text
     assert master.headers["content-type"].startswith("application/vnd.apple.mpegurl")
