@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import io
 import math
 import os
 import secrets
@@ -17,12 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from PIL import Image
 
-from bench.fleet import BenchFleet
+from devstack.fleet import LocalFleet
 
 MIB = 1024 * 1024
-JPEG_MAGIC = b"\xff\xd8\xff\xe0"
-MP4_HEADER = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2"
+PDF_HEADER = b"%PDF-1.7\n"
 POLL_SECONDS = 0.01
 
 
@@ -39,13 +40,20 @@ def percentile(values: list[float], percent: float) -> float:
     return ordered[rank - 1]
 
 
-def jpeg_like(size: int) -> bytes:
-    """JPEG magic bytes, then random bytes: passes the commit step, never deduplicates."""
-    return JPEG_MAGIC + os.urandom(size - len(JPEG_MAGIC))
+def noise_jpeg(size: int) -> bytes:
+    """A real JPEG of random pixels, about `size` bytes: it is verified, decoded and
+    thumbnailed like a photo, and never deduplicates (fresh noise every call)."""
+    side = max(16, int(math.sqrt(size / 1.2)))  # noise at quality 90 costs ~1.2 bytes/pixel
+    image = Image.frombytes("RGB", (side, side), os.urandom(side * side * 3))
+    out = io.BytesIO()
+    image.save(out, format="JPEG", quality=90)
+    return out.getvalue()
 
 
-def mp4_like(size: int) -> bytes:
-    return MP4_HEADER + os.urandom(size - len(MP4_HEADER))
+def pdf_like(size: int) -> bytes:
+    """A document: checked (length, SHA-256, magic bytes) but never decoded, so the time to
+    ready is the commit step's alone."""
+    return PDF_HEADER + os.urandom(size - len(PDF_HEADER))
 
 
 def _check(response: httpx.Response, *statuses: int) -> Any:
@@ -79,7 +87,7 @@ class SlotResult:
 
 
 async def slot_issuance(
-    http: httpx.AsyncClient, fleet: BenchFleet, *, requests: int, concurrency: int, users: int
+    http: httpx.AsyncClient, fleet: LocalFleet, *, requests: int, concurrency: int, users: int
 ) -> SlotResult:
     """`requests` single-upload slots for `users` users, `concurrency` in flight at a time."""
     run = secrets.token_hex(3)
@@ -174,7 +182,7 @@ async def _wait_ready(
 
 async def stored_to_ready(
     http: httpx.AsyncClient,
-    fleet: BenchFleet,
+    fleet: LocalFleet,
     data: bytes,
     content_type: str,
     *,

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import os
 import resource
 import secrets
 import sys
@@ -35,14 +34,8 @@ import httpx
 from websockets.asyncio.client import ClientConnection, connect
 
 from devstack.bootstrap import bootstrap
-from devstack.processes import (
-    STRIPPED_VARIABLES,
-    Emulator,
-    ServiceProcess,
-    aws_env,
-    free_port,
-    service_env,
-)
+from devstack.fleet import aws_environment
+from devstack.processes import Emulator, ServiceProcess, free_port, service_env
 from shared.auth import issue_token
 from shared.settings import CommonSettings
 
@@ -199,45 +192,40 @@ async def run(count: int, modes: list[bool]) -> list[Sample]:
     log_dir = Path(tempfile.mkdtemp(prefix="ferry-ws-memory-"))
     emulator = Emulator(log_path=log_dir / "emulator.log")
     emulator_url = await asyncio.to_thread(emulator.start)
-    saved = dict(os.environ)
     try:
-        for name in STRIPPED_VARIABLES:
-            os.environ.pop(name, None)
-        os.environ.update(aws_env(emulator_url))
-        prefix, secret = f"b{secrets.token_hex(4)}", secrets.token_urlsafe(32)
-        settings = CommonSettings(
-            resource_prefix=prefix, s3_addressing_style="path", auth_jwt_secret=secret
-        )
-        await bootstrap(settings)
-        env = service_env(
-            emulator_url=emulator_url,
-            prefix=prefix,
-            ports={"media_service": free_port(), "message_service": free_port()},
-            extra={
-                "AUTH_JWT_SECRET": secret,
-                # Nothing listens here: the backlog fetch fails at once and is not retried.
-                "MESSAGE_SERVICE_URL": f"http://127.0.0.1:{free_port()}",
-                "PENDING_FETCH_ATTEMPTS": "1",
-                "LOG_LEVEL": "WARNING",
-            },
-        )
-        samples = []
-        for deflate in modes:
-            label = "deflate-on" if deflate else "deflate-off"
-            samples.append(
-                await measure(
-                    label=label,
-                    deflate=deflate,
-                    count=count,
-                    env=env,
-                    log_dir=log_dir,
-                    secret=secret,
-                )
+        with aws_environment(emulator_url):
+            prefix, secret = f"b{secrets.token_hex(4)}", secrets.token_urlsafe(32)
+            settings = CommonSettings(
+                resource_prefix=prefix, s3_addressing_style="path", auth_jwt_secret=secret
             )
-        return samples
+            await bootstrap(settings)
+            env = service_env(
+                emulator_url=emulator_url,
+                prefix=prefix,
+                ports={"media_service": free_port(), "message_service": free_port()},
+                extra={
+                    "AUTH_JWT_SECRET": secret,
+                    # Nothing listens here: the backlog fetch fails at once and is not retried.
+                    "MESSAGE_SERVICE_URL": f"http://127.0.0.1:{free_port()}",
+                    "PENDING_FETCH_ATTEMPTS": "1",
+                    "LOG_LEVEL": "WARNING",
+                },
+            )
+            samples = []
+            for deflate in modes:
+                label = "deflate-on" if deflate else "deflate-off"
+                samples.append(
+                    await measure(
+                        label=label,
+                        deflate=deflate,
+                        count=count,
+                        env=env,
+                        log_dir=log_dir,
+                        secret=secret,
+                    )
+                )
+            return samples
     finally:
-        os.environ.clear()
-        os.environ.update(saved)
         with suppress(Exception):
             await asyncio.to_thread(emulator.stop)
 

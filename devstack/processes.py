@@ -1,8 +1,8 @@
 """Start and stop the fleet's processes: the emulator and each service, as production runs them.
 
-Used by `devstack.run` (behind `make run`) and by the integration tests' fleet fixture, so both
-start services the same way: `python -m <package>` with settings from the environment only,
-output to a log file, ready when `GET /healthz` answers 200.
+Used by `devstack.run` (behind `make run`) and by `devstack.fleet` (the integration tests' and
+the bench's fleets), so both start services the same way: `python -m <package>` with settings
+from the environment only, output to a log file, ready when `GET /healthz` answers 200.
 
 Where a child runs decides who may stop it. The runner starts each in its own session
 (`own_session=True`): Ctrl-C or a closed terminal reaches only the runner, which stops the

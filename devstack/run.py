@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
+from devstack.fleet import instance_names
 from devstack.ports import CONTRACT_PORTS, EMULATOR_PORT, LOCALHOST, port_is_free
 from devstack.processes import (
     REPO_ROOT,
@@ -73,16 +74,10 @@ class Instance:
 
 def plan_instances(services: list[str], *, port_offset: int, gateways: int) -> list[Instance]:
     """The processes to start, in start order, each on its contract port plus `port_offset`."""
-    instances = []
-    for package in services:
-        names = [package]
-        if package == "gateway" and gateways > 1:
-            names.append("gateway-2")
-        for name in names:
-            instances.append(
-                Instance(name=name, package=package, port=CONTRACT_PORTS[name] + port_offset)
-            )
-    return instances
+    return [
+        Instance(name=name, package=package, port=CONTRACT_PORTS[name] + port_offset)
+        for name, package in instance_names(services, gateways=gateways)
+    ]
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -2,30 +2,26 @@
 
 from __future__ import annotations
 
-import uvicorn
-
 from gateway.app import create_app
 from gateway.protocol import protocol_class
 from gateway.settings import Settings
-from shared.logging import configure_logging
+from shared.serve import serve
 
 
 def main() -> None:
     settings = Settings()
-    configure_logging("gateway", settings.log_level, json_lines=settings.log_json)
     # On SIGTERM uvicorn stops listening, our protocol closes every WebSocket with 1001, the
     # sessions deregister themselves, and then the lifespan closes the clients.
-    uvicorn.run(
-        create_app(settings),
-        host=settings.bind_host,
-        port=settings.bind_port,
-        log_config=None,
+    serve(
+        "gateway",
+        create_app,
+        settings,
+        graceful_seconds=int(settings.shutdown_grace_seconds),
         ws=protocol_class(settings.close_timeout_seconds),
         ws_max_size=settings.max_frame_bytes,
         ws_per_message_deflate=settings.permessage_deflate,
         ws_ping_interval=settings.ping_interval_seconds,
         ws_ping_timeout=settings.ping_timeout_seconds,
-        timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
     )
 
 

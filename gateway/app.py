@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
 import httpx
@@ -20,7 +20,7 @@ from gateway.routes import router, websocket_routes
 from gateway.settings import Settings
 from shared.aws import open_aws_clients
 from shared.connections import ConnectionRegistry
-from shared.http import ReadinessCheck, build_app
+from shared.http import build_app, table_check, task_check
 
 log = logging.getLogger("ferry.gateway.app")
 
@@ -53,9 +53,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             )
             heartbeat = asyncio.create_task(Heartbeat(gateway).run(), name="registry-heartbeat")
             heartbeat.add_done_callback(_report_crash)
-            app.state.dynamodb = aws.dynamodb
             app.state.gateway = gateway
-            app.state.heartbeat = heartbeat
+            app.state.readiness_checks = [
+                task_check(heartbeat, "the registry heartbeat", name="registry_heartbeat"),
+                table_check(
+                    aws.dynamodb, settings.resources.connections_table, name="connections_table"
+                ),
+            ]
             try:
                 yield
             finally:
@@ -65,36 +69,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await asyncio.wait({heartbeat})
                 await gateway.shutdown()
 
-    def readiness(app: FastAPI) -> Sequence[ReadinessCheck]:
-        heartbeat: asyncio.Task[None] | None = getattr(app.state, "heartbeat", None)
-        if heartbeat is None:
-            return [_not_started]
-        dynamodb = app.state.dynamodb
-
-        async def registry_heartbeat() -> None:
-            if heartbeat.done():
-                raise RuntimeError("the registry heartbeat is not running")
-
-        async def connections_table() -> None:
-            await dynamodb.describe_table(TableName=settings.resources.connections_table)
-
-        return [registry_heartbeat, connections_table]
-
     app = build_app(
         title="Ferry Edge Gateway",
         version="1.0.0",
         lifespan=lifespan,
-        readiness_checks=readiness,
         registry=registry,
         settings=settings,
     )
     app.include_router(router)
     app.router.routes.extend(websocket_routes)
     return app
-
-
-async def _not_started() -> None:
-    raise RuntimeError("the gateway has not finished starting")
 
 
 def _report_crash(task: asyncio.Task[None]) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
@@ -21,7 +21,7 @@ from media_service.service import MediaService
 from media_service.settings import Settings
 from media_service.storage import MediaStorage
 from shared.aws import client_config, open_aws_clients
-from shared.http import ReadinessCheck, build_app
+from shared.http import build_app, table_check
 from shared.media_records import MediaStore
 from shared.rate_limits import RateLimiter
 
@@ -50,8 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 media_table=resources.media_table,
                 blobs_table=resources.blobs_table,
             )
-            app.state.aws = aws
-            app.state.media_service = MediaService(
+            app.state.media_service = service = MediaService(
                 settings=settings,
                 store=store,
                 storage=MediaStorage(
@@ -65,34 +64,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 playlist_signer=PlaylistSigner(settings.auth_jwt_secret),
                 metrics=metrics,
             )
+            app.state.readiness_checks = [
+                service.storage.check,
+                table_check(aws.dynamodb, resources.media_table, name="media_table"),
+            ]
             yield
-
-    def readiness(app: FastAPI) -> Sequence[ReadinessCheck]:
-        service: MediaService | None = getattr(app.state, "media_service", None)
-        if service is None:
-            return [_not_started]
-        aws = app.state.aws
-
-        async def media_table() -> None:
-            await aws.dynamodb.describe_table(TableName=settings.resources.media_table)
-
-        return [service.storage.check, media_table]
 
     app = build_app(
         title="Ferry Media Service",
         version="1.0.0",
         lifespan=lifespan,
-        readiness_checks=readiness,
         registry=registry,
         settings=settings,
     )
     app.include_router(router)
     app.include_router(internal_router)
     return app
-
-
-async def _not_started() -> None:
-    raise RuntimeError("the service has not finished starting")
 
 
 async def _open_presigner(stack: AsyncExitStack, settings: Settings) -> Any:

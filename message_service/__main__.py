@@ -2,23 +2,14 @@
 
 from __future__ import annotations
 
-import uvicorn
-
 from message_service.app import create_app
 from message_service.settings import Settings
-from shared.logging import configure_logging
+from shared.serve import serve
 
 
 def main() -> None:
     settings = Settings()
-    configure_logging("message_service", settings.log_level, json_lines=settings.log_json)
-    uvicorn.run(
-        create_app(settings),
-        host=settings.bind_host,
-        port=settings.bind_port,
-        log_config=None,
-        timeout_graceful_shutdown=settings.shutdown_grace_seconds,
-    )
+    serve("message_service", create_app, settings, graceful_seconds=settings.shutdown_grace_seconds)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
 import httpx
@@ -26,7 +26,7 @@ from message_service.service import MessagingService
 from message_service.settings import Settings
 from shared.aws import open_aws_clients
 from shared.connections import ConnectionRegistry
-from shared.http import ReadinessCheck, build_app
+from shared.http import build_app, table_check, task_check
 from shared.sqs_consumer import Consumer, ConsumerConfig, wait_for_queue_urls
 
 log = logging.getLogger("ferry.messages.app")
@@ -87,13 +87,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 metrics=metrics,
             )
             app.state.messaging = service
-            app.state.aws = aws
             stopping = asyncio.Event()
             consumer_task = asyncio.create_task(
                 _consume_media_events(aws.sqs, service, settings, metrics, stopping),
                 name="media-events",
             )
-            app.state.consumer_task = consumer_task
+            app.state.readiness_checks = [
+                table_check(aws.dynamodb, names.messages_table, name="messages_table"),
+                task_check(consumer_task, "the media-events consumer", name="consumer"),
+            ]
             try:
                 yield
             finally:
@@ -101,26 +103,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await asyncio.wait({consumer_task})
                 await pusher.drain()
 
-    def readiness(app: FastAPI) -> Sequence[ReadinessCheck]:
-        aws = getattr(app.state, "aws", None)
-        if aws is None:
-            return [_not_started]
-        task: asyncio.Task[None] = app.state.consumer_task
-
-        async def messages_table() -> None:
-            await aws.dynamodb.describe_table(TableName=settings.resources.messages_table)
-
-        async def consumer() -> None:
-            if task.done():
-                raise RuntimeError("the media-events consumer is not running")
-
-        return [messages_table, consumer]
-
     app = build_app(
         title="Ferry Message Service",
         version="1.0.0",
         lifespan=lifespan,
-        readiness_checks=readiness,
         registry=registry,
         settings=settings,
     )
@@ -164,7 +150,3 @@ async def _consume_media_events(
 async def _stop_when(stopping: asyncio.Event, consumer: Consumer) -> None:
     await stopping.wait()
     consumer.stop()
-
-
-async def _not_started() -> None:
-    raise RuntimeError("the service has not finished starting")

@@ -34,12 +34,8 @@ from scripts.upload_demo import (
     DemoFailed,
     describe_file,
     expect,
-    prove,
-    put_multipart,
-    put_single,
-    request_slot,
     step,
-    wait_until_settled,
+    upload,
 )
 from shared.auth import issue_token
 from shared.settings import CommonSettings
@@ -67,19 +63,10 @@ def _upload(args: argparse.Namespace, headers: dict[str, str]) -> str:
         httpx.Client(base_url=args.media_url, headers=headers, timeout=60) as api,
         httpx.Client(timeout=60) as storage,
     ):
-        slot = request_slot(api, local)
-        media_id = str(slot["media_id"])
-        upload = slot.get("upload")
-        if "dedup" in slot:
-            prove(api, media_id, slot["dedup"], local)
-        elif upload and upload["method"] == "MULTIPART":
-            put_multipart(api, storage, media_id, upload, local)
-        elif upload:
-            put_single(storage, upload, local)
-        document = wait_until_settled(api, media_id, 120)
+        document = upload(api, storage, local, 120)
         if document["state"] != "ready":
             raise DemoFailed(f"the media ended {document['state']}")
-        return media_id
+        return str(document["media_id"])
 
 
 def _conversation(args: argparse.Namespace, headers: dict[str, str]) -> str:

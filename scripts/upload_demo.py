@@ -243,6 +243,25 @@ def wait_until_settled(api: httpx.Client, media_id: str, timeout: float) -> dict
     return document
 
 
+def upload(
+    api: httpx.Client, storage: httpx.Client, local: LocalFile, timeout: float
+) -> dict[str, Any]:
+    """Steps 1 to 3: a slot, the bytes to storage (or a proof of possession), then the media
+    polled until it settles; its last document, whatever state it settled in."""
+    slot = request_slot(api, local)
+    media_id = str(slot["media_id"])
+    transfer = slot.get("upload")
+    if "dedup" in slot:
+        prove(api, media_id, slot["dedup"], local)
+    elif transfer and transfer["method"] == "MULTIPART":
+        put_multipart(api, storage, media_id, transfer, local)
+    elif transfer:
+        put_single(storage, transfer, local)
+    else:
+        raise DemoFailed(f"the slot has neither an upload nor a challenge: {slot}")
+    return wait_until_settled(api, media_id, timeout)
+
+
 def download_and_compare(
     api: httpx.Client, storage: httpx.Client, media_id: str, local: LocalFile
 ) -> bool:
@@ -318,21 +337,10 @@ def run(args: argparse.Namespace, token: str) -> bool:
         # Storage gets no Ferry token: the signed URL is the only credential it sees.
         httpx.Client(timeout=timeout) as storage,
     ):
-        slot = request_slot(api, local)
-        media_id = str(slot["media_id"])
-        upload = slot.get("upload")
-        if "dedup" in slot:
-            prove(api, media_id, slot["dedup"], local)
-        elif upload and upload["method"] == "MULTIPART":
-            put_multipart(api, storage, media_id, upload, local)
-        elif upload:
-            put_single(storage, upload, local)
-        else:
-            raise DemoFailed(f"the slot has neither an upload nor a challenge: {slot}")
-        document = wait_until_settled(api, media_id, args.timeout)
+        document = upload(api, storage, local, args.timeout)
         if document["state"] != "ready":
             raise DemoFailed(f"the media ended {document['state']}, not ready")
-        return download_and_compare(api, storage, media_id, local)
+        return download_and_compare(api, storage, str(document["media_id"]), local)
 
 
 def main(argv: list[str] | None = None) -> int:

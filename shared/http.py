@@ -153,6 +153,38 @@ class RequestContextMiddleware:
             request_id_var.reset(token)
 
 
+async def _not_started() -> None:
+    raise RuntimeError("the service has not finished starting")
+
+
+def published_checks(app: FastAPI) -> Sequence[ReadinessCheck]:
+    """The checks the lifespan set on `app.state.readiness_checks` once its clients were open;
+    until then one that fails (the service has not finished starting)."""
+    checks: Sequence[ReadinessCheck] | None = getattr(app.state, "readiness_checks", None)
+    return (_not_started,) if checks is None else checks
+
+
+def table_check(dynamodb: Any, table: str, *, name: str) -> ReadinessCheck:
+    """DynamoDB describes `table`; `/readyz` calls the check `name` when it fails."""
+
+    async def check() -> None:
+        await dynamodb.describe_table(TableName=table)
+
+    check.__name__ = name
+    return check
+
+
+def task_check(task: asyncio.Task[Any], what: str, *, name: str) -> ReadinessCheck:
+    """`task`, a loop the service cannot work without (`what`), is still running."""
+
+    async def check() -> None:
+        if task.done():
+            raise RuntimeError(f"{what} is not running")
+
+    check.__name__ = name
+    return check
+
+
 def _check_name(check: ReadinessCheck) -> str:
     """A check's name: its function's, with its class for a bound method (`MediaStorage.check`)."""
     name = getattr(check, "__name__", "dependency")
@@ -194,13 +226,14 @@ def build_app(
     title: str,
     version: str,
     lifespan: Callable[[FastAPI], AbstractAsyncContextManager[Any]],
-    readiness_checks: Callable[[FastAPI], Sequence[ReadinessCheck]],
     registry: CollectorRegistry,
+    readiness_checks: Callable[[FastAPI], Sequence[ReadinessCheck]] = published_checks,
     settings: CommonSettings | None = None,
 ) -> FastAPI:
     """A FastAPI app with the fleet's error bodies, request ids, `/healthz`, `/readyz`, `/metrics`.
 
-    `readiness_checks(app)` is called per request, so checks may use clients the lifespan opened.
+    `readiness_checks(app)` is called per request, so checks may use clients the lifespan opened;
+    by default they are those the lifespan published on `app.state.readiness_checks`.
     """
     app = FastAPI(title=title, version=version, lifespan=lifespan)
     app.state.registry = registry

@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-import uvicorn
-
-from shared.logging import configure_logging
+from shared.serve import serve
 from transcode_worker.app import create_app
 from transcode_worker.settings import Settings
 
 
 def main() -> None:
     settings = Settings()
-    configure_logging("transcode_worker", settings.log_level, json_lines=settings.log_json)
     # uvicorn handles SIGTERM and SIGINT: it stops serving, then runs the lifespan's shutdown,
     # which stops the consumer and gives jobs in flight the grace period.
-    uvicorn.run(
-        create_app(settings),
-        host=settings.bind_host,
-        port=settings.bind_port,
-        log_config=None,
-        timeout_graceful_shutdown=settings.shutdown_grace_seconds,
+    serve(
+        "transcode_worker", create_app, settings, graceful_seconds=settings.shutdown_grace_seconds
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import AsyncExitStack, asynccontextmanager
 from multiprocessing import get_context
@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
 from shared.aws import open_aws_clients
-from shared.http import ReadinessCheck, build_app
+from shared.http import build_app, table_check, task_check
 from shared.media_records import MediaStore
 from shared.queue_depth import QueueDepthSampler, SampledQueue
 from transcode_worker.metrics import WorkerMetrics
@@ -72,10 +72,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             )
             sampling = asyncio.create_task(sampler.run(), name="queue-depth")
             sampling.add_done_callback(_report_crash)
-            app.state.sqs = sqs
-            app.state.dynamodb = aws.dynamodb
-            app.state.worker = worker
-            app.state.worker_task = task
+
+            async def uploads_queue() -> None:
+                if worker.uploads_queue_url is None:
+                    raise RuntimeError("the uploads queue is not resolved yet")
+                await sqs.get_queue_attributes(
+                    QueueUrl=worker.uploads_queue_url, AttributeNames=["QueueArn"]
+                )
+
+            app.state.readiness_checks = [
+                task_check(task, "the consumer", name="consumer"),
+                uploads_queue,
+                table_check(aws.dynamodb, resources.media_table, name="media_table"),
+            ]
             try:
                 yield
             finally:
@@ -84,41 +93,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 sampler.stop()
                 await asyncio.wait({task, sampling})
 
-    def readiness(app: FastAPI) -> Sequence[ReadinessCheck]:
-        worker: Worker | None = getattr(app.state, "worker", None)
-        if worker is None:
-            return [_not_started]
-        task: asyncio.Task[None] = app.state.worker_task
-        sqs, dynamodb = app.state.sqs, app.state.dynamodb
-
-        async def consumer() -> None:
-            if task.done():
-                raise RuntimeError("the consumer is not running")
-
-        async def uploads_queue() -> None:
-            if worker.uploads_queue_url is None:
-                raise RuntimeError("the uploads queue is not resolved yet")
-            await sqs.get_queue_attributes(
-                QueueUrl=worker.uploads_queue_url, AttributeNames=["QueueArn"]
-            )
-
-        async def media_table() -> None:
-            await dynamodb.describe_table(TableName=settings.resources.media_table)
-
-        return [consumer, uploads_queue, media_table]
-
     return build_app(
         title="Ferry Transcode Worker",
         version="1.0.0",
         lifespan=lifespan,
-        readiness_checks=readiness,
         registry=registry,
         settings=settings,
     )
-
-
-async def _not_started() -> None:
-    raise RuntimeError("the worker has not started")
 
 
 def _report_crash(task: asyncio.Task[None]) -> None:

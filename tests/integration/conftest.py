@@ -7,7 +7,6 @@ talks to the same emulator (`aws`) to inspect storage and queues.
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
 import secrets
@@ -19,20 +18,8 @@ import httpx
 import pytest
 from PIL import Image
 
-from devstack.bootstrap import bootstrap
-from devstack.ports import LOCALHOST
-from devstack.processes import (
-    STRIPPED_VARIABLES,
-    Emulator,
-    ServiceProcess,
-    available_services,
-    aws_env,
-    free_port,
-    service_env,
-    stopped_cleanly,
-)
+from devstack.fleet import aws_environment, start_fleet
 from shared.aws import AwsClients, open_aws_clients
-from shared.settings import CommonSettings
 from tests.integration.helpers import Fleet
 from tests.media_factory import images
 from transcode_worker.derive.moderation import phash_hex
@@ -73,107 +60,36 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.integration)
 
 
-def _instances(services: list[str]) -> list[tuple[str, str]]:
-    """(instance name, package) for every process to start."""
-    instances = []
-    for package in services:
-        instances.append((package, package))
-        if package == "gateway":
-            instances += [(f"gateway-{n}", package) for n in range(2, TEST_GATEWAYS + 1)]
-    return instances
-
-
-def _distinct_free_ports(names: list[str]) -> dict[str, int]:
-    ports: dict[str, int] = {}
-    while len(ports) < len(names):
-        port = free_port()
-        if port not in ports.values():
-            ports[names[len(ports)]] = port
-    return ports
-
-
-def _wait_all_healthy(processes: list[ServiceProcess]) -> None:
-    # They boot side by side; waiting for each in turn costs nothing extra.
-    for process in processes:
-        process.wait_healthy()
-
-
-def _stop_all(processes: list[ServiceProcess]) -> None:
-    codes = {process.name: process.stop() for process in reversed(processes)}
-    # A service that crashed during the session, or hung or failed at shutdown, is a bug.
-    bad = {name: code for name, code in codes.items() if not stopped_cleanly(code)}
-    if bad:
-        details = "\n".join(
-            f"--- {process.name} (exit {bad[process.name]}):\n{process.log_tail()}"
-            for process in processes
-            if process.name in bad
-        )
-        raise AssertionError(f"services did not exit cleanly: {bad}\n{details}")
-
-
 @pytest.fixture(scope="session")
 async def fleet(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Fleet]:
-    log_dir = tmp_path_factory.mktemp("fleet-logs")
-    prefix = f"t{secrets.token_hex(4)}"
-    secret = secrets.token_urlsafe(32)
-    internal_token = secrets.token_urlsafe(32)
-    async with AsyncExitStack() as stack:
-        emulator = Emulator(log_path=log_dir / "emulator.log")
-        stack.push_async_callback(asyncio.to_thread, emulator.stop)
-        emulator_url = await asyncio.to_thread(emulator.start)
-
+    async with start_fleet(
+        log_dir=tmp_path_factory.mktemp("fleet-logs"),
+        prefix=f"t{secrets.token_hex(4)}",
+        extra_env=TEST_SETTINGS,
+        gateways=TEST_GATEWAYS,
+    ) as local:
         # The test process reaches the emulator the way the services do: botocore's own env.
-        environment = stack.enter_context(pytest.MonkeyPatch.context())
-        for name in STRIPPED_VARIABLES:
-            environment.delenv(name, raising=False)
-        for name, value in aws_env(emulator_url).items():
-            environment.setenv(name, value)
-        settings = CommonSettings(
-            environment="development",
-            resource_prefix=prefix,
-            aws_region="us-east-1",
-            s3_addressing_style="path",
-            auth_jwt_secret=secret,
-            internal_token=internal_token,
-        )
-        await bootstrap(settings)
-
-        instances = _instances(available_services())
-        ports = _distinct_free_ports(
-            ["media_service", "message_service", "gateway", "transcode_worker"]
-            + [name for name, _ in instances if name.startswith("gateway-")]
-        )
-        extra = {**TEST_SETTINGS, "AUTH_JWT_SECRET": secret, "INTERNAL_TOKEN": internal_token}
-        env = service_env(emulator_url=emulator_url, prefix=prefix, ports=ports, extra=extra)
-        processes = [
-            ServiceProcess(package, name=name, port=ports[name], env=env, log_dir=log_dir)
-            for name, package in instances
-        ]
-        stack.push_async_callback(asyncio.to_thread, _stop_all, processes)
-        for process in processes:
-            process.launch()
-        await asyncio.to_thread(_wait_all_healthy, processes)
-
-        by_name = {process.name: process for process in processes}
-
-        def url(name: str) -> str:
-            return f"http://{LOCALHOST}:{ports[name]}"
-
-        yield Fleet(
-            emulator_url=emulator_url,
-            prefix=prefix,
-            resources=settings.resources,
-            settings=settings,
-            media_url=url("media_service"),
-            worker_url=url("transcode_worker"),
-            message_url=url("message_service") if "message_service" in by_name else None,
-            gateway_urls=[p.url for p in processes if p.package == "gateway"],
-            log_dir=log_dir,
-            env=env,
-            secret=secret,
-            internal_token=internal_token,
-            processes=by_name,
-        )
+        with aws_environment(local.emulator_url):
+            yield Fleet(
+                emulator_url=local.emulator_url,
+                prefix=local.prefix,
+                resources=local.settings.resources,
+                settings=local.settings,
+                media_url=local.url("media_service"),
+                worker_url=local.url("transcode_worker"),
+                message_url=(
+                    local.url("message_service") if "message_service" in local.processes else None
+                ),
+                gateway_urls=[p.url for p in local.processes.values() if p.package == "gateway"],
+                log_dir=local.log_dir,
+                env=local.env,
+                secret=local.secret,
+                internal_token=local.internal_token,
+                processes=local.processes,
+            )
+    # A service that crashed during the session, or hung or failed at shutdown, is a bug.
+    if local.unclean_exits:
+        raise AssertionError(local.describe_unclean_exits())
 
 
 @pytest.fixture(scope="session")

@@ -12,8 +12,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections.abc import AsyncIterator, Callable
-from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
@@ -21,21 +20,9 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from devstack.bootstrap import bootstrap
-from devstack.ports import LOCALHOST
-from devstack.processes import (
-    STRIPPED_VARIABLES,
-    Emulator,
-    ServiceProcess,
-    available_services,
-    aws_env,
-    free_port,
-    service_env,
-    stopped_cleanly,
-)
+from devstack.fleet import LocalFleet, start_fleet
+from devstack.processes import available_services
 from gateway.connections import CLOSE_TRY_AGAIN_LATER
-from shared.auth import issue_token
-from shared.settings import CommonSettings
 from tests.integration.helpers import eventually
 from tests.integration.media_client import make_jpeg, slot_request, upload_single, wait_for_state
 from tests.integration.ws_client import ws_url
@@ -54,113 +41,20 @@ OUTAGE_SETTINGS = {
 WITHIN = 30.0
 
 
-@dataclass
-class SmallFleet:
-    port: int
-    settings: CommonSettings
-    log_dir: Path
-    processes: dict[str, ServiceProcess]
-    emulators: list[Emulator]
-
-    @property
-    def emulator_url(self) -> str:
-        return f"http://{LOCALHOST}:{self.port}"
-
-    def url(self, service: str) -> str:
-        return self.processes[service].url
-
-    def auth(self, user: str) -> dict[str, str]:
-        token = issue_token(user, self.settings.auth_jwt_secret)
-        return {"Authorization": f"Bearer {token}"}
-
-    async def start_emulator(self) -> None:
-        emulator = Emulator(
-            log_path=self.log_dir / f"emulator-{len(self.emulators) + 1}.log", port=self.port
-        )
-        self.emulators.append(emulator)
-        await asyncio.to_thread(emulator.start)
-        # Bootstrapped from this process, with botocore pointed at this emulator for the while.
-        with pytest.MonkeyPatch.context() as environment:
-            for name in STRIPPED_VARIABLES:
-                environment.delenv(name, raising=False)
-            for name, value in aws_env(self.emulator_url).items():
-                environment.setenv(name, value)
-            await bootstrap(self.settings)
-
-    async def stop_emulator(self) -> None:
-        await asyncio.to_thread(self.emulators[-1].stop)
-
-    def exited(self) -> dict[str, int | None]:
-        return {
-            name: process.returncode
-            for name, process in self.processes.items()
-            if process.returncode is not None
-        }
-
-
-def _ports(names: list[str]) -> dict[str, int]:
-    ports: dict[str, int] = {}
-    while len(ports) < len(names):
-        port = free_port()
-        if port not in ports.values():
-            ports[names[len(ports)]] = port
-    return ports
-
-
 @asynccontextmanager
-async def small_fleet(log_dir: Path) -> AsyncIterator[SmallFleet]:
-    secret = secrets.token_urlsafe(32)
-    internal_token = secrets.token_urlsafe(32)
-    settings = CommonSettings(
-        environment="development",
-        resource_prefix=f"out{secrets.token_hex(4)}",
-        aws_region="us-east-1",
-        s3_addressing_style="path",
-        auth_jwt_secret=secret,
-        internal_token=internal_token,
-    )
-    names = ["emulator", "media_service", "message_service", "gateway", "transcode_worker"]
-    ports = _ports(names)
-    fleet = SmallFleet(
-        port=ports["emulator"], settings=settings, log_dir=log_dir, processes={}, emulators=[]
-    )
-    async with AsyncExitStack() as stack:
-        stack.push_async_callback(
-            asyncio.to_thread, lambda: [emulator.stop() for emulator in fleet.emulators]
-        )
-        await fleet.start_emulator()
-        env = service_env(
-            emulator_url=fleet.emulator_url,
-            prefix=settings.resource_prefix,
-            ports=ports,
-            extra={
-                **OUTAGE_SETTINGS,
-                "AUTH_JWT_SECRET": secret,
-                "INTERNAL_TOKEN": internal_token,
-            },
-        )
-        for name in SERVICES:
-            fleet.processes[name] = ServiceProcess(name, port=ports[name], env=env, log_dir=log_dir)
-
-        def stop_all() -> dict[str, int | None]:
-            return {name: p.stop() for name, p in reversed(fleet.processes.items())}
-
-        codes: dict[str, int | None] = {}
-
-        async def stop_services() -> None:
-            codes.update(await asyncio.to_thread(stop_all))
-
-        stack.push_async_callback(stop_services)
-        for process in fleet.processes.values():
-            process.launch()
-        for process in fleet.processes.values():
-            await asyncio.to_thread(process.wait_healthy)
+async def small_fleet(log_dir: Path) -> AsyncIterator[LocalFleet]:
+    async with start_fleet(
+        log_dir=log_dir,
+        prefix=f"out{secrets.token_hex(4)}",
+        extra_env=OUTAGE_SETTINGS,
+        services=SERVICES,
+    ) as fleet:
         yield fleet
-    bad = {name: code for name, code in codes.items() if not stopped_cleanly(code)}
+    bad = fleet.unclean_exits
     assert not bad, f"services did not stop cleanly: {bad}"
 
 
-async def _readiness(http: httpx.AsyncClient, fleet: SmallFleet) -> dict[str, int]:
+async def _readiness(http: httpx.AsyncClient, fleet: LocalFleet) -> dict[str, int]:
     statuses = await asyncio.gather(
         *(http.get(f"{fleet.url(name)}/readyz") for name in fleet.processes)
     )

@@ -1,0 +1,231 @@
+"""A local fleet on free ports: the emulator, its bootstrap and every service, as real processes.
+
+`start_fleet` is how the integration tests (their session fleet, and the outage test's own),
+and the bench start a fleet: a fresh resource prefix and secrets, the emulator on a free port
+(or a given one), the bootstrap run from this process, each service on a free port with
+`service_env`, all waited for until healthy; on exit the services stop in reverse start order,
+before the emulator they depend on. `make run` (`devstack.run`) keeps its own loop: fixed contract
+ports, children in their own sessions, log tailing and signal handling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
+
+import httpx
+
+from devstack.bootstrap import bootstrap
+from devstack.ports import LOCALHOST, free_port
+from devstack.processes import (
+    KNOWN_SERVICES,
+    STRIPPED_VARIABLES,
+    Emulator,
+    ServiceProcess,
+    available_services,
+    aws_env,
+    service_env,
+    stopped_cleanly,
+)
+from shared.auth import DEFAULT_DEVICE, issue_token
+from shared.settings import CommonSettings
+
+__all__ = ["LocalFleet", "aws_environment", "distinct_free_ports", "instance_names", "start_fleet"]
+
+
+def instance_names(services: Sequence[str], *, gateways: int = 1) -> list[tuple[str, str]]:
+    """(instance name, package) of every process to start, in start order; the gateway's further
+    instances are "gateway-2", "gateway-3", ..."""
+    instances = []
+    for package in services:
+        instances.append((package, package))
+        if package == "gateway":
+            instances += [(f"gateway-{n}", package) for n in range(2, gateways + 1)]
+    return instances
+
+
+def distinct_free_ports(names: Sequence[str]) -> dict[str, int]:
+    """A free port for each name, no two the same."""
+    ports: dict[str, int] = {}
+    while len(ports) < len(names):
+        port = free_port()
+        if port not in ports.values():
+            ports[names[len(ports)]] = port
+    return ports
+
+
+@contextmanager
+def aws_environment(emulator_url: str) -> Iterator[None]:
+    """This process's environment pointed at the emulator (botocore reads it), then put back."""
+    wanted = aws_env(emulator_url)
+    saved = {name: os.environ.get(name) for name in (*STRIPPED_VARIABLES, *wanted)}
+    for name in STRIPPED_VARIABLES:
+        os.environ.pop(name, None)
+    os.environ.update(wanted)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+class LocalFleet:
+    """A running fleet (see `start_fleet`): where each process listens, its settings, its logs.
+
+    `stop_emulator()` and `start_emulator()` take AWS away and bring a new emulator back on the
+    same port, bootstrapped again, while the services keep running (an outage, as the services
+    see one).
+    """
+
+    def __init__(self, *, log_dir: Path, prefix: str, emulator_port: int = 0) -> None:
+        self.log_dir = log_dir
+        self.secret = secrets.token_urlsafe(32)
+        self.internal_token = secrets.token_urlsafe(32)
+        # What the caller uses to reach the same resources as the services.
+        self.settings = CommonSettings(
+            environment="development",
+            resource_prefix=prefix,
+            aws_region="us-east-1",
+            s3_addressing_style="path",
+            auth_jwt_secret=self.secret,
+            internal_token=self.internal_token,
+        )
+        self.ports: dict[str, int] = {}  # by instance name, running or not
+        self.env: dict[str, str] = {}  # every service's (without BIND_HOST / BIND_PORT)
+        self.processes: dict[str, ServiceProcess] = {}  # by instance name, in start order
+        self.exit_codes: dict[str, int | None] = {}  # once stopped
+        self.emulator_url = ""  # once started
+        self._emulator_port = emulator_port
+        self._emulators: list[Emulator] = []
+
+    @property
+    def prefix(self) -> str:
+        return self.settings.resource_prefix
+
+    @property
+    def media_url(self) -> str:
+        return self.url("media_service")
+
+    def url(self, name: str) -> str:
+        return f"http://{LOCALHOST}:{self.ports[name]}"
+
+    def pid(self, name: str) -> int | None:
+        process = self.processes.get(name)
+        return process.pid if process else None
+
+    def token(self, user: str, device: str = DEFAULT_DEVICE) -> str:
+        return issue_token(user, self.secret, device_id=device)
+
+    def auth(self, user: str, device: str = DEFAULT_DEVICE) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token(user, device)}"}
+
+    def exited(self) -> dict[str, int | None]:
+        """The services that have exited so far, with their exit codes."""
+        return {
+            name: process.returncode
+            for name, process in self.processes.items()
+            if process.returncode is not None
+        }
+
+    @property
+    def unclean_exits(self) -> dict[str, int | None]:
+        """Once stopped: the services that crashed, hung or failed at shutdown (a bug)."""
+        return {name: code for name, code in self.exit_codes.items() if not stopped_cleanly(code)}
+
+    def describe_unclean_exits(self) -> str:
+        bad = self.unclean_exits
+        details = "\n".join(
+            f"--- {name} (exit {code}):\n{self.processes[name].log_tail()}"
+            for name, code in bad.items()
+        )
+        return f"services did not exit cleanly: {bad}\n{details}"
+
+    async def start_emulator(self) -> str:
+        """Start an emulator (after the first, on the first one's port) and bootstrap it."""
+        number = len(self._emulators) + 1
+        emulator = Emulator(
+            log_path=self.log_dir / ("emulator.log" if number == 1 else f"emulator-{number}.log"),
+            port=self._emulator_port,
+        )
+        self._emulators.append(emulator)
+        self.emulator_url = await asyncio.to_thread(emulator.start)
+        self._emulator_port = httpx.URL(self.emulator_url).port or self._emulator_port
+        # Bootstrapped from this process, with botocore pointed at this emulator for the while.
+        with aws_environment(self.emulator_url):
+            await bootstrap(self.settings)
+        return self.emulator_url
+
+    async def stop_emulator(self) -> None:
+        await asyncio.to_thread(self._emulators[-1].stop)
+
+    async def start_services(
+        self, services: Sequence[str], *, gateways: int, extra_env: Mapping[str, str]
+    ) -> None:
+        instances = instance_names(services, gateways=gateways)
+        # The services others call need a port in `service_env` whether or not they run.
+        self.ports = distinct_free_ports(
+            [*KNOWN_SERVICES, *(name for name, _ in instances if name not in KNOWN_SERVICES)]
+        )
+        extra = {**extra_env, "AUTH_JWT_SECRET": self.secret, "INTERNAL_TOKEN": self.internal_token}
+        self.env = service_env(
+            emulator_url=self.emulator_url, prefix=self.prefix, ports=self.ports, extra=extra
+        )
+        for name, package in instances:
+            self.processes[name] = ServiceProcess(
+                package, name=name, port=self.ports[name], env=self.env, log_dir=self.log_dir
+            )
+        for process in self.processes.values():
+            process.launch()
+        # They boot side by side; waiting for each in turn costs nothing extra.
+        for process in self.processes.values():
+            await asyncio.to_thread(process.wait_healthy)
+
+    async def stop(self) -> None:
+        """Stop the services in reverse start order, then every emulator; safe to call twice."""
+
+        def stop_all() -> None:
+            try:
+                for name, process in reversed(self.processes.items()):
+                    self.exit_codes[name] = process.stop()
+            finally:
+                for emulator in self._emulators:
+                    emulator.stop()
+
+        await asyncio.to_thread(stop_all)
+
+
+@asynccontextmanager
+async def start_fleet(
+    *,
+    log_dir: Path,
+    prefix: str,
+    extra_env: Mapping[str, str] | None = None,
+    services: Sequence[str] | None = None,
+    gateways: int = 1,
+    emulator_port: int = 0,
+) -> AsyncIterator[LocalFleet]:
+    """Start the emulator (on `emulator_port`, 0: a free one), bootstrap resources named with
+    `prefix`, then `services` (default: every available one, with `gateways` gateway instances)
+    on free ports, with `extra_env` on top of `service_env`; stop everything on exit.
+
+    Exit codes are in `fleet.exit_codes` afterwards, those that are not clean in
+    `fleet.unclean_exits`: the caller decides whether that fails it.
+    """
+    fleet = LocalFleet(log_dir=log_dir, prefix=prefix, emulator_port=emulator_port)
+    try:
+        await fleet.start_emulator()
+        await fleet.start_services(
+            available_services() if services is None else services,
+            gateways=gateways,
+            extra_env=extra_env or {},
+        )
+        yield fleet
+    finally:
+        await fleet.stop()
