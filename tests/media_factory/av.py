@@ -100,6 +100,19 @@ def voice_ogg_opus(path: Path, *, seconds: float = 3.0) -> Path:
     return path
 
 
+def voice_webm_opus(path: Path, *, seconds: float = 3.0) -> Path:
+    """A WebM/Opus voice note, mono 48 kHz (what a browser's MediaRecorder makes)."""
+    _write_audio(
+        path,
+        container_format="webm",
+        codec="libopus",
+        samples=voice_samples(seconds),
+        rate=VOICE_RATE,
+        bit_rate=32_000,
+    )
+    return path
+
+
 def voice_m4a_aac(path: Path, *, seconds: float = 3.0) -> Path:
     """An M4A (AAC-LC) voice note at 44.1 kHz, so the derivation has to resample."""
     _write_audio(
@@ -232,6 +245,20 @@ def h264_mp4(
         rotate=rotate,
         audio=audio,
         faststart=faststart,
+    )
+
+
+def vp9_webm(path: Path, *, width: int = 320, height: int = 180, seconds: float = 1.0) -> Path:
+    """A WebM clip: VP9 video, Opus audio (what browsers record)."""
+    return video(
+        path,
+        width=width,
+        height=height,
+        seconds=seconds,
+        codec="libvpx-vp9",
+        container_format="webm",
+        audio=False,
+        codec_options={"deadline": "realtime", "cpu-used": "8"},
     )
 
 

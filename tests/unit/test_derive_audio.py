@@ -24,6 +24,7 @@ SECONDS = 3.0
 Maker = Callable[[Path], Path]
 VOICE_NOTES: dict[str, tuple[Maker, str]] = {
     "ogg_opus": (media.voice_ogg_opus, "audio/ogg"),
+    "webm_opus": (media.voice_webm_opus, "audio/webm"),
     "m4a_aac": (media.voice_m4a_aac, "audio/mp4"),
     "adts_aac": (media.voice_adts_aac, "audio/aac"),
     "mp3": (media.voice_mp3, "audio/mpeg"),

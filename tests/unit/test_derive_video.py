@@ -244,6 +244,15 @@ def test_hevc_mov_decodes_into_hls(media_dir: Path, tmp_path: Path) -> None:
     assert_upright(grey(first_frame(tmp_path / "hls/180p/seg_00000.ts").to_ndarray(format="gray")))
 
 
+def test_vp9_webm_decodes_into_hls(media_dir: Path, tmp_path: Path) -> None:
+    source = media.vp9_webm(media_dir / "clip.webm")
+    derived = derive_video(source, tmp_path, limits=LIMITS)
+    assert derived.meta["video_codec"] == "vp9"
+    assert derived.meta["mime"] == "video/webm"
+    assert derived.meta["has_audio"] is False
+    assert rung_heights(derived) == ["180p"]
+
+
 # Failures.
 
 
