@@ -51,7 +51,9 @@ class PlaylistSigner:
     ) -> bool:
         if expires < (time.time() if now is None else now):
             return False
-        return hmac.compare_digest(self.sign(media_id, rendition, expires), signature)
+        # Bytes: compare_digest refuses non-ASCII text, and the signature comes from a URL.
+        expected = self.sign(media_id, rendition, expires).encode()
+        return hmac.compare_digest(expected, signature.encode("utf-8", "replace"))
 
 
 def rewrite_uris(playlist: str, rewrite: Callable[[str], str | None]) -> str:

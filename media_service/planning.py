@@ -63,4 +63,5 @@ def expected_proof(nonce_hex: str, content_range: bytes) -> str:
 
 
 def proof_matches(nonce_hex: str, content_range: bytes, presented: str) -> bool:
-    return hmac.compare_digest(expected_proof(nonce_hex, content_range), presented.lower())
+    expected = expected_proof(nonce_hex, content_range).encode()
+    return hmac.compare_digest(expected, presented.lower().encode("utf-8", "replace"))

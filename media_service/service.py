@@ -540,7 +540,8 @@ class MediaService:
             if rendition is None:
                 return None
             signature = self.playlist_signer.sign(media_id, rendition, expires)
-            return rendition_url(base_url, media_id, rendition, expires, signature)
+            public = self.settings.public_url or base_url
+            return rendition_url(public, media_id, rendition, expires, signature)
 
         self.metrics.download_urls.labels("ok").inc()
         return rewrite_uris(text, signed)
@@ -596,7 +597,8 @@ class MediaService:
         if variant == HLS_VARIANT and record.variant(HLS_VARIANT) is not None:
             # A stored playlist's URIs are relative and storage signs one key per URL: players
             # get the playlist this service writes, whose links are signed (same access rules).
-            url = f"{base_url.rstrip('/')}/v1/media/{record.media_id}/hls/master.m3u8"
+            public = self.settings.public_url or base_url
+            url = f"{public.rstrip('/')}/v1/media/{record.media_id}/hls/master.m3u8"
             return DownloadUrl(url=url, expires_at=expires_at)
         if variant == ORIGINAL:
             url = await self.storage.sign_get(

@@ -20,6 +20,9 @@ S3_MAX_PARTS = 10_000
 class Settings(CommonSettings):
     bind_host: str = "127.0.0.1"
     bind_port: int = 8081
+    # The address clients reach this service at, for the links it writes (HLS playlists).
+    # None: the request's own base URL (fine locally; behind a proxy, set it).
+    public_url: str | None = None
 
     # Upload slots
     single_upload_ttl_seconds: int = Field(300, ge=30, le=3600)

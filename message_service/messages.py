@@ -7,12 +7,20 @@ nothing new, and a seq is only ever taken by a send that holds its claim.
 
 from __future__ import annotations
 
+import asyncio
+import random
 from dataclasses import dataclass
 from typing import Any
 
 from message_service.ids import idempotency_key
 from message_service.media_refs import MediaRefStore
-from shared.dynamo import batch_get, from_item, is_conditional_failure, to_item
+from shared.dynamo import (
+    batch_get,
+    from_item,
+    is_conditional_failure,
+    is_transaction_conflict,
+    to_item,
+)
 from shared.models import Message
 
 
@@ -24,6 +32,9 @@ class SendRecord:
     message_id: str | None = None
     seq: int | None = None
     fanned_out: bool = False
+
+
+TRANSACTION_ATTEMPTS = 5
 
 
 class ClaimLost(Exception):
@@ -123,12 +134,18 @@ class MessageStore:
             },
             *(self._refs.upsert(media, message.conversation_id) for media in refs.values()),
         ]
-        try:
-            await self._db.transact_write_items(TransactItems=items)
-        except Exception as error:
-            if is_conditional_failure(error):
-                raise ClaimLost(message.client_msg_id) from error
-            raise
+        for attempt in range(TRANSACTION_ATTEMPTS):
+            try:
+                await self._db.transact_write_items(TransactItems=items)
+                return
+            except Exception as error:
+                if is_conditional_failure(error):
+                    raise ClaimLost(message.client_msg_id) from error
+                if not is_transaction_conflict(error) or attempt == TRANSACTION_ATTEMPTS - 1:
+                    raise
+            # Another send touched the same media reference at the same moment: the seq is
+            # already ours, so retry rather than leave a gap.
+            await asyncio.sleep(random.uniform(0.01, 0.05) * (attempt + 1))
 
     async def mark_fanned_out(self, sender: str, client_msg_id: str) -> None:
         await self._db.update_item(

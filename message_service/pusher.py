@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import httpx
+from pydantic import ValidationError
 
 from shared.auth import INTERNAL_TOKEN_HEADER
 from shared.connections import Connection, ConnectionRegistry
@@ -83,10 +84,11 @@ class Pusher:
                 headers={**headers, "Content-Type": "application/json"},
             )
             response.raise_for_status()
-        except httpx.HTTPError as error:
+            return PushResult.model_validate_json(response.content).delivered
+        except (httpx.HTTPError, ValidationError) as error:
+            # The pending rows stay: the device gets the frame on its next connection.
             log.warning("push to %s failed: %s", gateway_url, error)
             return 0
-        return PushResult.model_validate_json(response.content).delivered
 
     async def drain(self) -> None:
         """Let pushes in flight finish (briefly) before the client closes."""

@@ -120,6 +120,11 @@ class MessagingService:
         check_message_shape(body)
         await self._membership(sender, conversation_id)
         earlier = await self.messages.lookup(sender, body.client_msg_id)
+        if earlier is not None and earlier.conversation_id != conversation_id:
+            raise Conflict(
+                "this client_msg_id was already used for another conversation",
+                code="client_msg_id_reused",
+            )
         if earlier is not None and earlier.message_id is not None:
             return await self._replay(earlier, sender, body.client_msg_id), False
         media = [await self._usable_media(sender, ref) for ref in body.media]
@@ -150,7 +155,12 @@ class MessagingService:
             created_at=utcnow(),
             media=media,
         )
-        await self.messages.store(message, claim_token=token)
+        try:
+            await self.messages.store(message, claim_token=token)
+        except ClaimLost:
+            # Our claim went stale and another attempt took over and stored it: answer with
+            # theirs (this seq stays unused: the one way a gap can appear).
+            return await self._settled_replay(sender, body.client_msg_id), False
         await self._fan_out(message)
         self.metrics.sends.labels("ok").inc()
         self.metrics.send_latency.observe(time.perf_counter() - started)

@@ -57,6 +57,17 @@ def from_item(item: dict[str, Any]) -> dict[str, Any]:
     return {key: _from_dynamo(_deserializer.deserialize(value)) for key, value in item.items()}
 
 
+def is_transaction_conflict(error: Exception) -> bool:
+    """A transaction cancelled only because another one touched the same item: retry it."""
+    response = getattr(error, "response", None)
+    if not isinstance(response, dict):
+        return False
+    if response.get("Error", {}).get("Code") != "TransactionCanceledException":
+        return False
+    reasons = [reason.get("Code") for reason in response.get("CancellationReasons", [])]
+    return "TransactionConflict" in reasons and "ConditionalCheckFailed" not in reasons
+
+
 def is_conditional_failure(error: Exception) -> bool:
     response = getattr(error, "response", None)
     if not isinstance(response, dict):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import uuid
 from contextvars import ContextVar
@@ -64,9 +65,25 @@ class TextFormatter(logging.Formatter):
         return f"{head} [{extra}]{newline}{rest}"
 
 
+_TOKEN_IN_TEXT = re.compile(r"(token=)[^&\s\"'\]]+")
+
+
+class RedactTokens(logging.Filter):
+    """Browsers put their JWT in the WebSocket URL (`?token=`), and servers log request lines:
+    no bearer credential may reach a log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "token=" in message:
+            record.msg = _TOKEN_IN_TEXT.sub(r"\1[redacted]", message)
+            record.args = ()
+        return True
+
+
 def configure_logging(service: str, level: str = "INFO", *, json_lines: bool = True) -> None:
     """Route every logger (uvicorn's included) to stderr in one format."""
     handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(RedactTokens())
     if json_lines:
         handler.setFormatter(JsonFormatter(service))
     else:

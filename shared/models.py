@@ -99,7 +99,7 @@ class UploadSlot(ContractModel):
 
 
 class ProofRequest(ContractModel):
-    proof: Annotated[str, Field(min_length=64, max_length=64)]
+    proof: Annotated[str, Field(pattern=r"^[0-9a-fA-F]{64}$", description="hex SHA-256")]
 
 
 # --- multipart ----------------------------------------------------------------------------

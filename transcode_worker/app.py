@@ -5,9 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from concurrent.futures import ProcessPoolExecutor
 from contextlib import AsyncExitStack, asynccontextmanager
-from multiprocessing import get_context
 
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
@@ -17,6 +15,7 @@ from shared.http import build_app, table_check, task_check
 from shared.media_records import MediaStore
 from shared.queue_depth import QueueDepthSampler, SampledQueue
 from transcode_worker.metrics import WorkerMetrics
+from transcode_worker.pool import DerivePool
 from transcode_worker.settings import Settings
 from transcode_worker.worker import Worker
 
@@ -45,11 +44,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             store = MediaStore(
                 aws.dynamodb, media_table=resources.media_table, blobs_table=resources.blobs_table
             )
-            # Spawned, not forked: a fork of a process running an event loop and threads is unsafe.
-            pool = ProcessPoolExecutor(
-                max_workers=settings.process_pool_size, mp_context=get_context("spawn")
-            )
-            stack.callback(pool.shutdown, wait=True, cancel_futures=True)
+            pool = DerivePool(settings.process_pool_size)
+            stack.push_async_callback(pool.close)
             worker = Worker(
                 settings=settings, s3=aws.s3, sqs=sqs, store=store, metrics=metrics, pool=pool
             )

@@ -150,7 +150,11 @@ class CommitStep:
             if not isinstance(committed, MediaRecord):
                 return committed
             record = committed
-        if record.state is MediaState.UPLOADED:
+        # A redelivered message whose media is still `processing` is a job that died mid-way
+        # (crash, broken pool, shutdown): resume it. A fresh duplicate event is another job's.
+        if record.state is MediaState.UPLOADED or (
+            record.state is MediaState.PROCESSING and redelivered
+        ):
             return await self._process(record, created)
         if redelivered and record.state in _ANNOUNCED_BY_WORKER:
             await self._publisher.publish(record)
@@ -203,7 +207,8 @@ class CommitStep:
         # Leaving the block releases the connection (or closes it when we stopped early).
         async with body:
             while chunk := await body.read(self._read_chunk_bytes):
-                verifier.feed(chunk)
+                # Off the loop: hashing gigabytes is seconds of CPU (hashlib frees the GIL).
+                await asyncio.to_thread(verifier.feed, chunk)
                 if verifier.length > record.size:
                     # Already too long: reading the rest would prove nothing more.
                     complete = False

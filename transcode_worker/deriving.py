@@ -15,7 +15,6 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
-from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ from transcode_worker.derive.types import (
     read_progress,
 )
 from transcode_worker.metrics import WorkerMetrics
+from transcode_worker.pool import DerivePool
 from transcode_worker.processing import Processed
 from transcode_worker.publisher import Publisher
 
@@ -62,7 +62,7 @@ class DerivingProcessor:
         bucket: str,
         store: MediaStore,
         publisher: Publisher,
-        pool: Executor,
+        pool: DerivePool,
         plans: DerivePlans,
         metrics: WorkerMetrics,
         read_chunk_bytes: int,
@@ -91,8 +91,7 @@ class DerivingProcessor:
             source, out_dir = work / "original", work / "out"
             await asyncio.to_thread(out_dir.mkdir)
             await self._download(record, source)
-            loop = asyncio.get_running_loop()
-            job = loop.run_in_executor(self._pool, functools.partial(derive, source, out_dir))
+            job = await self._pool.run(functools.partial(derive, source, out_dir))
             try:
                 derived = await self._follow(record, job, out_dir)
             except ScanFailed as error:
@@ -211,7 +210,10 @@ class DerivingProcessor:
                 )
                 self._metrics.stored_bytes.labels("derivative").inc(len(data))
 
-        await asyncio.gather(*(put(file) for file in files))
+        # A TaskGroup: if one upload fails the others stop before the work folder goes.
+        async with asyncio.TaskGroup() as uploads:
+            for file in files:
+                uploads.create_task(put(file))
 
 
 def _ids(record: MediaRecord) -> dict[str, str]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from concurrent.futures import Executor
 from typing import Any
 
 from shared.media_records import MediaStore
@@ -17,6 +16,7 @@ from transcode_worker.commit import CommitStep
 from transcode_worker.deriving import DerivingProcessor
 from transcode_worker.metrics import WorkerMetrics
 from transcode_worker.plans import derive_plans
+from transcode_worker.pool import DerivePool
 from transcode_worker.processing import NoProcessing, Processor
 from transcode_worker.publisher import EventPublisher
 from transcode_worker.settings import Settings
@@ -34,7 +34,7 @@ class Worker:
         sqs: Any,
         store: MediaStore,
         metrics: WorkerMetrics,
-        pool: Executor | None = None,
+        pool: DerivePool | None = None,
     ) -> None:
         self._settings = settings
         self._s3 = s3

@@ -317,6 +317,19 @@ async def test_redelivery_after_a_crash_between_steps_finishes(world: World) -> 
     assert world.publisher.states == ["ready"]
 
 
+async def test_redelivery_resumes_a_job_that_died_while_processing(world: World) -> None:
+    record = world.slot(JPEG)
+    world.s3.put(record.object_key, JPEG)
+    await world.store.commit_upload(record, version_id="v1")
+    await world.store.transition(record.media_id, MediaState.PROCESSING)
+    # A fresh duplicate event is another job's business...
+    assert await world.step.run(created(record)) == "duplicate"
+    assert world.store.media[record.media_id].state is MediaState.PROCESSING
+    # ...but a redelivered message means the job died: it is resumed, not dropped.
+    assert await world.step.run(created(record), redelivered=True) == "ok"
+    assert world.store.media[record.media_id].state is MediaState.READY
+
+
 async def test_a_repeated_event_changes_nothing(world: World) -> None:
     record = world.slot(JPEG)
     world.s3.put(record.object_key, JPEG)

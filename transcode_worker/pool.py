@@ -1,0 +1,51 @@
+"""The process pool derivations run in, replaced when a pool process dies.
+
+A decoder that segfaults or is killed for memory (a hostile file is enough) breaks a
+`ProcessPoolExecutor` for good: every later job would fail. The pool is rebuilt instead, and
+the job that broke it is retried like any failure (and fails for good after the DLQ threshold).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from multiprocessing import get_context
+from typing import TypeVar
+
+log = logging.getLogger("ferry.worker.pool")
+
+T = TypeVar("T")
+
+
+class DerivePool:
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._executor = self._new()
+        self.replacements = 0
+
+    def _new(self) -> ProcessPoolExecutor:
+        # Spawned, not forked: a fork of a process running an event loop and threads is unsafe.
+        return ProcessPoolExecutor(max_workers=self._size, mp_context=get_context("spawn"))
+
+    async def run(self, job: Callable[[], T]) -> asyncio.Future[T]:
+        """Start `job` in a pool process; the future raises BrokenProcessPool if it died."""
+        executor = self._executor
+        future = asyncio.get_running_loop().run_in_executor(executor, job)
+        future.add_done_callback(lambda done: self._heal(done, executor))
+        return future
+
+    def _heal(self, done: asyncio.Future[T], executor: ProcessPoolExecutor) -> None:
+        if done.cancelled() or not isinstance(done.exception(), BrokenProcessPool):
+            return
+        if executor is self._executor:
+            log.error("a pool process died; replacing the pool")
+            self._executor = self._new()
+            self.replacements += 1
+            executor.shutdown(wait=False, cancel_futures=True)
+
+    async def close(self) -> None:
+        """Off the event loop: waiting for running jobs to finish blocks."""
+        await asyncio.to_thread(self._executor.shutdown, wait=True, cancel_futures=True)
