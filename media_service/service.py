@@ -79,6 +79,21 @@ PLAYLIST_LIMIT_BYTES = 1024 * 1024
 DEDUPLICABLE_OUTCOMES = frozenset({MediaState.READY, MediaState.BLOCKED})
 
 
+UPLOAD_EXPIRED = "the upload slot expired before its bytes (or proof) arrived"
+
+
+def upload_abandoned(record: MediaRecord, now: datetime, grace: timedelta) -> bool:
+    """Whether a slot or challenge is past its expiry plus `grace` with nothing done (pure).
+
+    The grace lets an upload that started just before its URL expired, and its storage event,
+    still land."""
+    if record.state is MediaState.AWAITING_UPLOAD and record.upload_expires_at is not None:
+        return now > record.upload_expires_at + grace
+    if record.state is MediaState.AWAITING_PROOF and record.challenge is not None:
+        return now > record.challenge.expires_at + grace
+    return False
+
+
 class OpenMultipart(NamedTuple):
     record: MediaRecord
     upload_id: str
@@ -470,22 +485,43 @@ class MediaService:
 
     # --- reading ---------------------------------------------------------------------------
 
-    async def _owned(self, owner: str, media_id: str) -> MediaRecord:
+    async def _load(self, media_id: str) -> MediaRecord | None:
+        """A media record, with a slot or challenge nobody used in time settled as `expired`
+        (an abandoned upload must not wait forever)."""
         record = await self.store.get(media_id) if keys.is_media_id(media_id) else None
+        if record is None or not upload_abandoned(
+            record, utcnow(), timedelta(seconds=self.settings.expiry_grace_seconds)
+        ):
+            return record
+        if record.upload_id:
+            await self.storage.abort_multipart(record.object_key, upload_id=record.upload_id)
+        try:
+            return await self.store.transition(
+                record.media_id,
+                MediaState.EXPIRED,
+                set_fields={"error": {"code": "upload_expired", "message": UPLOAD_EXPIRED}},
+                remove_fields=("pending_owner", "challenge"),
+                only_from=frozenset({record.state}),
+            )
+        except StaleTransition:
+            return await self.store.get(media_id)  # the bytes arrived just in time
+
+    async def _owned(self, owner: str, media_id: str) -> MediaRecord:
+        record = await self._load(media_id)
         if record is None or record.owner != owner:
             raise NotFound("no such media")
         return record
 
     async def readable(self, user_id: str, media_id: str) -> MediaRecord:
         """The media if `user_id` may read it; 404 alike for missing and hidden media."""
-        record = await self.store.get(media_id) if keys.is_media_id(media_id) else None
+        record = await self._load(media_id)
         if record is None or not await self.access.can_read(user_id, record):
             raise NotFound("no such media")
         return record
 
     async def info(self, media_id: str) -> MediaInfo:
         """The internal view, without an access check (the asking service applies its own)."""
-        record = await self.store.get(media_id) if keys.is_media_id(media_id) else None
+        record = await self._load(media_id)
         if record is None:
             raise NotFound("no such media")
         return MediaInfo(

@@ -42,6 +42,9 @@ class Settings(CommonSettings):
     max_pending_uploads: int = Field(20, ge=1)
     slot_rate_per_minute: int = Field(60, ge=1)
 
+    # A slot or challenge unused this long after it expired is settled as `expired` when next read.
+    expiry_grace_seconds: int = Field(600, ge=0, le=24 * 3600)
+
     # Deduplication proofs
     proof_ttl_seconds: int = Field(300, ge=10, le=3600)
     dedup_proof_bytes: int = Field(64 * 1024, ge=16, le=MIB)

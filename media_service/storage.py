@@ -5,6 +5,7 @@ Nothing here streams media bytes: presigned URLs send clients straight to storag
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -188,7 +189,8 @@ class MediaStorage:
             # no overrides: docs/deploy.md says why that is safe). A named download (a document)
             # keeps S3's signed URL for its `attachment` disposition.
             expires_at = datetime.now(UTC) + timedelta(seconds=ttl_seconds)
-            return self._cdn.sign(key, expires_at)
+            # An RSA signature is ~1 ms of CPU; a playlist asks for hundreds: off the loop.
+            return await asyncio.to_thread(self._cdn.sign, key, expires_at)
         params: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
         if version_id:
             # Pinned to the verified version: a later overwrite of the key is never served.
