@@ -222,7 +222,12 @@ def prove(api: httpx.Client, media_id: str, dedup: dict[str, Any], local: LocalF
     step("proof", f"200: possession proven, no upload needed; state {document['state']}")
 
 
-def wait_until_settled(api: httpx.Client, media_id: str, timeout: float) -> dict[str, Any]:
+def wait_until_settled(
+    api: httpx.Client,
+    media_id: str,
+    timeout: float,
+    settled: frozenset[str] = TERMINAL_STATES,
+) -> dict[str, Any]:
     started = time.monotonic()
     seen: list[str] = []
     while True:
@@ -231,7 +236,7 @@ def wait_until_settled(api: httpx.Client, media_id: str, timeout: float) -> dict
         )
         if not seen or seen[-1] != document["state"]:
             seen.append(document["state"])
-        if document["state"] in TERMINAL_STATES:
+        if document["state"] in settled:
             break
         if time.monotonic() - started > timeout:
             raise DemoFailed(f"still {document['state']} after {timeout:.0f} s")
@@ -244,10 +249,14 @@ def wait_until_settled(api: httpx.Client, media_id: str, timeout: float) -> dict
 
 
 def upload(
-    api: httpx.Client, storage: httpx.Client, local: LocalFile, timeout: float
+    api: httpx.Client,
+    storage: httpx.Client,
+    local: LocalFile,
+    timeout: float,
+    settled: frozenset[str] = TERMINAL_STATES,
 ) -> dict[str, Any]:
     """Steps 1 to 3: a slot, the bytes to storage (or a proof of possession), then the media
-    polled until it settles; its last document, whatever state it settled in."""
+    polled until its state is one of `settled`; its last document."""
     slot = request_slot(api, local)
     media_id = str(slot["media_id"])
     transfer = slot.get("upload")
@@ -259,7 +268,7 @@ def upload(
         put_single(storage, transfer, local)
     else:
         raise DemoFailed(f"the slot has neither an upload nor a challenge: {slot}")
-    return wait_until_settled(api, media_id, timeout)
+    return wait_until_settled(api, media_id, timeout, settled)
 
 
 def download_and_compare(
