@@ -36,7 +36,6 @@ from transcode_worker.publisher import Publisher
 
 log = logging.getLogger("ferry.worker.derive")
 
-PROGRESS_POLL_SECONDS = 2.0
 # Derivatives never change under their key: caches may keep them for a year.
 IMMUTABLE = "public, max-age=31536000, immutable"
 
@@ -68,6 +67,7 @@ class DerivingProcessor:
         read_chunk_bytes: int,
         work_dir: str | None = None,
         upload_concurrency: int = 4,
+        progress_poll_seconds: float = 2.0,
     ) -> None:
         self._s3 = s3
         self._bucket = bucket
@@ -79,6 +79,7 @@ class DerivingProcessor:
         self._read_chunk_bytes = read_chunk_bytes
         self._work_dir = work_dir
         self._upload_concurrency = upload_concurrency
+        self._progress_poll_seconds = progress_poll_seconds
 
     async def process(self, record: MediaRecord) -> Processed:
         derive = self._plans.for_type(record.media_type)
@@ -154,7 +155,7 @@ class DerivingProcessor:
         """Wait for a pool job, showing its progress on the media document meanwhile."""
         shown: int | None = None
         while True:
-            done, _ = await asyncio.wait({job}, timeout=PROGRESS_POLL_SECONDS)
+            done, _ = await asyncio.wait({job}, timeout=self._progress_poll_seconds)
             if done:
                 return job.result()
             percent = await asyncio.to_thread(read_progress, out_dir)

@@ -41,6 +41,8 @@ class Settings(CommonSettings):
     work_dir: str | None = None
     # Derivative uploads in flight per job.
     upload_concurrency: int = Field(4, ge=1, le=64)
+    # How often a long job's progress is copied to its media document.
+    progress_poll_seconds: float = Field(2.0, gt=0, le=60)
 
     # Images: thumbnails thumb_320/640/1280, in this format.
     thumbnail_format: Literal["webp", "jpeg"] = "webp"

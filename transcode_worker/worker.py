@@ -62,6 +62,7 @@ class Worker:
             read_chunk_bytes=settings.read_chunk_bytes,
             work_dir=settings.work_dir,
             upload_concurrency=settings.upload_concurrency,
+            progress_poll_seconds=settings.progress_poll_seconds,
         )
 
     def stop(self) -> None:

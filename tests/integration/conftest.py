@@ -41,6 +41,7 @@ def _phash_of(data: bytes) -> str:
 TEST_SETTINGS = {
     "MODERATION_BLOCKLIST": json.dumps([_phash_of(banned_photo())]),
     "QUEUE_WAIT_SECONDS": "1",
+    "PROGRESS_POLL_SECONDS": "0.2",
     "RETRY_BASE_SECONDS": "0",
     "VISIBILITY_TIMEOUT_SECONDS": "5",
     "MAX_PENDING_UPLOADS": "5",

@@ -12,6 +12,7 @@ import httpx
 from PIL import Image
 
 from tests.integration.conftest import Fleet, banned_photo
+from tests.integration.helpers import eventually
 from tests.integration.media_client import download, upload_single, wait_for_state
 from tests.media_factory import av as av_media
 from tests.media_factory import images
@@ -199,3 +200,30 @@ async def test_a_blocklisted_image_is_blocked_and_its_url_answers_451(
         )
         assert response.status_code == 451
         assert response.json()["error"]["code"] == "blocked"
+
+
+async def test_a_long_video_shows_its_progress_while_processing(
+    fleet: Fleet, http: httpx.AsyncClient, user: Callable[..., str], tmp_path: Path
+) -> None:
+    alice = user("alice")
+    headers = fleet.auth(alice)
+    clip = av_media.h264_mp4(tmp_path / "long.mp4", width=1280, height=720, seconds=8.0)
+    media_id = await upload_single(http, fleet.media_url, headers, clip.read_bytes(), "video/mp4")
+
+    seen: list[int] = []
+
+    async def done() -> bool:
+        document = (
+            await http.get(f"{fleet.media_url}/v1/media/{media_id}", headers=headers)
+        ).json()
+        if document["progress"] is not None:
+            assert document["state"] == "processing"
+            seen.append(document["progress"])
+        return bool(document["state"] == "ready")
+
+    await eventually(done, timeout=PROCESSING_WITHIN, interval=0.1)
+    assert seen, "no progress was shown while the video was transcoded"
+    assert all(0 <= percent <= 99 for percent in seen)
+    assert seen == sorted(seen)
+    final = (await http.get(f"{fleet.media_url}/v1/media/{media_id}", headers=headers)).json()
+    assert final["progress"] is None
