@@ -24,11 +24,6 @@ class FerryError(Exception):
         self.headers = headers or {}
 
 
-class BadRequest(FerryError):
-    status = 400
-    code = "bad_request"
-
-
 class Unauthorized(FerryError):
     status = 401
     code = "unauthorized"

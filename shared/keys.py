@@ -15,8 +15,6 @@ ORIGINALS_PREFIX = "o/"
 DERIVATIVES_PREFIX = "d/"
 _MEDIA_ID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
-_VARIANT = re.compile(r"^[a-z0-9_]{1,32}$")
-_EXTENSION = re.compile(r"^[a-z0-9]{1,8}$")
 
 
 def new_media_id() -> str:
@@ -44,14 +42,6 @@ def media_id_from_event_key(raw_key: str) -> str | None:
         return None
     media_id = key[len(ORIGINALS_PREFIX) :]
     return media_id if is_media_id(media_id) else None
-
-
-def derivative_key(sha256: str, variant: str, extension: str) -> str:
-    if not _SHA256.fullmatch(sha256):
-        raise ValueError("derivative keys are addressed by a lowercase sha256")
-    if not _VARIANT.fullmatch(variant) or not _EXTENSION.fullmatch(extension):
-        raise ValueError(f"bad variant or extension: {variant!r}.{extension!r}")
-    return f"{DERIVATIVES_PREFIX}{sha256}/{variant}.{extension}"
 
 
 _RELATIVE = re.compile(r"^[a-z0-9_]{1,32}(/[A-Za-z0-9_-]{1,32})*/?[A-Za-z0-9_.-]{0,64}$")

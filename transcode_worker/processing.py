@@ -1,10 +1,11 @@
-"""The processing step between "uploaded" and "ready": where derivatives will be made.
+"""The processing step between "uploaded" and "ready": where derivatives are made.
 
 The commit step calls a `Processor` on every verified original and records what it returns,
-first on the blob (so a later dedup hit copies it) and then on the media. Issue 4 plugs real
-processors (thumbnails, voice, HLS) in here; until then `NoProcessing` only states the mime type.
-A processor must be idempotent: a redelivered message runs it again on the same bytes, so its
-derivatives go to content-addressed keys (`shared.keys.derivative_key`).
+first on the blob (so a later dedup hit copies it) and then on the media. The worker runs
+`transcode_worker.deriving.DerivingProcessor`; `NoProcessing` (ready once verified) serves the
+commit step's own tests. A processor must be idempotent: a redelivered message runs it again on
+the same bytes, so its derivatives go to content-addressed keys
+(`shared.keys.derivative_object_key`).
 """
 
 from __future__ import annotations

@@ -27,10 +27,10 @@ def test_keys_outside_originals_are_ignored(raw: str) -> None:
 
 def test_derivative_keys_are_content_addressed() -> None:
     sha = "a" * 64
-    assert keys.derivative_key(sha, "thumb_320", "webp") == f"d/{sha}/thumb_320.webp"
+    assert keys.derivative_object_key(sha, "thumb_320.webp") == f"d/{sha}/thumb_320.webp"
     assert keys.hls_prefix(sha) == f"d/{sha}/hls/"
     with pytest.raises(ValueError, match="sha256"):
-        keys.derivative_key("../etc", "thumb_320", "webp")
+        keys.derivative_object_key("../etc", "thumb_320.webp")
 
 
 def test_original_key_refuses_traversal() -> None:
