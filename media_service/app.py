@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import timedelta
 from typing import Any
 
 import aioboto3
@@ -15,14 +16,16 @@ from media_service.access import AccessPolicy, ConversationReaders
 from media_service.cdn import CloudFrontUrlSigner
 from media_service.hls import PlaylistSigner
 from media_service.internal_routes import router as internal_router
+from media_service.lookup import MediaLookup
 from media_service.metrics import MediaMetrics
 from media_service.routes import router
-from media_service.service import MediaService
+from media_service.serving import Serving
 from media_service.settings import Settings
-from media_service.storage import MediaStorage
+from media_service.storage import MediaBucket
+from media_service.uploads import Uploads
 from shared.aws import client_config, open_aws_clients
 from shared.http import build_app, table_check
-from shared.media_records import MediaStore
+from shared.media_records import MediaRecords
 from shared.rate_limits import RateLimiter
 
 
@@ -45,27 +48,43 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     )
                 )
                 readers = ConversationReaders(client, settings.internal_token)
-            store = MediaStore(
+            records = MediaRecords(
                 aws.dynamodb,
                 media_table=resources.media_table,
                 blobs_table=resources.blobs_table,
             )
-            app.state.media_service = service = MediaService(
+            bucket = MediaBucket(
+                aws.s3,
+                resources.bucket,
+                presigner=await _open_presigner(stack, settings),
+                cdn=_cdn_signer(settings),
+            )
+            lookup = MediaLookup(
+                records=records,
+                bucket=bucket,
+                expiry_grace=timedelta(seconds=settings.expiry_grace_seconds),
+            )
+            access = AccessPolicy(readers)
+            app.state.uploads = Uploads(
                 settings=settings,
-                store=store,
-                storage=MediaStorage(
-                    aws.s3,
-                    resources.bucket,
-                    presigner=await _open_presigner(stack, settings),
-                    cdn=_cdn_signer(settings),
-                ),
-                access=AccessPolicy(readers),
+                records=records,
+                bucket=bucket,
+                lookup=lookup,
+                access=access,
                 rate_limiter=RateLimiter(aws.dynamodb, resources.rate_limits_table),
+                metrics=metrics,
+            )
+            app.state.serving = Serving(
+                settings=settings,
+                records=records,
+                bucket=bucket,
+                lookup=lookup,
+                access=access,
                 playlist_signer=PlaylistSigner(settings.auth_jwt_secret),
                 metrics=metrics,
             )
             app.state.readiness_checks = [
-                service.storage.check,
+                bucket.check,
                 table_check(aws.dynamodb, resources.media_table, name="media_table"),
             ]
             yield

@@ -1,4 +1,4 @@
-"""Typed dependencies: routes receive the service built in the lifespan, never a global."""
+"""Typed dependencies: routes receive the parts built in the lifespan, never a global."""
 
 from __future__ import annotations
 
@@ -6,12 +6,19 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from media_service.service import MediaService
+from media_service.serving import Serving
+from media_service.uploads import Uploads
 
 
-def get_media_service(request: Request) -> MediaService:
-    service: MediaService = request.app.state.media_service
-    return service
+def get_uploads(request: Request) -> Uploads:
+    uploads: Uploads = request.app.state.uploads
+    return uploads
 
 
-MediaServiceDep = Annotated[MediaService, Depends(get_media_service)]
+def get_serving(request: Request) -> Serving:
+    serving: Serving = request.app.state.serving
+    return serving
+
+
+UploadsDep = Annotated[Uploads, Depends(get_uploads)]
+ServingDep = Annotated[Serving, Depends(get_serving)]

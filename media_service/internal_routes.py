@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from media_service.deps import MediaServiceDep
+from media_service.deps import ServingDep
 from shared.http import InternalCaller
 from shared.models import MediaInfo
 
@@ -12,6 +12,6 @@ router = APIRouter(prefix="/internal", tags=["internal"], include_in_schema=Fals
 
 
 @router.get("/media/{media_id}", response_model=MediaInfo)
-async def media_info(media_id: str, _: InternalCaller, service: MediaServiceDep) -> MediaInfo:
+async def media_info(media_id: str, _: InternalCaller, serving: ServingDep) -> MediaInfo:
     """What the Message Service checks before a message may reference a media."""
-    return await service.info(media_id)
+    return await serving.info(media_id)

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from botocore.exceptions import BotoCoreError, ClientError
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from shared.errors import DependencyUnavailable, FerryError
 from shared.metrics import SIZE_BUCKETS
 from shared.models import MediaType
 
@@ -22,6 +27,21 @@ DOWNLOAD_OUTCOMES = (
     "blocked",
     "dependency_unavailable",
 )
+
+
+@contextmanager
+def counting_refusals(counter: Counter, *, dependency_errors: bool = False) -> Iterator[None]:
+    """Count a refusal leaving the block under its error code, then let it go on; with
+    `dependency_errors`, an AWS failure too, as the `dependency_unavailable` the edge answers."""
+    try:
+        yield
+    except FerryError as refusal:
+        counter.labels(refusal.error_code).inc()
+        raise
+    except (BotoCoreError, ClientError):
+        if dependency_errors:
+            counter.labels(DependencyUnavailable.code).inc()
+        raise
 
 
 class MediaMetrics:

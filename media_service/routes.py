@@ -1,4 +1,5 @@
-"""HTTP routes of the Media Service (../shared/API.md): thin, every decision is in `service`."""
+"""HTTP routes of the Media Service (../shared/API.md): thin, every decision is in `uploads` or
+`serving`."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from media_service.deps import MediaServiceDep
+from media_service.deps import ServingDep, UploadsDep
 from media_service.hls import PLAYLIST_CONTENT_TYPE
 from shared.http import Caller
 from shared.models import (
@@ -39,51 +40,49 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     responses={**ERRORS, 200: {"model": UploadSlot, "description": "already stored: prove it"}},
     summary="Ask for an upload slot (single PUT, multipart plan, or dedup challenge)",
 )
-async def request_upload_slot(
-    body: UploadRequest, caller: Caller, service: MediaServiceDep
-) -> Response:
-    slot = await service.request_slot(caller.user_id, body)
+async def request_upload_slot(body: UploadRequest, caller: Caller, uploads: UploadsDep) -> Response:
+    slot = await uploads.request_slot(caller.user_id, body)
     status = 200 if slot.dedup is not None else 201
     return JSONResponse(slot.model_dump(mode="json", exclude_none=True), status_code=status)
 
 
 @router.post("/{media_id}/proof", response_model=MediaDocument, responses=ERRORS)
 async def prove_possession(
-    media_id: str, body: ProofRequest, caller: Caller, service: MediaServiceDep
+    media_id: str, body: ProofRequest, caller: Caller, uploads: UploadsDep
 ) -> MediaDocument:
-    return await service.prove(caller.user_id, media_id, body.proof)
+    return await uploads.prove(caller.user_id, media_id, body.proof)
 
 
 @router.post("/{media_id}/parts", response_model=SignedParts, responses=ERRORS)
 async def sign_parts(
-    media_id: str, body: PartsRequest, caller: Caller, service: MediaServiceDep
+    media_id: str, body: PartsRequest, caller: Caller, uploads: UploadsDep
 ) -> SignedParts:
-    return SignedParts(parts=await service.sign_parts(caller.user_id, media_id, body.part_numbers))
+    return SignedParts(parts=await uploads.sign_parts(caller.user_id, media_id, body.part_numbers))
 
 
 @router.get("/{media_id}/parts", response_model=ReceivedParts, responses=ERRORS)
-async def received_parts(media_id: str, caller: Caller, service: MediaServiceDep) -> ReceivedParts:
-    return ReceivedParts(parts=await service.received_parts(caller.user_id, media_id))
+async def received_parts(media_id: str, caller: Caller, uploads: UploadsDep) -> ReceivedParts:
+    return ReceivedParts(parts=await uploads.received_parts(caller.user_id, media_id))
 
 
 @router.post(
     "/{media_id}/complete", status_code=202, response_model=MediaDocument, responses=ERRORS
 )
 async def complete_multipart(
-    media_id: str, body: CompleteRequest, caller: Caller, service: MediaServiceDep
+    media_id: str, body: CompleteRequest, caller: Caller, uploads: UploadsDep
 ) -> MediaDocument:
-    return await service.complete(caller.user_id, media_id, list(body.parts))
+    return await uploads.complete(caller.user_id, media_id, list(body.parts))
 
 
 @router.delete("/{media_id}", status_code=204, response_class=Response, responses=ERRORS)
-async def delete_media(media_id: str, caller: Caller, service: MediaServiceDep) -> Response:
-    await service.delete(caller.user_id, media_id)
+async def delete_media(media_id: str, caller: Caller, uploads: UploadsDep) -> Response:
+    await uploads.delete(caller.user_id, media_id)
     return Response(status_code=204)
 
 
 @router.get("/{media_id}", response_model=MediaDocument, responses=ERRORS)
-async def get_media(media_id: str, caller: Caller, service: MediaServiceDep) -> MediaDocument:
-    return await service.document(caller.user_id, media_id)
+async def get_media(media_id: str, caller: Caller, serving: ServingDep) -> MediaDocument:
+    return await serving.document(caller.user_id, media_id)
 
 
 @router.get("/{media_id}/url", response_model=DownloadUrl, responses=ERRORS)
@@ -91,11 +90,11 @@ async def download_url(
     media_id: str,
     request: Request,
     caller: Caller,
-    service: MediaServiceDep,
+    serving: ServingDep,
     variant: Annotated[str, Query(max_length=64)] = "original",
 ) -> DownloadUrl:
     """`variant=hls` answers the master playlist's address on this service (bearer required)."""
-    return await service.download_url(caller.user_id, media_id, variant, str(request.base_url))
+    return await serving.download_url(caller.user_id, media_id, variant, str(request.base_url))
 
 
 @router.get(
@@ -105,9 +104,9 @@ async def download_url(
     summary="The HLS master playlist of a ready video, with signed links",
 )
 async def hls_master(
-    media_id: str, request: Request, caller: Caller, service: MediaServiceDep
+    media_id: str, request: Request, caller: Caller, serving: ServingDep
 ) -> Response:
-    text = await service.hls_master(caller.user_id, media_id, str(request.base_url))
+    text = await serving.hls_master(caller.user_id, media_id, str(request.base_url))
     return Response(text, media_type=PLAYLIST_CONTENT_TYPE, headers=_PRIVATE_SHORT_CACHE)
 
 
@@ -120,11 +119,11 @@ async def hls_master(
 async def hls_rendition(
     media_id: str,
     rendition: str,
-    service: MediaServiceDep,
+    serving: ServingDep,
     expires: Annotated[int, Query()],
     signature: Annotated[str, Query(max_length=128)],
 ) -> Response:
-    text = await service.hls_rendition(media_id, rendition, expires, signature)
+    text = await serving.hls_rendition(media_id, rendition, expires, signature)
     return Response(text, media_type=PLAYLIST_CONTENT_TYPE, headers=_PRIVATE_SHORT_CACHE)
 
 

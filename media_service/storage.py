@@ -29,7 +29,7 @@ def sha256_hex_to_base64(sha256_hex: str) -> str:
     return base64.b64encode(bytes.fromhex(sha256_hex)).decode("ascii")
 
 
-class MediaStorage:
+class MediaBucket:
     """`presigner`: an S3 client used only to sign URLs (one built with the endpoint clients
     reach; default `s3`). `cdn`: when set, download URLs are signed for CloudFront instead."""
 

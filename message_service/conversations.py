@@ -6,8 +6,8 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from shared.dynamo import batch_get, batch_put, is_conditional_failure
-from shared.media_records import iso
+from shared.clock import iso
+from shared.dynamo import batch_get, batch_put, conditional
 from shared.models import Conversation
 
 # DynamoDB's limit on one transaction.
@@ -100,7 +100,7 @@ class ConversationStore:
         return {(item["conversation_id"]["S"], item["user_id"]["S"]) for item in items}
 
     async def add_member(self, conversation_id: str, user_id: str, joined_at: datetime) -> None:
-        try:
+        with conditional():
             await self._db.put_item(
                 TableName=self._members,
                 Item={
@@ -111,9 +111,6 @@ class ConversationStore:
                 # Adding someone already in changes nothing (their join time stays).
                 ConditionExpression="attribute_not_exists(user_id)",
             )
-        except Exception as error:
-            if not is_conditional_failure(error):
-                raise
 
     async def remove_member(self, conversation_id: str, user_id: str) -> None:
         await self._db.delete_item(
@@ -124,7 +121,7 @@ class ConversationStore:
     async def allocate_seq(self, conversation_id: str) -> int:
         """The next seq of a conversation: one atomic increment, so concurrent sends never share
         a number and leave no gap."""
-        try:
+        with conditional(ConversationMissing(conversation_id)):
             response = await self._db.update_item(
                 TableName=self._conversations,
                 Key={"conversation_id": {"S": conversation_id}},
@@ -133,8 +130,4 @@ class ConversationStore:
                 ExpressionAttributeValues={":one": {"N": "1"}},
                 ReturnValues="UPDATED_NEW",
             )
-        except Exception as error:
-            if is_conditional_failure(error):
-                raise ConversationMissing(conversation_id) from error
-            raise
         return int(response["Attributes"]["last_seq"]["N"])

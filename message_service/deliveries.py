@@ -11,8 +11,8 @@ from datetime import datetime
 from typing import Any
 
 from message_service.ids import device_key, parse_message_id
+from shared.clock import iso
 from shared.dynamo import batch_delete, batch_put
-from shared.media_records import iso
 from shared.models import Message
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.dynamo import batch_get, from_item, is_conditional_failure, to_value
+from shared.dynamo import batch_get, conditional, from_item, to_value
 from shared.media_states import sources_of
 from shared.models import MediaEvent, MessageMedia
 
@@ -73,7 +73,7 @@ class MediaRefStore:
         recorded one cannot come from) changes nothing. True when it was recorded."""
         sources = sorted(state.value for state in sources_of(event.state) | {event.state})
         tokens = {f":from{i}": {"S": value} for i, value in enumerate(sources)}
-        try:
+        with conditional() as write:
             await self._db.update_item(
                 TableName=self.table,
                 Key={"media_id": {"S": event.media_id}, "conversation_id": {"S": conversation_id}},
@@ -88,8 +88,4 @@ class MediaRefStore:
                     **tokens,
                 },
             )
-        except Exception as error:
-            if not is_conditional_failure(error):
-                raise
-            return False
-        return True
+        return write.applied

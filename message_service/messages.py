@@ -16,8 +16,8 @@ from message_service.ids import idempotency_key
 from message_service.media_refs import MediaRefStore
 from shared.dynamo import (
     batch_get,
+    conditional,
     from_item,
-    is_conditional_failure,
     is_transaction_conflict,
     to_item,
 )
@@ -82,7 +82,7 @@ class MessageStore:
         stale_after: float,
     ) -> None:
         """Claim a send; a claim whose process died (unfinished and stale) may be taken over."""
-        try:
+        with conditional(ClaimLost(client_msg_id)):
             await self._db.put_item(
                 TableName=self._idempotency,
                 Item={
@@ -97,10 +97,6 @@ class MessageStore:
                 ),
                 ExpressionAttributeValues={":stale": {"N": repr(now - stale_after)}},
             )
-        except Exception as error:
-            if is_conditional_failure(error):
-                raise ClaimLost(client_msg_id) from error
-            raise
 
     async def store(self, message: Message, *, claim_token: str) -> None:
         """The message, the send's outcome and the media references, atomically."""
@@ -136,11 +132,10 @@ class MessageStore:
         ]
         for attempt in range(TRANSACTION_ATTEMPTS):
             try:
-                await self._db.transact_write_items(TransactItems=items)
+                with conditional(ClaimLost(message.client_msg_id)):
+                    await self._db.transact_write_items(TransactItems=items)
                 return
             except Exception as error:
-                if is_conditional_failure(error):
-                    raise ClaimLost(message.client_msg_id) from error
                 if not is_transaction_conflict(error) or attempt == TRANSACTION_ATTEMPTS - 1:
                     raise
             # Another send touched the same media reference at the same moment: the seq is

@@ -17,9 +17,9 @@ from message_service.messages import ClaimLost, MessageStore, SendRecord
 from message_service.metrics import MessageMetrics
 from message_service.pusher import Pusher
 from message_service.settings import Settings
+from shared.clock import utcnow
 from shared.errors import Conflict, NotFound, PayloadTooLarge, Unprocessable
 from shared.frames import MediaUpdateFrame, MessageFrame, dump_frame
-from shared.media_records import utcnow
 from shared.media_states import BYTES_VERIFIED, UNUSABLE
 from shared.models import (
     MAX_THUMBNAIL_BYTES,

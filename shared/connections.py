@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from shared.dynamo import is_conditional_failure
+from shared.dynamo import conditional
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class ConnectionRegistry:
 
     async def heartbeat(self, connection: Connection) -> bool:
         """Extend this connection's row; False when another connection took the device over."""
-        try:
+        with conditional() as write:
             await self._db.update_item(
                 TableName=self._table,
                 Key=_key(connection.user_id, connection.device_id),
@@ -47,24 +47,17 @@ class ConnectionRegistry:
                     ":id": {"S": connection.connection_id},
                 },
             )
-        except Exception as error:
-            if is_conditional_failure(error):
-                return False
-            raise
-        return True
+        return write.applied
 
     async def deregister(self, connection: Connection) -> None:
         """Remove the row only if it is still this connection's (not a newer reconnect's)."""
-        try:
+        with conditional():
             await self._db.delete_item(
                 TableName=self._table,
                 Key=_key(connection.user_id, connection.device_id),
                 ConditionExpression="connection_id = :id",
                 ExpressionAttributeValues={":id": {"S": connection.connection_id}},
             )
-        except Exception as error:
-            if not is_conditional_failure(error):
-                raise
 
     async def online(self, user_ids: list[str], *, now: float | None = None) -> list[Connection]:
         """Every live connection of these users (expired rows are ignored)."""

@@ -5,7 +5,10 @@ Numbers come back as Decimal; integral ones become int, others float. Floats go 
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
 from decimal import Decimal
+from types import TracebackType
 from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
@@ -13,6 +16,9 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 # DynamoDB's limits on one batch write and one batch get.
 BATCH_WRITE_ITEMS = 25
 BATCH_GET_ITEMS = 100
+# Leftovers of a batch (throttling) are retried after 50 ms, doubling up to 2 s, as AWS advises.
+BACKOFF_FIRST_SECONDS = 0.05
+BACKOFF_MAX_SECONDS = 2.0
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
@@ -81,38 +87,78 @@ def is_conditional_failure(error: Exception) -> bool:
     return False
 
 
+class ConditionalWrite:
+    """Around one conditional write or transaction (see `conditional`)."""
+
+    def __init__(self, refusal: Exception | None) -> None:
+        self._refusal = refusal
+        # Whether the write's condition held; False only once a failure was swallowed.
+        self.applied = True
+
+    def __enter__(self) -> ConditionalWrite:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> bool:
+        if not isinstance(error, Exception) or not is_conditional_failure(error):
+            return False
+        if self._refusal is not None:
+            raise self._refusal from error
+        self.applied = False
+        return True
+
+
+def conditional(refusal: Exception | None = None) -> ConditionalWrite:
+    """`with conditional(DomainError(...)):` turns a failed condition into that domain error;
+    `with conditional() as write:` swallows it and leaves `write.applied` False. Any other
+    error passes through untouched."""
+    return ConditionalWrite(refusal)
+
+
+def _backoff(attempt: int) -> float:
+    return float(min(BACKOFF_MAX_SECONDS, BACKOFF_FIRST_SECONDS * 2**attempt))
+
+
+async def _with_leftovers(
+    call: Callable[..., Awaitable[dict[str, Any]]], request: dict[str, Any], leftovers: str
+) -> AsyncIterator[dict[str, Any]]:
+    """Each response to a batch call, then to its leftovers (`leftovers` names them in the
+    response), backing off exponentially, until nothing is left."""
+    attempt = 0
+    while request:
+        if attempt:
+            await asyncio.sleep(_backoff(attempt - 1))
+        response = await call(RequestItems=request)
+        yield response
+        request = response.get(leftovers) or {}
+        attempt += 1
+
+
+async def batch_write(dynamodb: Any, table: str, requests: list[dict[str, Any]]) -> None:
+    """Put or delete requests (`{"PutRequest": ...}`, `{"DeleteRequest": ...}`), 25 a call,
+    until every one applied."""
+    for start in range(0, len(requests), BATCH_WRITE_ITEMS):
+        chunk = {table: requests[start : start + BATCH_WRITE_ITEMS]}
+        async for _ in _with_leftovers(dynamodb.batch_write_item, chunk, "UnprocessedItems"):
+            pass
+
+
 async def batch_put(dynamodb: Any, table: str, items: list[dict[str, Any]]) -> None:
-    for start in range(0, len(items), BATCH_WRITE_ITEMS):
-        request: dict[str, Any] = {
-            table: [
-                {"PutRequest": {"Item": item}} for item in items[start : start + BATCH_WRITE_ITEMS]
-            ]
-        }
-        while request:
-            response = await dynamodb.batch_write_item(RequestItems=request)
-            request = response.get("UnprocessedItems") or {}
+    await batch_write(dynamodb, table, [{"PutRequest": {"Item": item}} for item in items])
 
 
 async def batch_delete(dynamodb: Any, table: str, keys: list[dict[str, Any]]) -> None:
-    for start in range(0, len(keys), BATCH_WRITE_ITEMS):
-        request: dict[str, Any] = {
-            table: [
-                {"DeleteRequest": {"Key": key}} for key in keys[start : start + BATCH_WRITE_ITEMS]
-            ]
-        }
-        while request:
-            response = await dynamodb.batch_write_item(RequestItems=request)
-            request = response.get("UnprocessedItems") or {}
+    await batch_write(dynamodb, table, [{"DeleteRequest": {"Key": key}} for key in keys])
 
 
 async def batch_get(dynamodb: Any, table: str, keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = []
     for start in range(0, len(keys), BATCH_GET_ITEMS):
-        request: dict[str, Any] = {
-            table: {"Keys": keys[start : start + BATCH_GET_ITEMS], "ConsistentRead": True}
-        }
-        while request:
-            response = await dynamodb.batch_get_item(RequestItems=request)
+        chunk = {table: {"Keys": keys[start : start + BATCH_GET_ITEMS], "ConsistentRead": True}}
+        async for response in _with_leftovers(dynamodb.batch_get_item, chunk, "UnprocessedKeys"):
             found.extend(response.get("Responses", {}).get(table, []))
-            request = response.get("UnprocessedKeys") or {}
     return found

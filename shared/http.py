@@ -186,7 +186,7 @@ def task_check(task: asyncio.Task[Any], what: str, *, name: str) -> ReadinessChe
 
 
 def _check_name(check: ReadinessCheck) -> str:
-    """A check's name: its function's, with its class for a bound method (`MediaStorage.check`)."""
+    """A check's name: its function's, with its class for a bound method (`MediaBucket.check`)."""
     name = getattr(check, "__name__", "dependency")
     owner = getattr(check, "__self__", None)
     return f"{type(owner).__name__}.{name}" if owner is not None else name

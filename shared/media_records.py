@@ -7,26 +7,18 @@ the same transaction as the state change that justifies it, so retries and repla
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 
-from shared.dynamo import from_item, is_conditional_failure, to_item, to_value
+from shared.clock import iso, utcnow
+from shared.dynamo import conditional, from_item, to_item, to_value
 from shared.media_states import sources_of
-from shared.models import ErrorDetail, MediaDocument, MediaState, MediaType, Variant
+from shared.models import ErrorDetail, MediaDocument, MediaInfo, MediaState, MediaType, Variant
 
 OWNER_CREATED_INDEX = "owner-created"
 PENDING_INDEX = "pending-by-owner"
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def iso(moment: datetime) -> str:
-    """Fixed-width UTC text, so index sort keys compare in time order."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 # Every stored time uses `iso`, so range conditions on index keys are exact.
@@ -113,6 +105,17 @@ class MediaRecord(BaseModel):
             progress=self.progress if self.state is MediaState.PROCESSING else None,
         )
 
+    def info(self) -> MediaInfo:
+        """The internal view other services check a media against."""
+        return MediaInfo(
+            media_id=self.media_id,
+            owner=self.owner,
+            state=self.state,
+            media_type=self.media_type,
+            meta=self.meta,
+            variants=[variant.public() for variant in self.variants],
+        )
+
     def variant(self, name: str) -> StoredVariant | None:
         return next((variant for variant in self.variants if variant.name == name), None)
 
@@ -141,7 +144,7 @@ def _dump(model: BaseModel) -> dict[str, Any]:
     return model.model_dump(mode="json", exclude_none=True)
 
 
-class MediaStore:
+class MediaRecords:
     """DynamoDB access for media and blob rows (low-level client, conditional writes)."""
 
     def __init__(self, dynamodb: Any, *, media_table: str, blobs_table: str) -> None:
@@ -242,12 +245,8 @@ class MediaStore:
             remove_fields=remove_fields,
             only_from=only_from,
         )
-        try:
+        with conditional(StaleTransition(f"{media_id} cannot move to {target}")):
             response = await self._db.update_item(**update, ReturnValues="ALL_NEW")
-        except Exception as error:
-            if is_conditional_failure(error):
-                raise StaleTransition(f"{media_id} cannot move to {target}") from error
-            raise
         return MediaRecord.model_validate(from_item(response["Attributes"]))
 
     async def fail(
@@ -281,7 +280,7 @@ class MediaStore:
 
     async def set_progress(self, media_id: str, percent: int) -> None:
         """Progress of a job still processing (a settled media ignores late reports)."""
-        try:
+        with conditional():
             await self._db.update_item(
                 TableName=self.media_table,
                 Key={"media_id": {"S": media_id}},
@@ -293,13 +292,10 @@ class MediaStore:
                     ":processing": {"S": MediaState.PROCESSING.value},
                 },
             )
-        except Exception as error:
-            if not is_conditional_failure(error):
-                raise
 
     async def take_challenge(self, media_id: str) -> Challenge:
         """Remove and return a media's challenge: whoever takes it has its one try."""
-        try:
+        with conditional(StaleTransition(f"{media_id} has no open challenge")):
             response = await self._db.update_item(
                 TableName=self.media_table,
                 Key={"media_id": {"S": media_id}},
@@ -309,10 +305,6 @@ class MediaStore:
                 ExpressionAttributeValues={":proof": {"S": MediaState.AWAITING_PROOF.value}},
                 ReturnValues="ALL_OLD",
             )
-        except Exception as error:
-            if is_conditional_failure(error):
-                raise StaleTransition(f"{media_id} has no open challenge") from error
-            raise
         return Challenge.model_validate(from_item(response["Attributes"])["challenge"])
 
     async def commit_upload(self, record: MediaRecord, *, version_id: str | None) -> MediaRecord:
@@ -424,23 +416,15 @@ class MediaStore:
 
     async def forget_blob(self, sha256: str) -> bool:
         """Delete a blob row nobody references any more (False if someone took it meanwhile)."""
-        try:
+        with conditional() as write:
             await self._db.delete_item(
                 TableName=self.blobs_table,
                 Key={"sha256": {"S": sha256}},
                 ConditionExpression="refcount <= :zero",
                 ExpressionAttributeValues={":zero": {"N": "0"}},
             )
-        except Exception as error:
-            if is_conditional_failure(error):
-                return False
-            raise
-        return True
+        return write.applied
 
     async def _transact(self, items: list[dict[str, Any]], media_id: str) -> None:
-        try:
+        with conditional(StaleTransition(f"{media_id}: a guarded write did not apply")):
             await self._db.transact_write_items(TransactItems=items)
-        except Exception as error:
-            if is_conditional_failure(error):
-                raise StaleTransition(f"{media_id}: a guarded write did not apply") from error
-            raise

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from shared.dynamo import is_conditional_failure
+from shared.dynamo import conditional
 
 MAX_ATTEMPTS = 8
 
@@ -87,7 +87,7 @@ class RateLimiter:
                 "ConditionExpression": "updated_at = :previous",
                 "ExpressionAttributeValues": {":previous": {"N": repr(previous.updated_at)}},
             }
-        try:
+        with conditional() as write:
             await self._db.put_item(
                 TableName=self._table,
                 Item={
@@ -99,8 +99,4 @@ class RateLimiter:
                 },
                 **condition,
             )
-        except Exception as error:
-            if is_conditional_failure(error):
-                return False
-            raise
-        return True
+        return write.applied

@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry
 
 from shared.aws import open_aws_clients
 from shared.http import build_app, table_check, task_check
-from shared.media_records import MediaStore
+from shared.media_records import MediaRecords
 from shared.queue_depth import QueueDepthSampler, SampledQueue
 from transcode_worker.metrics import WorkerMetrics
 from transcode_worker.pool import DerivePool
@@ -41,7 +41,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             )
             sqs = aws.sqs
             resources = settings.resources
-            store = MediaStore(
+            store = MediaRecords(
                 aws.dynamodb, media_table=resources.media_table, blobs_table=resources.blobs_table
             )
             pool = DerivePool(settings.process_pool_size)

@@ -29,7 +29,7 @@ from botocore.exceptions import ClientError
 from shared.aws import error_code
 from shared.keys import original_key
 from shared.logging import request_id_var
-from shared.media_records import MediaRecord, MediaStore, StaleTransition
+from shared.media_records import MediaRecord, MediaRecords, StaleTransition
 from shared.models import MediaState
 from transcode_worker.events import CreatedObject
 from transcode_worker.metrics import WorkerMetrics
@@ -61,7 +61,7 @@ class CommitStep:
         *,
         s3: Any,
         bucket: str,
-        store: MediaStore,
+        store: MediaRecords,
         publisher: Publisher,
         processor: Processor,
         metrics: WorkerMetrics,
@@ -221,14 +221,12 @@ class CommitStep:
     ) -> bool:
         """Fail the media and drop the bytes; False when another worker settled it first."""
         try:
-            # Only from awaiting_upload (not MediaStore.fail's every live state): if another
-            # worker committed a different, good version meanwhile, these bad bytes must not
-            # fail that media.
-            failed: MediaRecord | None = await self._store.transition(
+            # Only from awaiting_upload (not every live state): if another worker committed a
+            # different, good version meanwhile, these bad bytes must not fail that media.
+            failed: MediaRecord | None = await self._store.fail(
                 record.media_id,
-                MediaState.FAILED,
-                set_fields={"error": {"code": code, "message": message}},
-                remove_fields=("pending_owner", "challenge"),
+                code,
+                message,
                 only_from=frozenset({MediaState.AWAITING_UPLOAD}),
             )
         except StaleTransition:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.keys import derivative_object_key
-from shared.media_records import MediaRecord, MediaStore, StaleTransition, StoredVariant
+from shared.media_records import MediaRecord, MediaRecords, StaleTransition, StoredVariant
 from shared.models import ErrorDetail, MediaState, MediaType
 from transcode_worker.derive.types import (
     Derived,
@@ -59,7 +59,7 @@ class DerivingProcessor:
         *,
         s3: Any,
         bucket: str,
-        store: MediaStore,
+        store: MediaRecords,
         publisher: Publisher,
         pool: DerivePool,
         plans: DerivePlans,

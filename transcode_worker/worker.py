@@ -10,7 +10,7 @@ import asyncio
 import logging
 from typing import Any
 
-from shared.media_records import MediaStore
+from shared.media_records import MediaRecords
 from shared.sqs_consumer import Consumer, ConsumerConfig, wait_for_queue_urls
 from transcode_worker.commit import CommitStep
 from transcode_worker.deriving import DerivingProcessor
@@ -32,7 +32,7 @@ class Worker:
         settings: Settings,
         s3: Any,
         sqs: Any,
-        store: MediaStore,
+        store: MediaRecords,
         metrics: WorkerMetrics,
         pool: DerivePool | None = None,
     ) -> None:

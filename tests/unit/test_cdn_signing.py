@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from media_service.app import create_app
 from media_service.cdn import CloudFrontUrlSigner, load_rsa_private_key
 from media_service.settings import Settings
-from media_service.storage import MediaStorage
+from media_service.storage import MediaBucket
 from shared.aws import client_config
 
 CDN = "https://d111111abcdef8.cloudfront.net"
@@ -154,7 +154,7 @@ async def test_uploads_go_to_s3_and_downloads_through_the_cdn(
 ) -> None:
     inside, public = s3_clients
     cdn = CloudFrontUrlSigner(base_url=CDN, key_pair_id=KEY_PAIR_ID, private_key_pem=private_pem)
-    storage = MediaStorage(inside, "ferry-media", presigner=public, cdn=cdn)
+    storage = MediaBucket(inside, "ferry-media", presigner=public, cdn=cdn)
     put = await storage.sign_put(
         "o/m_1", content_type="image/jpeg", size=10, sha256_hex="00" * 32, ttl_seconds=60
     )
@@ -185,7 +185,7 @@ async def test_without_a_public_endpoint_or_cdn_urls_name_the_service_endpoint(
     s3_clients: tuple[Any, Any],
 ) -> None:
     inside, _ = s3_clients
-    storage = MediaStorage(inside, "ferry-media")
+    storage = MediaBucket(inside, "ferry-media")
     url = await storage.sign_get("o/m_1", version_id="v1", ttl_seconds=60)
     assert url.startswith("http://localstack:4566/ferry-media/o/m_1?")
     assert _query(url)["versionId"] == "v1"
@@ -201,7 +201,7 @@ async def test_the_app_signs_with_the_public_endpoint(monkeypatch: pytest.Monkey
     settings = Settings(s3_addressing_style="path", s3_public_endpoint_url="http://localhost:4566")
     app = create_app(settings)
     async with app.router.lifespan_context(app):  # opens clients; nothing connects
-        storage: MediaStorage = app.state.media_service.storage
+        storage: MediaBucket = app.state.serving.bucket
         signed = await storage.sign_put(
             "o/m_1", content_type="image/png", size=1, sha256_hex="ab" * 32, ttl_seconds=60
         )

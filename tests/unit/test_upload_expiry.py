@@ -1,6 +1,6 @@
 from datetime import UTC, datetime, timedelta
 
-from media_service.service import upload_abandoned
+from media_service.lookup import upload_abandoned
 from shared.media_records import Challenge, MediaRecord
 from shared.models import MediaState, MediaType
 

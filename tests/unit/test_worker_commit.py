@@ -1,8 +1,5 @@
-"""The commit step's decisions, against in-memory stand-ins for S3 and the media store.
-
-The stand-in store applies the same state machine (`shared.media_states`) as the real one; the
-real conditional writes are exercised against the emulator by the integration tests.
-"""
+"""The commit step's decisions, against in-memory stand-ins for S3 and the media records
+(`tests.fakes`)."""
 
 import hashlib
 from datetime import UTC, datetime, timedelta
@@ -13,9 +10,9 @@ from botocore.exceptions import ClientError
 from prometheus_client import CollectorRegistry
 
 from shared.keys import new_media_id, original_key
-from shared.media_records import BlobRecord, MediaRecord, StaleTransition, StoredVariant
-from shared.media_states import sources_of
+from shared.media_records import MediaRecord, StaleTransition
 from shared.models import MediaState, MediaType
+from tests.fakes import FakeMediaRecords
 from transcode_worker.commit import (
     PROCESSING_FAILED,
     CommitStep,
@@ -82,79 +79,6 @@ class FakeS3:
         self.deletes.append(request)
 
 
-class FakeStore:
-    """The MediaStore methods the commit step uses, over dicts, with the same state machine."""
-
-    def __init__(self) -> None:
-        self.media: dict[str, MediaRecord] = {}
-        self.blobs: dict[str, BlobRecord] = {}
-        self.stale_commits = False
-
-    async def get(self, media_id: str) -> MediaRecord | None:
-        return self.media.get(media_id)
-
-    async def transition(
-        self,
-        media_id: str,
-        target: MediaState,
-        *,
-        set_fields: dict[str, Any] | None = None,
-        remove_fields: tuple[str, ...] = (),
-        only_from: frozenset[MediaState] | None = None,
-    ) -> MediaRecord:
-        sources = sources_of(target) if only_from is None else only_from & sources_of(target)
-        record = self.media.get(media_id)
-        if record is None or record.state not in sources:
-            raise StaleTransition(media_id)
-        document = record.model_dump()
-        document.update({k: v for k, v in (set_fields or {}).items() if v is not None})
-        for name in remove_fields:
-            document.pop(name, None)
-        document.update(state=target, updated_at=datetime.now(UTC))
-        self.media[media_id] = MediaRecord.model_validate(document)
-        return self.media[media_id]
-
-    async def fail(self, media_id: str, code: str, message: str) -> MediaRecord:
-        return await self.transition(
-            media_id,
-            MediaState.FAILED,
-            set_fields={"error": {"code": code, "message": message}},
-            remove_fields=("pending_owner", "challenge"),
-        )
-
-    async def commit_upload(self, record: MediaRecord, *, version_id: str | None) -> MediaRecord:
-        if self.stale_commits:
-            raise StaleTransition(record.media_id)
-        committed = await self.transition(
-            record.media_id,
-            MediaState.UPLOADED,
-            set_fields={"version_id": version_id},
-            remove_fields=("pending_owner",),
-            only_from=frozenset({MediaState.AWAITING_UPLOAD}),
-        )
-        blob = self.blobs.get(record.sha256)
-        self.blobs[record.sha256] = BlobRecord(
-            sha256=record.sha256,
-            object_key=record.object_key,
-            version_id=version_id,
-            size=record.size,
-            content_type=record.content_type,
-            media_type=record.media_type,
-            refcount=(blob.refcount if blob else 0) + 1,
-            first_media_id=record.media_id,
-            created_at=datetime.now(UTC),
-        )
-        return committed
-
-    async def settle_blob(
-        self, sha256: str, outcome: MediaState, meta: dict[str, Any], variants: list[StoredVariant]
-    ) -> None:
-        blob = self.blobs[sha256]
-        self.blobs[sha256] = blob.model_copy(
-            update={"outcome": outcome, "meta": meta, "variants": variants}
-        )
-
-
 class RecordingPublisher:
     def __init__(self) -> None:
         self.published: list[MediaRecord] = []
@@ -170,7 +94,7 @@ class RecordingPublisher:
 class World:
     def __init__(self) -> None:
         self.s3 = FakeS3()
-        self.store = FakeStore()
+        self.store = FakeMediaRecords()
         self.publisher = RecordingPublisher()
         self.registry = CollectorRegistry()
         self.step = CommitStep(

@@ -1,0 +1,174 @@
+"""Serving media, independent of HTTP: documents, signed download URLs, HLS playlists."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+from media_service.access import AccessPolicy
+from media_service.hls import (
+    PlaylistSigner,
+    is_rendition,
+    is_segment_name,
+    rendition_of,
+    rendition_url,
+    rewrite_uris,
+)
+from media_service.lookup import MediaLookup
+from media_service.metrics import MediaMetrics, counting_refusals
+from media_service.settings import Settings
+from media_service.storage import MediaBucket
+from shared import keys
+from shared.aws import error_code
+from shared.clock import utcnow
+from shared.errors import Conflict, Gone, NotFound, UnavailableForLegalReasons
+from shared.media_records import MediaRecord, MediaRecords
+from shared.media_states import BYTES_VERIFIED
+from shared.models import DownloadUrl, MediaDocument, MediaInfo, MediaState, MediaType
+
+ORIGINAL = "original"
+HLS_VARIANT = "hls"
+PLAYLIST_LIMIT_BYTES = 1024 * 1024
+
+
+class Serving:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        records: MediaRecords,
+        bucket: MediaBucket,
+        lookup: MediaLookup,
+        access: AccessPolicy,
+        playlist_signer: PlaylistSigner,
+        metrics: MediaMetrics,
+    ) -> None:
+        self.settings = settings
+        self.records = records
+        self.bucket = bucket
+        self.lookup = lookup
+        self.access = access
+        self.playlist_signer = playlist_signer
+        self.metrics = metrics
+
+    async def readable(self, user_id: str, media_id: str) -> MediaRecord:
+        """The media if `user_id` may read it; 404 alike for missing and hidden media."""
+        record = await self.lookup.load(media_id)
+        if record is None or not await self.access.can_read(user_id, record):
+            raise NotFound("no such media")
+        return record
+
+    async def info(self, media_id: str) -> MediaInfo:
+        """The internal view, without an access check (the asking service applies its own)."""
+        record = await self.lookup.load(media_id)
+        if record is None:
+            raise NotFound("no such media")
+        return record.info()
+
+    async def document(self, user_id: str, media_id: str) -> MediaDocument:
+        return (await self.readable(user_id, media_id)).document()
+
+    async def download_url(
+        self, user_id: str, media_id: str, variant: str, base_url: str
+    ) -> DownloadUrl:
+        # An AWS failure is answered 503 `dependency_unavailable` at the edge: counted as that.
+        with counting_refusals(self.metrics.download_urls, dependency_errors=True):
+            record = await self.readable(user_id, media_id)
+            url = await self._sign_download(record, variant, base_url)
+        self.metrics.download_urls.labels("ok").inc()
+        return url
+
+    # --- HLS ----------------------------------------------------------------------------------
+
+    async def hls_master(self, user_id: str, media_id: str, base_url: str) -> str:
+        """The master playlist, its renditions pointing back here with signed links."""
+        with counting_refusals(self.metrics.download_urls, dependency_errors=True):
+            record = await self.readable(user_id, media_id)
+            self._servable(record)
+            master = record.variant(HLS_VARIANT)
+            if master is None:
+                raise NotFound("this media has no HLS playlist (yet)", code="no_such_variant")
+            text = await self.bucket.read_text(master.key, limit=PLAYLIST_LIMIT_BYTES)
+        expires = int(utcnow().timestamp()) + self.settings.download_url_ttl_seconds
+
+        def signed(uri: str) -> str | None:
+            rendition = rendition_of(uri)
+            if rendition is None:
+                return None
+            signature = self.playlist_signer.sign(media_id, rendition, expires)
+            public = self.settings.public_url or base_url
+            return rendition_url(public, media_id, rendition, expires, signature)
+
+        self.metrics.download_urls.labels("ok").inc()
+        return rewrite_uris(text, signed)
+
+    async def hls_rendition(
+        self, media_id: str, rendition: str, expires: int, signature: str
+    ) -> str:
+        """A rendition playlist whose segments are presigned storage URLs.
+
+        No bearer token: players cannot send one; the signature from the master playlist,
+        which only a reader could get, is the grant, and it expires with the URLs.
+        """
+        if not (
+            is_rendition(rendition)
+            and self.playlist_signer.verify(media_id, rendition, expires, signature)
+        ):
+            raise NotFound("no such playlist, or its link expired")
+        record = await self.records.get(media_id) if keys.is_media_id(media_id) else None
+        if record is None:
+            raise NotFound("no such playlist, or its link expired")
+        self._servable(record)
+        prefix = f"{keys.hls_prefix(record.sha256)}{rendition}/"
+        try:
+            text = await self.bucket.read_text(f"{prefix}index.m3u8", limit=PLAYLIST_LIMIT_BYTES)
+        except Exception as error:
+            if error_code(error) in ("NoSuchKey", "404"):
+                raise NotFound("no such playlist, or its link expired") from error
+            raise
+        ttl = max(1, min(self.settings.download_url_ttl_seconds, expires - int(time.time())))
+        segments: dict[str, str] = {}
+        for line in text.splitlines():
+            name = line.strip()
+            if name and not name.startswith("#") and is_segment_name(name):
+                segments[name] = await self.bucket.sign_get(
+                    f"{prefix}{name}", version_id=None, ttl_seconds=ttl
+                )
+        return rewrite_uris(text, segments.get)
+
+    def _servable(self, record: MediaRecord) -> None:
+        if record.state is MediaState.BLOCKED:
+            raise UnavailableForLegalReasons("this media was blocked by moderation")
+        if record.state is MediaState.EXPIRED:
+            raise Gone("this media has expired", code="media_expired")
+        if record.state is MediaState.FAILED:
+            raise Conflict("this media failed; it cannot be served", code="media_unusable")
+
+    async def _sign_download(self, record: MediaRecord, variant: str, base_url: str) -> DownloadUrl:
+        self._servable(record)
+        if record.state not in BYTES_VERIFIED:
+            raise NotFound("the bytes of this media have not arrived yet", code="no_such_variant")
+        ttl = self.settings.download_url_ttl_seconds
+        expires_at = utcnow() + timedelta(seconds=ttl)
+        if variant == HLS_VARIANT and record.variant(HLS_VARIANT) is not None:
+            # A stored playlist's URIs are relative and storage signs one key per URL: players
+            # get the playlist this service writes, whose links are signed (same access rules).
+            public = self.settings.public_url or base_url
+            url = f"{public.rstrip('/')}/v1/media/{record.media_id}/hls/master.m3u8"
+            return DownloadUrl(url=url, expires_at=expires_at)
+        if variant == ORIGINAL:
+            url = await self.bucket.sign_get(
+                record.object_key,
+                version_id=record.version_id,
+                ttl_seconds=ttl,
+                content_type=record.content_type,
+                download_name=record.filename if record.media_type is MediaType.DOCUMENT else None,
+            )
+            return DownloadUrl(url=url, expires_at=expires_at)
+        stored = record.variant(variant)
+        if stored is None:
+            raise NotFound(f"this media has no variant {variant!r} (yet)", code="no_such_variant")
+        url = await self.bucket.sign_get(
+            stored.key, version_id=None, ttl_seconds=ttl, content_type=stored.content_type
+        )
+        return DownloadUrl(url=url, expires_at=expires_at)

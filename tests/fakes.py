@@ -1,0 +1,248 @@
+"""In-memory stand-ins for unit tests of the logic around our stores.
+
+They apply the same rules as the real ones (the state machine of `shared.media_states`, the
+reference counts of `MediaRecords`); the real conditional writes and S3 calls are exercised
+against the emulator by the integration tests.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from media_service.storage import SignedRequest
+from shared.clock import utcnow
+from shared.media_records import BlobRecord, Challenge, MediaRecord, StaleTransition, StoredVariant
+from shared.media_states import sources_of
+from shared.models import MediaState, ReceivedPart
+
+
+class FakeMediaRecords:
+    """`shared.media_records.MediaRecords` over dicts."""
+
+    def __init__(self) -> None:
+        self.media: dict[str, MediaRecord] = {}
+        self.blobs: dict[str, BlobRecord] = {}
+        # Every commit loses a race (as when another worker committed first).
+        self.stale_commits = False
+
+    # --- reads -----------------------------------------------------------------------------
+
+    async def get(self, media_id: str) -> MediaRecord | None:
+        return self.media.get(media_id)
+
+    async def get_blob(self, sha256: str) -> BlobRecord | None:
+        return self.blobs.get(sha256)
+
+    async def count_pending(self, owner: str, now: datetime, limit: int) -> int:
+        pending = [
+            record
+            for record in self.media.values()
+            if record.pending_owner == owner
+            and record.upload_expires_at is not None
+            and record.upload_expires_at > now
+        ]
+        return min(limit, len(pending))
+
+    # --- writes ----------------------------------------------------------------------------
+
+    async def create(self, record: MediaRecord) -> None:
+        if record.media_id in self.media:
+            raise StaleTransition(f"{record.media_id} exists")
+        self.media[record.media_id] = record
+
+    def _update(self, media_id: str, **fields: Any) -> MediaRecord:
+        document = self.media[media_id].model_dump()
+        document.update(fields)
+        self.media[media_id] = MediaRecord.model_validate(document)
+        return self.media[media_id]
+
+    async def transition(
+        self,
+        media_id: str,
+        target: MediaState,
+        *,
+        set_fields: dict[str, Any] | None = None,
+        remove_fields: tuple[str, ...] = (),
+        only_from: frozenset[MediaState] | None = None,
+    ) -> MediaRecord:
+        sources = sources_of(target) if only_from is None else only_from & sources_of(target)
+        record = self.media.get(media_id)
+        if record is None or record.state not in sources:
+            raise StaleTransition(media_id)
+        given = {key: value for key, value in (set_fields or {}).items() if value is not None}
+        return self._update(
+            media_id,
+            **given,
+            **dict.fromkeys(remove_fields),
+            state=target,
+            updated_at=utcnow(),
+        )
+
+    async def fail(
+        self,
+        media_id: str,
+        code: str,
+        message: str,
+        *,
+        only_from: frozenset[MediaState] | None = None,
+    ) -> MediaRecord:
+        return await self.transition(
+            media_id,
+            MediaState.FAILED,
+            set_fields={"error": {"code": code, "message": message}},
+            remove_fields=("pending_owner", "challenge"),
+            only_from=only_from,
+        )
+
+    async def set_progress(self, media_id: str, percent: int) -> None:
+        record = self.media.get(media_id)
+        if record is not None and record.state is MediaState.PROCESSING:
+            self._update(media_id, progress=percent)
+
+    async def take_challenge(self, media_id: str) -> Challenge:
+        record = self.media.get(media_id)
+        if record is None or record.state is not MediaState.AWAITING_PROOF:
+            raise StaleTransition(f"{media_id} has no open challenge")
+        if record.challenge is None:
+            raise StaleTransition(f"{media_id} has no open challenge")
+        self._update(media_id, challenge=None)
+        return record.challenge
+
+    async def commit_upload(self, record: MediaRecord, *, version_id: str | None) -> MediaRecord:
+        if self.stale_commits:
+            raise StaleTransition(record.media_id)
+        committed = await self.transition(
+            record.media_id,
+            MediaState.UPLOADED,
+            set_fields={"version_id": version_id, "blob_ref": True},
+            remove_fields=("pending_owner",),
+            only_from=frozenset({MediaState.AWAITING_UPLOAD}),
+        )
+        blob = self.blobs.get(record.sha256)
+        if blob is not None:  # the first upload's fields stay
+            self.blobs[record.sha256] = blob.model_copy(update={"refcount": blob.refcount + 1})
+            return committed
+        self.blobs[record.sha256] = BlobRecord(
+            sha256=record.sha256,
+            object_key=record.object_key,
+            version_id=version_id,
+            size=record.size,
+            content_type=record.content_type,
+            media_type=record.media_type,
+            refcount=1,
+            first_media_id=record.media_id,
+            created_at=utcnow(),
+        )
+        return committed
+
+    async def settle_blob(
+        self, sha256: str, outcome: MediaState, meta: dict[str, Any], variants: list[StoredVariant]
+    ) -> None:
+        blob = self.blobs[sha256]
+        self.blobs[sha256] = blob.model_copy(
+            update={"outcome": outcome, "meta": meta, "variants": variants}
+        )
+
+    async def attach_to_blob(self, record: MediaRecord, blob: BlobRecord) -> MediaRecord:
+        current = self.blobs.get(blob.sha256)
+        if blob.outcome is None or current is None or current.refcount <= 0:
+            raise StaleTransition(f"blob {blob.sha256} cannot be shared")
+        attached = await self.transition(
+            record.media_id,
+            blob.outcome,
+            set_fields={
+                "object_key": blob.object_key,
+                "version_id": blob.version_id,
+                "meta": blob.meta,
+                "variants": blob.variants,
+                "blob_ref": True,
+            },
+            remove_fields=("challenge", "pending_owner"),
+            only_from=frozenset({MediaState.AWAITING_PROOF}),
+        )
+        self.blobs[blob.sha256] = current.model_copy(update={"refcount": current.refcount + 1})
+        return attached
+
+    async def delete(self, record: MediaRecord) -> int | None:
+        current = self.media.get(record.media_id)
+        if current is None or current.state is not record.state:
+            raise StaleTransition(f"{record.media_id}: a guarded write did not apply")
+        del self.media[record.media_id]
+        if not record.blob_ref:
+            return None
+        blob = self.blobs[record.sha256]
+        self.blobs[record.sha256] = blob.model_copy(update={"refcount": blob.refcount - 1})
+        return blob.refcount - 1
+
+    async def forget_blob(self, sha256: str) -> bool:
+        blob = self.blobs.get(sha256)
+        if blob is None or blob.refcount > 0:
+            return False
+        del self.blobs[sha256]
+        return True
+
+
+class FakeMediaBucket:
+    """`media_service.storage.MediaBucket` over dicts: objects by key, multipart sessions by id.
+
+    URLs are fake (`fake://...`); what a test asserts is which keys were signed and deleted."""
+
+    def __init__(self) -> None:
+        self.objects: dict[str, bytes] = {}
+        self.uploads: dict[str, str] = {}  # open multipart session → its key
+        self.parts: dict[str, list[ReceivedPart]] = {}
+        self.aborted: list[str] = []
+        self.completed: list[tuple[str, list[tuple[int, str]]]] = []
+        self.deleted: list[tuple[str, str | None]] = []
+
+    async def sign_put(
+        self, key: str, *, content_type: str, size: int, sha256_hex: str, ttl_seconds: int
+    ) -> SignedRequest:
+        return SignedRequest(url=f"fake://put/{key}", headers={"Content-Type": content_type})
+
+    async def start_multipart(self, key: str, *, content_type: str) -> str:
+        upload_id = f"upload-{len(self.uploads) + 1}"
+        self.uploads[upload_id] = key
+        self.parts[upload_id] = []
+        return upload_id
+
+    async def sign_part(
+        self, key: str, *, upload_id: str, part_number: int, length: int, ttl_seconds: int
+    ) -> SignedRequest:
+        return SignedRequest(url=f"fake://part/{key}/{upload_id}/{part_number}", headers={})
+
+    async def received_parts(self, key: str, *, upload_id: str) -> list[ReceivedPart]:
+        return list(self.parts.get(upload_id, []))
+
+    async def complete_multipart(
+        self, key: str, *, upload_id: str, parts: list[tuple[int, str]]
+    ) -> None:
+        self.completed.append((key, parts))
+
+    async def abort_multipart(self, key: str, *, upload_id: str) -> None:
+        self.aborted.append(upload_id)
+        self.uploads.pop(upload_id, None)
+
+    async def read_range(
+        self, key: str, *, version_id: str | None, offset: int, length: int
+    ) -> bytes:
+        return self.objects[key][offset : offset + length]
+
+    async def read_text(self, key: str, *, limit: int) -> str:
+        return self.objects[key][:limit].decode("utf-8")
+
+    async def sign_get(
+        self,
+        key: str,
+        *,
+        version_id: str | None,
+        ttl_seconds: int,
+        content_type: str | None = None,
+        download_name: str | None = None,
+    ) -> str:
+        return f"fake://get/{key}?version={version_id}"
+
+    async def delete_version(self, key: str, *, version_id: str | None) -> None:
+        self.deleted.append((key, version_id))
+        self.objects.pop(key, None)
