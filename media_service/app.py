@@ -18,6 +18,7 @@ from media_service.hls import PlaylistSigner
 from media_service.internal_routes import router as internal_router
 from media_service.lookup import MediaLookup
 from media_service.metrics import MediaMetrics
+from media_service.parts import MediaParts
 from media_service.routes import router
 from media_service.serving import Serving
 from media_service.settings import Settings
@@ -64,24 +65,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 bucket=bucket,
                 expiry_grace=timedelta(seconds=settings.expiry_grace_seconds),
             )
-            access = AccessPolicy(readers)
-            app.state.uploads = Uploads(
+            parts = MediaParts(
                 settings=settings,
                 records=records,
                 bucket=bucket,
                 lookup=lookup,
-                access=access,
-                rate_limiter=RateLimiter(aws.dynamodb, resources.rate_limits_table),
+                access=AccessPolicy(readers),
                 metrics=metrics,
             )
+            app.state.uploads = Uploads(
+                parts, rate_limiter=RateLimiter(aws.dynamodb, resources.rate_limits_table)
+            )
             app.state.serving = Serving(
-                settings=settings,
-                records=records,
-                bucket=bucket,
-                lookup=lookup,
-                access=access,
-                playlist_signer=PlaylistSigner(settings.auth_jwt_secret),
-                metrics=metrics,
+                parts, playlist_signer=PlaylistSigner(settings.auth_jwt_secret)
             )
             app.state.readiness_checks = [
                 bucket.check,

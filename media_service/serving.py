@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from datetime import timedelta
 
-from media_service.access import AccessPolicy
 from media_service.hls import (
     PlaylistSigner,
     is_rendition,
@@ -14,15 +13,13 @@ from media_service.hls import (
     rendition_url,
     rewrite_uris,
 )
-from media_service.lookup import MediaLookup
-from media_service.metrics import MediaMetrics, counting_refusals
-from media_service.settings import Settings
-from media_service.storage import MediaBucket
+from media_service.metrics import counting_refusals
+from media_service.parts import MediaParts, UsesMediaParts
 from shared import keys
 from shared.aws import error_code
 from shared.clock import utcnow
 from shared.errors import Conflict, Gone, NotFound, UnavailableForLegalReasons
-from shared.media_records import MediaRecord, MediaRecords
+from shared.media_records import MediaRecord
 from shared.media_states import BYTES_VERIFIED
 from shared.models import DownloadUrl, MediaDocument, MediaInfo, MediaState, MediaType
 
@@ -31,25 +28,10 @@ HLS_VARIANT = "hls"
 PLAYLIST_LIMIT_BYTES = 1024 * 1024
 
 
-class Serving:
-    def __init__(
-        self,
-        *,
-        settings: Settings,
-        records: MediaRecords,
-        bucket: MediaBucket,
-        lookup: MediaLookup,
-        access: AccessPolicy,
-        playlist_signer: PlaylistSigner,
-        metrics: MediaMetrics,
-    ) -> None:
-        self.settings = settings
-        self.records = records
-        self.bucket = bucket
-        self.lookup = lookup
-        self.access = access
+class Serving(UsesMediaParts):
+    def __init__(self, parts: MediaParts, *, playlist_signer: PlaylistSigner) -> None:
+        super().__init__(parts)
         self.playlist_signer = playlist_signer
-        self.metrics = metrics
 
     async def readable(self, user_id: str, media_id: str) -> MediaRecord:
         """The media if `user_id` may read it; 404 alike for missing and hidden media."""

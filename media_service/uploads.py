@@ -10,17 +10,14 @@ import logging
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
-from media_service.access import AccessPolicy
-from media_service.lookup import MediaLookup
-from media_service.metrics import MediaMetrics, counting_refusals
+from media_service.metrics import counting_refusals
+from media_service.parts import MediaParts, UsesMediaParts
 from media_service.planning import (
     MultipartPlan,
     new_challenge,
     plan_upload,
     proof_matches,
 )
-from media_service.settings import Settings
-from media_service.storage import MediaBucket
 from shared import keys
 from shared.clock import utcnow
 from shared.content_types import media_type_of
@@ -38,7 +35,6 @@ from shared.media_records import (
     BlobRecord,
     Challenge,
     MediaRecord,
-    MediaRecords,
     StaleTransition,
 )
 from shared.media_states import PENDING_CLIENT
@@ -70,25 +66,10 @@ class OpenMultipart(NamedTuple):
     plan: MultipartPlan
 
 
-class Uploads:
-    def __init__(
-        self,
-        *,
-        settings: Settings,
-        records: MediaRecords,
-        bucket: MediaBucket,
-        lookup: MediaLookup,
-        access: AccessPolicy,
-        rate_limiter: RateLimiter,
-        metrics: MediaMetrics,
-    ) -> None:
-        self.settings = settings
-        self.records = records
-        self.bucket = bucket
-        self.lookup = lookup
-        self.access = access
+class Uploads(UsesMediaParts):
+    def __init__(self, parts: MediaParts, *, rate_limiter: RateLimiter) -> None:
+        super().__init__(parts)
         self.rate_limiter = rate_limiter
-        self.metrics = metrics
 
     # --- slots -----------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ from media_service.access import AccessPolicy
 from media_service.hls import PlaylistSigner
 from media_service.lookup import MediaLookup
 from media_service.metrics import MediaMetrics
+from media_service.parts import MediaParts
 from media_service.serving import Serving
 from media_service.settings import Settings
 from media_service.uploads import Uploads
@@ -34,31 +35,21 @@ class MediaWorld:
         self.records = FakeMediaRecords()
         self.bucket = FakeMediaBucket()
         self.registry = CollectorRegistry()
-        metrics = MediaMetrics(self.registry)
         lookup = MediaLookup(
             records=self.records,  # type: ignore[arg-type]
             bucket=self.bucket,  # type: ignore[arg-type]
             expiry_grace=timedelta(seconds=self.settings.expiry_grace_seconds),
         )
-        access = AccessPolicy(None)
-        self.uploads = Uploads(
+        parts = MediaParts(
             settings=self.settings,
             records=self.records,  # type: ignore[arg-type]
             bucket=self.bucket,  # type: ignore[arg-type]
             lookup=lookup,
-            access=access,
-            rate_limiter=NoRateLimit(),  # type: ignore[arg-type]
-            metrics=metrics,
+            access=AccessPolicy(None),
+            metrics=MediaMetrics(self.registry),
         )
-        self.serving = Serving(
-            settings=self.settings,
-            records=self.records,  # type: ignore[arg-type]
-            bucket=self.bucket,  # type: ignore[arg-type]
-            lookup=lookup,
-            access=access,
-            playlist_signer=PlaylistSigner("unit-test-secret"),
-            metrics=metrics,
-        )
+        self.uploads = Uploads(parts, rate_limiter=NoRateLimit())  # type: ignore[arg-type]
+        self.serving = Serving(parts, playlist_signer=PlaylistSigner("unit-test-secret"))
 
     def sample(self, name: str, **labels: str) -> float:
         return self.registry.get_sample_value(name, labels) or 0.0
