@@ -7,7 +7,6 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import aioboto3
-import httpx
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
@@ -22,6 +21,7 @@ from media_service.settings import Settings
 from media_service.storage import MediaStorage
 from shared.aws import client_config, open_aws_clients
 from shared.http import build_app, table_check
+from shared.internal_client import internal_client
 from shared.media_records import MediaStore
 from shared.rate_limits import RateLimiter
 
@@ -39,12 +39,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             readers = None
             if settings.message_service_url:
                 client = await stack.enter_async_context(
-                    httpx.AsyncClient(
+                    internal_client(
+                        settings.internal_token,
                         base_url=settings.message_service_url,
                         timeout=settings.internal_call_timeout_seconds,
                     )
                 )
-                readers = ConversationReaders(client, settings.internal_token)
+                readers = ConversationReaders(client)
             store = MediaStore(
                 aws.dynamodb,
                 media_table=resources.media_table,
