@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
 from gateway.connections import LocalConnections
-from gateway.deps import Gateway
+from gateway.gateway import Gateway
 from gateway.heartbeat import Heartbeat
 from gateway.message_client import MessageClient
 from gateway.metrics import GatewayMetrics
