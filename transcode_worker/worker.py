@@ -11,14 +11,13 @@ from typing import Any
 from shared.media_records import MediaStore
 from shared.sqs_consumer import Consumer, ConsumerConfig
 from transcode_worker.commit import CommitStep
-from transcode_worker.deriving import DerivingProcessor
 from transcode_worker.metrics import WorkerMetrics
-from transcode_worker.plans import derive_plans
+from transcode_worker.pipeline import DerivingProcessor, NoProcessing, Processor
 from transcode_worker.pool import DerivePool
-from transcode_worker.processing import NoProcessing, Processor
 from transcode_worker.publisher import EventPublisher
 from transcode_worker.settings import Settings
 from transcode_worker.uploads import UploadsHandler
+from transcode_worker.variant_plans import derive_plans
 
 
 class Worker:
