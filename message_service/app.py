@@ -91,12 +91,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     aws.sqs,
                     urls[0],
                     MediaEventsHandler(service),
-                    config=ConsumerConfig(
-                        concurrency=settings.consumer_concurrency,
-                        wait_seconds=settings.queue_wait_seconds,
-                        visibility_timeout_seconds=settings.visibility_timeout_seconds,
-                        retry_base_seconds=settings.retry_base_seconds,
-                        shutdown_grace_seconds=settings.shutdown_grace_seconds,
+                    config=ConsumerConfig.from_settings(
+                        settings, concurrency=settings.consumer_concurrency
                     ),
                     metrics=metrics.media_events_queue,
                 ),

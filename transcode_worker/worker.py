@@ -75,13 +75,7 @@ class Worker:
             self._sqs,
             uploads_url,
             UploadsHandler(commit),
-            config=ConsumerConfig(
-                concurrency=settings.worker_concurrency,
-                wait_seconds=settings.queue_wait_seconds,
-                visibility_timeout_seconds=settings.visibility_timeout_seconds,
-                retry_base_seconds=settings.retry_base_seconds,
-                shutdown_grace_seconds=settings.shutdown_grace_seconds,
-            ),
+            config=ConsumerConfig.from_settings(settings, concurrency=settings.worker_concurrency),
             metrics=self._metrics.uploads_queue,
         )
 
