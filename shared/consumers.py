@@ -95,5 +95,5 @@ async def running_consumer(
     """A `QueueConsumerTask` running for the block, crash-reported, stopped gracefully on exit
     (jobs in flight get the consumer's grace period)."""
     consumer = QueueConsumerTask(sqs, queue_names, build, what=what)
-    async with background(consumer.run(), name=f"consumer-{what}", stop=consumer.stop) as task:
+    async with background(consumer.run(), name=f"{what} consumer", stop=consumer.stop) as task:
         yield consumer, task

@@ -19,6 +19,7 @@ def internal_client(
     base_url: str = "",
     max_connections: int | None = None,
     mint_request_ids: bool = False,
+    transport: httpx.AsyncBaseTransport | None = None,
 ) -> httpx.AsyncClient:
     """An `httpx.AsyncClient` for internal calls; open it with `async with` in a lifespan.
 
@@ -42,4 +43,5 @@ def internal_client(
         limits=limits,
         headers={INTERNAL_TOKEN_HEADER: token},
         event_hooks={"request": [add_request_id]},
+        transport=transport,  # None: the network; tests pass an in-process one
     )
