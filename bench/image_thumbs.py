@@ -37,8 +37,8 @@ def _child(
 ) -> dict[str, Any]:
     from PIL import Image
 
-    from transcode_worker.derive.images import ImageLimits, derive_image, fit_within
-    from transcode_worker.derive.moderation import PerceptualHashScanner
+    from transcode_worker.derivatives.images import ImageLimits, derive_image, fit_within
+    from transcode_worker.derivatives.moderation import PerceptualHashScanner
 
     limits = ImageLimits(webp_method=webp_method)
     scanner = PerceptualHashScanner(blocklist=frozenset({"0123456789abcdef"}))

@@ -54,8 +54,8 @@ def peak_rss_kib_of_this_process() -> int:
 
 def child(source: str, out_dir: str) -> int:
     """In the fresh process: derive (or, with source "-", only import) and report as JSON."""
-    from transcode_worker.derive.av_probe import AvLimits
-    from transcode_worker.derive.video import derive_video
+    from transcode_worker.derivatives.av_probe import AvLimits
+    from transcode_worker.derivatives.video import derive_video
 
     if source == "-":
         print(json.dumps({"vm_hwm_kib": peak_rss_kib_of_this_process()}))

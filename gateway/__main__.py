@@ -16,7 +16,6 @@ def main() -> None:
         "gateway",
         create_app,
         settings,
-        graceful_seconds=int(settings.shutdown_grace_seconds),
         ws=protocol_class(settings.close_timeout_seconds),
         ws_max_size=settings.max_frame_bytes,
         ws_per_message_deflate=settings.permessage_deflate,

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
-import httpx
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
 from gateway.connections import LocalConnections
-from gateway.deps import Gateway
+from gateway.gateway import Gateway
 from gateway.heartbeat import Heartbeat
 from gateway.message_client import MessageClient
 from gateway.metrics import GatewayMetrics
@@ -20,9 +17,9 @@ from gateway.routes import router, websocket_routes
 from gateway.settings import Settings
 from shared.aws import open_aws_clients
 from shared.connections import ConnectionRegistry
+from shared.consumers import background
 from shared.http import build_app, table_check, task_check
-
-log = logging.getLogger("ferry.gateway.app")
+from shared.internal_client import internal_client
 
 # Connections to the Message Service shared by every client connection's sends.
 MESSAGE_SERVICE_CONNECTIONS = 100
@@ -38,10 +35,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         async with AsyncExitStack() as stack:
             aws = await open_aws_clients(stack, settings, "dynamodb")
             http = await stack.enter_async_context(
-                httpx.AsyncClient(
+                internal_client(
+                    settings.internal_token,
                     base_url=settings.message_service_url,
                     timeout=settings.internal_call_timeout_seconds,
-                    limits=httpx.Limits(max_connections=MESSAGE_SERVICE_CONNECTIONS),
+                    max_connections=MESSAGE_SERVICE_CONNECTIONS,
+                    mint_request_ids=True,
                 )
             )
             gateway = Gateway(
@@ -49,10 +48,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 metrics=metrics,
                 connections=LocalConnections(metrics),
                 registry=ConnectionRegistry(aws.dynamodb, settings.resources.connections_table),
-                messages=MessageClient(http, settings.internal_token),
+                messages=MessageClient(http),
             )
-            heartbeat = asyncio.create_task(Heartbeat(gateway).run(), name="registry-heartbeat")
-            heartbeat.add_done_callback(_report_crash)
+            # Under uvicorn the sessions have ended by the time this stops (see
+            # gateway.protocol); under any other server `shutdown` closes them. Clients close
+            # after both.
+            stack.push_async_callback(gateway.shutdown)
+            heartbeat = await stack.enter_async_context(
+                background(Heartbeat(gateway).run(), name="registry-heartbeat")
+            )
             app.state.gateway = gateway
             app.state.readiness_checks = [
                 task_check(heartbeat, "the registry heartbeat", name="registry_heartbeat"),
@@ -60,14 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     aws.dynamodb, settings.resources.connections_table, name="connections_table"
                 ),
             ]
-            try:
-                yield
-            finally:
-                # Under uvicorn the sessions have ended by now (see gateway.protocol); under
-                # any other server this closes them. Clients close after both.
-                heartbeat.cancel()
-                await asyncio.wait({heartbeat})
-                await gateway.shutdown()
+            yield
 
     app = build_app(
         title="Ferry Edge Gateway",
@@ -79,9 +76,3 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(router)
     app.router.routes.extend(websocket_routes)
     return app
-
-
-def _report_crash(task: asyncio.Task[None]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        # /readyz turns 503 from here on; the orchestrator replaces the process.
-        log.critical("the registry heartbeat stopped on an error", exc_info=task.exception())

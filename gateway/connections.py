@@ -18,17 +18,12 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
+from gateway.close_codes import CLOSINGS
 from gateway.metrics import DisconnectReason, GatewayMetrics, outbound_label
 from shared.connections import Connection
 from shared.frames import Frame
 
 log = logging.getLogger("ferry.gateway.connections")
-
-# WebSocket close codes (RFC 6455 §7.4; 4000-4999 are the application's own).
-CLOSE_GOING_AWAY = 1001
-CLOSE_INTERNAL_ERROR = 1011
-CLOSE_TRY_AGAIN_LATER = 1013
-CLOSE_REPLACED = 4000
 
 
 class ClientGone(Exception):
@@ -142,14 +137,26 @@ class LocalConnection:
 
     # --- closing ------------------------------------------------------------------------------
 
-    def close(self, why: DisconnectReason, code: int | None, reason: str = "") -> None:
-        """Ask the session to end this connection; the first request wins, later ones are no-ops.
+    def close(self, why: DisconnectReason) -> None:
+        """Ask the session to end this connection with the close frame `CLOSINGS` gives `why`;
+        the first request wins, later ones are no-ops.
 
         Safe from anywhere (a push, the heartbeat, shutdown): the session does the closing.
         """
+        closing = CLOSINGS.get(why)
+        if closing is None:
+            self._request(CloseRequest(why, None))
+        else:
+            self._request(CloseRequest(why, closing.code, closing.text))
+
+    def ended(self, why: DisconnectReason) -> None:
+        """The connection is already over (the client closed it, TCP went away): nothing to send."""
+        self._request(CloseRequest(why, None))
+
+    def _request(self, request: CloseRequest) -> None:
         if self.close_request is not None:
             return
-        self.close_request = CloseRequest(why, code, reason)
+        self.close_request = request
         if self._closed is not None and not self._closed.done():
             self._closed.set_result(None)
 
@@ -204,11 +211,7 @@ class LocalConnection:
             why,
             extra={"user_id": self.row.user_id, "device_id": self.row.device_id},
         )
-        self.close(
-            DisconnectReason.SLOW_READER,
-            CLOSE_TRY_AGAIN_LATER,
-            "too many frames waiting; reconnect and read them",
-        )
+        self.close(DisconnectReason.SLOW_READER)
 
     def deliver_pending(self, messages: list[dict[str, Any]]) -> None:
         """Hand the backlog to the writer: it sends it, then the frames held meanwhile.
@@ -233,7 +236,7 @@ class LocalConnection:
                 else:
                     await self._send(send_text, label, text)
         except ClientGone:
-            self.close(DisconnectReason.CONNECTION_LOST, None)
+            self.ended(DisconnectReason.CONNECTION_LOST)
 
     async def _send(self, send_text: SendText, label: str, text: str) -> None:
         await send_text(text)
@@ -280,7 +283,7 @@ class LocalConnections:
         """Hold a new connection; an older one of the same device here is closed as replaced."""
         older = self._by_device.get(connection.key)
         if older is not None:
-            older.close(DisconnectReason.REPLACED, CLOSE_REPLACED, "replaced by a newer connection")
+            older.close(DisconnectReason.REPLACED)
         self._by_device[connection.key] = connection
         self._empty.clear()
         self._metrics.connections.set(len(self._by_device))
@@ -293,10 +296,10 @@ class LocalConnections:
         if not self._by_device:
             self._empty.set()
 
-    def close_all(self, why: DisconnectReason, code: int, reason: str) -> None:
+    def close_all(self, why: DisconnectReason) -> None:
         self.accepting = False
         for connection in self:
-            connection.close(why, code, reason)
+            connection.close(why)
 
     async def wait_empty(self) -> None:
         await self._empty.wait()

@@ -1,55 +1,13 @@
-"""The gateway's state, built in the lifespan and reached by routes through typed dependencies."""
+"""Typed FastAPI dependencies of the gateway's routes: its state, built in the lifespan."""
 
 from __future__ import annotations
 
-import asyncio
-import logging
-from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends
 from starlette.requests import HTTPConnection
 
-from gateway.connections import CLOSE_GOING_AWAY, LocalConnections
-from gateway.message_client import MessageClient
-from gateway.metrics import DisconnectReason, GatewayMetrics
-from gateway.settings import Settings
-from shared.connections import ConnectionRegistry
-
-log = logging.getLogger("ferry.gateway")
-
-
-@dataclass(frozen=True, kw_only=True)
-class Gateway:
-    """Everything one gateway instance holds; one per app, no module globals."""
-
-    settings: Settings
-    metrics: GatewayMetrics
-    connections: LocalConnections
-    registry: ConnectionRegistry
-    messages: MessageClient
-
-    async def shutdown(self) -> None:
-        """Close every connection with 1001 and wait (bounded) for their sessions to end.
-
-        Each session deregisters its own row as it ends; rows of sessions that did not end in
-        time are deregistered here. Safe to call twice.
-        """
-        self.connections.close_all(
-            DisconnectReason.SHUTDOWN, CLOSE_GOING_AWAY, "server shutting down"
-        )
-        budget = self.settings.close_timeout_seconds + self.settings.internal_call_timeout_seconds
-        try:
-            async with asyncio.timeout(budget):
-                await self.connections.wait_empty()
-        except TimeoutError:
-            leftovers = list(self.connections)
-            log.warning("sessions still open at shutdown", extra={"count": len(leftovers)})
-            for connection in leftovers:
-                try:
-                    await self.registry.deregister(connection.row)
-                except Exception as error:  # best effort: the row's TTL is the backstop
-                    log.warning("could not deregister at shutdown: %s", error)
+from gateway.gateway import Gateway
 
 
 def get_gateway(connection: HTTPConnection) -> Gateway:

@@ -12,8 +12,8 @@ import asyncio
 import logging
 import time
 
-from gateway.connections import CLOSE_REPLACED, CLOSE_TRY_AGAIN_LATER, LocalConnection
-from gateway.deps import Gateway
+from gateway.connections import LocalConnection
+from gateway.gateway import Gateway
 from gateway.metrics import DisconnectReason
 
 log = logging.getLogger("ferry.gateway.heartbeat")
@@ -52,15 +52,9 @@ class Heartbeat:
                 gateway.metrics.registry_errors.labels("heartbeat").inc()
                 log.warning("a registry heartbeat failed: %s", error)
                 if time.time() >= connection.row.expires_at:
-                    connection.close(
-                        DisconnectReason.REGISTRY_LOST,
-                        CLOSE_TRY_AGAIN_LATER,
-                        "connection registry unavailable; reconnect",
-                    )
+                    connection.close(DisconnectReason.REGISTRY_LOST)
                 return
         if alive:
             connection.row = row
         else:
-            connection.close(
-                DisconnectReason.REPLACED, CLOSE_REPLACED, "replaced by a newer connection"
-            )
+            connection.close(DisconnectReason.REPLACED)

@@ -15,8 +15,6 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from shared.auth import INTERNAL_TOKEN_HEADER
-from shared.logging import REQUEST_ID_HEADER, new_request_id, request_id_var
 from shared.models import InternalSend, ReceivedAck
 
 log = logging.getLogger("ferry.gateway.message_client")
@@ -94,15 +92,9 @@ def _segment(value: str) -> str:
 
 
 class MessageClient:
-    def __init__(self, http: httpx.AsyncClient, internal_token: str) -> None:
+    def __init__(self, http: httpx.AsyncClient) -> None:
+        # From `shared.internal_client`: it adds the internal token and the request id.
         self._http = http
-        self._internal_token = internal_token
-
-    def _headers(self) -> dict[str, str]:
-        return {
-            INTERNAL_TOKEN_HEADER: self._internal_token,
-            REQUEST_ID_HEADER: request_id_var.get() or new_request_id(),
-        }
 
     async def _call(self, method: str, path: str, body: BaseModel | None = None) -> httpx.Response:
         try:
@@ -110,10 +102,7 @@ class MessageClient:
                 method,
                 path,
                 content=body.model_dump_json() if body is not None else None,
-                headers={
-                    **self._headers(),
-                    **({"Content-Type": "application/json"} if body is not None else {}),
-                },
+                headers={"Content-Type": "application/json"} if body is not None else None,
             )
         except httpx.HTTPError as error:
             raise MessageServiceUnavailable(

@@ -38,10 +38,9 @@ from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.exceptions import InvalidState
 
-CLOSE_GOING_AWAY = 1001
-# What the app hears when the server is shutting down (ASGI's "service restart"), whatever
-# code went on the wire, so the session can tell a shutdown from a client leaving.
-SHUTDOWN_DISCONNECT_CODE = 1012
+from gateway.close_codes import CLOSINGS, CloseCode
+from gateway.metrics import DisconnectReason
+
 DEFAULT_CLOSE_TIMEOUT_SECONDS = 5.0
 
 
@@ -99,7 +98,7 @@ class GatewayWebSocketProtocol(WebSocketsSansIOProtocol):
 
     async def send(self, message: ASGISendEvent) -> None:
         if message["type"] == "websocket.close" and self._open():
-            self._start_closing(message.get("code", 1000), message.get("reason") or "")
+            self._start_closing(message.get("code", CloseCode.NORMAL), message.get("reason") or "")
             return
         await super().send(message)
         if message["type"] == "websocket.http.response.body" and not message.get("more_body"):
@@ -113,9 +112,8 @@ class GatewayWebSocketProtocol(WebSocketsSansIOProtocol):
             return
         self.stop_keepalive()
         if self._open():
-            self._start_closing(
-                CLOSE_GOING_AWAY, "server shutting down", app_code=SHUTDOWN_DISCONNECT_CODE
-            )
+            shutdown = CLOSINGS[DisconnectReason.SHUTDOWN]
+            self._start_closing(shutdown.code, shutdown.text, app_code=CloseCode.SERVICE_RESTART)
         # Already closing: the close timer ends it (aborting a silent peer).
 
     def handle_parser_exception(self) -> None:

@@ -6,6 +6,8 @@ memory (not in DynamoDB like `shared.rate_limits`) because a connection lives on
 
 from __future__ import annotations
 
+from shared.token_bucket import tokens_at
+
 
 class TokenBucket:
     """Holds up to `burst` tokens, refilled at `rate_per_second`; each send takes one."""
@@ -22,8 +24,13 @@ class TokenBucket:
 
     def tokens(self, now: float) -> float:
         """Tokens available at `now` (a clock going backwards adds nothing)."""
-        elapsed = max(0.0, now - self._updated_at)
-        return min(float(self.burst), self._tokens + elapsed * self.rate_per_second)
+        return tokens_at(
+            self._tokens,
+            updated_at=self._updated_at,
+            now=now,
+            capacity=self.burst,
+            per_second=self.rate_per_second,
+        )
 
     def try_take(self, now: float) -> bool:
         """Take one token if there is one; False means the caller is over the limit."""

@@ -6,7 +6,8 @@ from fastapi import APIRouter
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket
 
-from gateway.deps import Gateway, GatewayDep
+from gateway.deps import GatewayDep
+from gateway.gateway import Gateway
 from gateway.session import Session
 from shared.auth import bearer_token, verify_token
 from shared.errors import Unauthorized

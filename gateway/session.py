@@ -21,17 +21,11 @@ from typing import Any
 from pydantic import ValidationError
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from gateway.connections import (
-    CLOSE_GOING_AWAY,
-    CLOSE_INTERNAL_ERROR,
-    CLOSE_TRY_AGAIN_LATER,
-    ClientGone,
-    LocalConnection,
-)
-from gateway.deps import Gateway
+from gateway.close_codes import CLOSINGS, CloseCode, disconnect_reason
+from gateway.connections import ClientGone, LocalConnection
+from gateway.gateway import Gateway
 from gateway.message_client import UNAVAILABLE, MessageServiceUnavailable, SendRejected
 from gateway.metrics import DisconnectReason, inbound_label
-from gateway.protocol import SHUTDOWN_DISCONNECT_CODE
 from gateway.rate_limit import TokenBucket
 from shared.auth import Identity
 from shared.connections import Connection
@@ -94,17 +88,6 @@ def interpret(text: str | None) -> ClientFrame | ErrorFrame:
         )
 
 
-def disconnect_reason(code: int) -> DisconnectReason:
-    """Why the connection ended, from the code of the disconnect the server reported."""
-    if code == 1009:
-        return DisconnectReason.FRAME_TOO_LARGE
-    if code == SHUTDOWN_DISCONNECT_CODE:
-        return DisconnectReason.SHUTDOWN
-    if code in (1005, 1006):
-        return DisconnectReason.CONNECTION_LOST
-    return DisconnectReason.CLIENT_CLOSED
-
-
 def rejection_frame(
     client_msg_id: str, error: SendRejected | MessageServiceUnavailable
 ) -> ErrorFrame:
@@ -138,7 +121,8 @@ class Session:
         gateway, settings = self._gateway, self._gateway.settings
         await self._websocket.accept()
         if not gateway.connections.accepting:
-            await self._close_socket(CLOSE_GOING_AWAY, "server shutting down")
+            shutdown = CLOSINGS[DisconnectReason.SHUTDOWN]
+            await self._close_socket(shutdown.code, shutdown.text)
             return
         connection = LocalConnection(
             Connection(
@@ -162,11 +146,7 @@ class Session:
             except Exception as error:
                 gateway.metrics.registry_errors.labels("register").inc()
                 log.warning("could not register a connection: %s", error, extra=self._log_extra)
-                connection.close(
-                    DisconnectReason.REGISTRY_UNAVAILABLE,
-                    CLOSE_TRY_AGAIN_LATER,
-                    "connection registry unavailable; reconnect shortly",
-                )
+                connection.close(DisconnectReason.REGISTRY_UNAVAILABLE)
             else:
                 connection.registered = True
             await self._serve(connection)
@@ -202,7 +182,7 @@ class Session:
             await work
         except Exception:
             log.exception("a WebSocket session failed", extra=self._log_extra)
-            connection.close(DisconnectReason.SERVER_ERROR, CLOSE_INTERNAL_ERROR, "internal error")
+            connection.close(DisconnectReason.SERVER_ERROR)
 
     async def _send(self, text: str) -> None:
         try:
@@ -231,7 +211,8 @@ class Session:
         while True:
             message = await self._websocket.receive()
             if message["type"] == "websocket.disconnect":
-                connection.close(disconnect_reason(int(message.get("code", 1005))), None)
+                code = int(message.get("code", CloseCode.NO_STATUS))
+                connection.ended(disconnect_reason(code))
                 return
             received_at = time.perf_counter()
             frame = interpret(message.get("text"))

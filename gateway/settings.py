@@ -9,12 +9,10 @@ from typing import Self
 
 from pydantic import Field, model_validator
 
-from shared.settings import CommonSettings
+from shared.settings import GraceSeconds, ServiceSettings
 
 
-class Settings(CommonSettings):
-    bind_host: str = "127.0.0.1"
-    bind_port: int = Field(8080, ge=0, le=65535)
+class Settings(ServiceSettings):
     # Where the Message Service reaches this instance (`POST /internal/push`); it is written
     # into the connection registry. None: `http://{bind_host}:{bind_port}`, right for one host.
     advertised_url: str | None = None
@@ -45,7 +43,7 @@ class Settings(CommonSettings):
     pending_fetch_attempts: int = Field(3, ge=1, le=10)
 
     # On SIGTERM, uvicorn waits this long for sessions to end before cancelling them.
-    shutdown_grace_seconds: float = Field(15, ge=0, le=600)
+    shutdown_grace_seconds: GraceSeconds = 15
 
     @model_validator(mode="after")
     def _production_needs_a_reachable_address(self) -> Self:

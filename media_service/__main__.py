@@ -8,7 +8,7 @@ from shared.serve import serve
 
 
 def main() -> None:
-    serve("media_service", create_app, Settings(), graceful_seconds=10)
+    serve("media_service", create_app, Settings())
 
 
 if __name__ == "__main__":

@@ -11,9 +11,7 @@ from urllib.parse import quote
 
 import httpx
 
-from shared.auth import INTERNAL_TOKEN_HEADER
 from shared.errors import DependencyUnavailable
-from shared.logging import REQUEST_ID_HEADER, request_id_var
 from shared.media_records import MediaRecord
 from shared.models import MediaReadAccess, MediaReferences
 
@@ -23,9 +21,9 @@ log = logging.getLogger("ferry.media.access")
 class ConversationReaders:
     """Asks the Message Service whether a user reads a media through some conversation."""
 
-    def __init__(self, client: httpx.AsyncClient, internal_token: str) -> None:
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        # From `shared.internal_client`: it adds the internal token and the request id.
         self._client = client
-        self._token = internal_token
 
     async def can_read(self, media_id: str, user_id: str) -> bool:
         path = f"/internal/media/{quote(media_id, safe='')}/readers/{quote(user_id, safe='')}"
@@ -36,12 +34,8 @@ class ConversationReaders:
         return MediaReferences.model_validate_json(await self._ask(path)).referenced
 
     async def _ask(self, path: str) -> bytes:
-        headers = {INTERNAL_TOKEN_HEADER: self._token}
-        request_id = request_id_var.get()
-        if request_id:
-            headers[REQUEST_ID_HEADER] = request_id
         try:
-            response = await self._client.get(path, headers=headers)
+            response = await self._client.get(path)
         except httpx.HTTPError as error:
             log.warning("message service unreachable for an access check: %s", error)
             raise DependencyUnavailable("the access check could not be made; retry") from error

@@ -8,7 +8,6 @@ from datetime import timedelta
 from typing import Any
 
 import aioboto3
-import httpx
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
@@ -26,6 +25,7 @@ from media_service.storage import MediaBucket
 from media_service.uploads import Uploads
 from shared.aws import client_config, open_aws_clients
 from shared.http import build_app, table_check
+from shared.internal_client import internal_client
 from shared.media_records import MediaRecords
 from shared.rate_limits import RateLimiter
 
@@ -43,12 +43,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             readers = None
             if settings.message_service_url:
                 client = await stack.enter_async_context(
-                    httpx.AsyncClient(
+                    internal_client(
+                        settings.internal_token,
                         base_url=settings.message_service_url,
                         timeout=settings.internal_call_timeout_seconds,
                     )
                 )
-                readers = ConversationReaders(client, settings.internal_token)
+                readers = ConversationReaders(client)
             records = MediaRecords(
                 aws.dynamodb,
                 media_table=resources.media_table,

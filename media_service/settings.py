@@ -9,7 +9,7 @@ from pydantic import Field, SecretStr, model_validator
 from media_service.cdn import load_rsa_private_key
 from shared.content_types import MEDIA_TYPE_OF
 from shared.models import MediaType
-from shared.settings import CommonSettings
+from shared.settings import Port, ServiceSettings
 
 MIB = 1024 * 1024
 # S3's own bounds on multipart uploads.
@@ -17,9 +17,8 @@ S3_MIN_PART_BYTES = 5 * MIB
 S3_MAX_PARTS = 10_000
 
 
-class Settings(CommonSettings):
-    bind_host: str = "127.0.0.1"
-    bind_port: int = 8081
+class Settings(ServiceSettings):
+    bind_port: Port = 8081
     # The address clients reach this service at, for the links it writes (HLS playlists).
     # None: the request's own base URL (fine locally; behind a proxy, set it).
     public_url: str | None = None

@@ -8,8 +8,7 @@ from shared.serve import serve
 
 
 def main() -> None:
-    settings = Settings()
-    serve("message_service", create_app, settings, graceful_seconds=settings.shutdown_grace_seconds)
+    serve("message_service", create_app, Settings())
 
 
 if __name__ == "__main__":

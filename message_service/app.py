@@ -3,12 +3,9 @@ runs the media-events consumer."""
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
-import httpx
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
@@ -26,10 +23,10 @@ from message_service.service import MessagingService
 from message_service.settings import Settings
 from shared.aws import open_aws_clients
 from shared.connections import ConnectionRegistry
+from shared.consumers import running_consumer
 from shared.http import build_app, table_check, task_check
-from shared.sqs_consumer import Consumer, ConsumerConfig, wait_for_queue_urls
-
-log = logging.getLogger("ferry.messages.app")
+from shared.internal_client import internal_client
+from shared.sqs_consumer import Consumer, ConsumerConfig
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -49,19 +46,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             )
             names = settings.resources
             media_http = await stack.enter_async_context(
-                httpx.AsyncClient(
+                internal_client(
+                    settings.internal_token,
                     base_url=settings.media_service_url,
                     timeout=settings.internal_call_timeout_seconds,
                 )
             )
             gateway_http = await stack.enter_async_context(
-                httpx.AsyncClient(timeout=settings.push_timeout_seconds)
+                internal_client(settings.internal_token, timeout=settings.push_timeout_seconds)
             )
             refs = MediaRefStore(aws.dynamodb, names.media_refs_table)
             pusher = Pusher(
                 gateway_http,
                 ConnectionRegistry(aws.dynamodb, names.connections_table),
-                settings.internal_token,
             )
             service = MessagingService(
                 settings=settings,
@@ -82,26 +79,34 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     devices_table=names.devices_table,
                 ),
                 refs=refs,
-                media=MediaServiceClient(media_http, settings.internal_token),
+                media=MediaServiceClient(media_http),
                 pusher=pusher,
                 metrics=metrics,
             )
             app.state.messaging = service
-            stopping = asyncio.Event()
-            consumer_task = asyncio.create_task(
-                _consume_media_events(aws.sqs, service, settings, metrics, stopping),
-                name="media-events",
+            consuming = running_consumer(
+                aws.sqs,
+                [names.media_events_queue],
+                lambda urls: Consumer(
+                    aws.sqs,
+                    urls[0],
+                    MediaEventsHandler(service),
+                    config=ConsumerConfig.from_settings(
+                        settings, concurrency=settings.consumer_concurrency
+                    ),
+                    metrics=metrics.media_events_queue,
+                ),
+                what="media events",
             )
+            # Exits before the stack: the consumer stops, then the pushes drain, then the
+            # clients close.
+            stack.push_async_callback(pusher.drain)
+            _, consumer_task = await stack.enter_async_context(consuming)
             app.state.readiness_checks = [
                 table_check(aws.dynamodb, names.messages_table, name="messages_table"),
                 task_check(consumer_task, "the media-events consumer", name="consumer"),
             ]
-            try:
-                yield
-            finally:
-                stopping.set()
-                await asyncio.wait({consumer_task})
-                await pusher.drain()
+            yield
 
     app = build_app(
         title="Ferry Message Service",
@@ -113,40 +118,3 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(router)
     app.include_router(internal_router)
     return app
-
-
-async def _consume_media_events(
-    sqs: object,
-    service: MessagingService,
-    settings: Settings,
-    metrics: MessageMetrics,
-    stopping: asyncio.Event,
-) -> None:
-    urls = await wait_for_queue_urls(sqs, [settings.resources.media_events_queue], stopping)
-    if urls is None:
-        return
-    consumer = Consumer(
-        sqs,
-        urls[0],
-        MediaEventsHandler(service),
-        config=ConsumerConfig(
-            concurrency=settings.consumer_concurrency,
-            wait_seconds=settings.queue_wait_seconds,
-            visibility_timeout_seconds=settings.visibility_timeout_seconds,
-            retry_base_seconds=settings.retry_base_seconds,
-            shutdown_grace_seconds=settings.shutdown_grace_seconds,
-        ),
-        metrics=metrics.media_events_queue,
-    )
-    stop_watch = asyncio.create_task(_stop_when(stopping, consumer), name="media-events-stop")
-    try:
-        log.info("consuming media events", extra={"queue_url": urls[0]})
-        await consumer.run()
-    finally:
-        stop_watch.cancel()
-        await asyncio.wait({stop_watch})
-
-
-async def _stop_when(stopping: asyncio.Event, consumer: Consumer) -> None:
-    await stopping.wait()
-    consumer.stop()

@@ -16,9 +16,7 @@ from typing import Any
 import httpx
 from pydantic import ValidationError
 
-from shared.auth import INTERNAL_TOKEN_HEADER
 from shared.connections import Connection, ConnectionRegistry
-from shared.logging import REQUEST_ID_HEADER, request_id_var
 from shared.models import Delivery, PushRequest, PushResult
 
 log = logging.getLogger("ferry.messages.push")
@@ -27,12 +25,10 @@ DRAIN_SECONDS = 5.0
 
 
 class Pusher:
-    def __init__(
-        self, client: httpx.AsyncClient, registry: ConnectionRegistry, internal_token: str
-    ) -> None:
+    def __init__(self, client: httpx.AsyncClient, registry: ConnectionRegistry) -> None:
+        # From `shared.internal_client`: it adds the internal token and the request id.
         self._client = client
         self._registry = registry
-        self._token = internal_token
         self._tasks: set[asyncio.Task[int]] = set()
 
     def push_soon(
@@ -73,15 +69,11 @@ class Pusher:
                 Delivery(user_id=c.user_id, device_id=c.device_id, frame=frame) for c in connections
             ]
         )
-        headers = {INTERNAL_TOKEN_HEADER: self._token}
-        request_id = request_id_var.get()
-        if request_id:
-            headers[REQUEST_ID_HEADER] = request_id
         try:
             response = await self._client.post(
                 f"{gateway_url.rstrip('/')}/internal/push",
                 content=body.model_dump_json(),
-                headers={**headers, "Content-Type": "application/json"},
+                headers={"Content-Type": "application/json"},
             )
             response.raise_for_status()
             return PushResult.model_validate_json(response.content).delivered

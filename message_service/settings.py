@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from shared.settings import CommonSettings
+from shared.settings import Port, ServiceSettings
 
 
-class Settings(CommonSettings):
-    bind_host: str = "127.0.0.1"
-    bind_port: int = 8082
+class Settings(ServiceSettings):
+    bind_port: Port = 8082
 
     media_service_url: str = "http://127.0.0.1:8081"
     internal_call_timeout_seconds: float = Field(3.0, gt=0)
@@ -25,4 +24,3 @@ class Settings(CommonSettings):
     visibility_timeout_seconds: int = Field(60, ge=5)
     retry_base_seconds: float = Field(5.0, ge=0)
     consumer_concurrency: int = Field(4, ge=1, le=64)
-    shutdown_grace_seconds: int = Field(10, ge=0)

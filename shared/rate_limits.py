@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from shared.dynamo import conditional
+from shared.token_bucket import tokens_at
 
 MAX_ATTEMPTS = 8
 
@@ -28,8 +29,9 @@ def refill(state: BucketState | None, *, now: float, capacity: int, per_second: 
     """Tokens available at `now` (pure)."""
     if state is None:
         return float(capacity)
-    elapsed = max(0.0, now - state.updated_at)
-    return min(float(capacity), state.tokens + elapsed * per_second)
+    return tokens_at(
+        state.tokens, updated_at=state.updated_at, now=now, capacity=capacity, per_second=per_second
+    )
 
 
 def seconds_until_a_token(tokens: float, per_second: float) -> int:

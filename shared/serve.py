@@ -2,40 +2,27 @@
 
 Every service serves the same way: settings from the environment (validated before anything
 starts), the fleet's log format for every logger (uvicorn's included, hence `log_config=None`),
-and a graceful shutdown bounded by `graceful_seconds`.
+and a graceful shutdown bounded by the settings' `shutdown_grace_seconds`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import uvicorn
 from fastapi import FastAPI
 
 from shared.logging import configure_logging
+from shared.settings import ServiceSettings
 
-
-class ServedSettings(Protocol):
-    @property
-    def bind_host(self) -> str: ...
-    @property
-    def bind_port(self) -> int: ...
-    @property
-    def log_level(self) -> str: ...
-    @property
-    def log_json(self) -> bool: ...
-
-
-S = TypeVar("S", bound=ServedSettings)
+S = TypeVar("S", bound=ServiceSettings)
 
 
 def serve(
     service: str,
     create_app: Callable[[S], FastAPI],
     settings: S,
-    *,
-    graceful_seconds: int,
     **uvicorn_options: Any,
 ) -> None:
     """Configure logging, build the app from `settings` and serve it until SIGTERM or SIGINT."""
@@ -45,6 +32,6 @@ def serve(
         host=settings.bind_host,
         port=settings.bind_port,
         log_config=None,
-        timeout_graceful_shutdown=graceful_seconds,
+        timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
         **uvicorn_options,
     )

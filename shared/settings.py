@@ -7,7 +7,7 @@ same image runs against moto, LocalStack and AWS with no code change.
 
 from __future__ import annotations
 
-from typing import Literal, Self
+from typing import Annotated, Literal, Self
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -44,3 +44,16 @@ class CommonSettings(BaseSettings):
     @property
     def resources(self) -> ResourceNames:
         return ResourceNames(prefix=self.resource_prefix, bucket_override=self.bucket_name)
+
+
+# Field types a service re-defaults without restating their bounds (`bind_port: Port = 8081`).
+Port = Annotated[int, Field(ge=0, le=65535)]
+GraceSeconds = Annotated[float, Field(ge=0, le=3600)]
+
+
+class ServiceSettings(CommonSettings):
+    """What every served service adds (`shared.serve`): where it listens, how long a stop takes."""
+
+    bind_host: str = "127.0.0.1"
+    bind_port: Port = 8080
+    shutdown_grace_seconds: GraceSeconds = 10

@@ -135,6 +135,19 @@ class QueueMetrics:
         self.messages.labels(self.queue, outcome).inc()
 
 
+class QueueSettings(Protocol):
+    """The settings a consuming service has (each declares them with its own bounds)."""
+
+    @property
+    def queue_wait_seconds(self) -> int: ...
+    @property
+    def visibility_timeout_seconds(self) -> int: ...
+    @property
+    def retry_base_seconds(self) -> float: ...
+    @property
+    def shutdown_grace_seconds(self) -> float: ...
+
+
 @dataclass(frozen=True, kw_only=True)
 class ConsumerConfig:
     concurrency: int = 4
@@ -144,6 +157,16 @@ class ConsumerConfig:
     shutdown_grace_seconds: float = 30.0
     # The queue's redrive policy: the receive after this many goes to the dead-letter queue.
     max_receive_count: int = MAX_RECEIVE_COUNT
+
+    @classmethod
+    def from_settings(cls, settings: QueueSettings, *, concurrency: int) -> ConsumerConfig:
+        return cls(
+            concurrency=concurrency,
+            wait_seconds=settings.queue_wait_seconds,
+            visibility_timeout_seconds=settings.visibility_timeout_seconds,
+            retry_base_seconds=settings.retry_base_seconds,
+            shutdown_grace_seconds=settings.shutdown_grace_seconds,
+        )
 
 
 class Consumer:
@@ -305,19 +328,12 @@ class Consumer:
         timeout = self._config.visibility_timeout_seconds
         while True:
             await asyncio.sleep(timeout / 2)
-            try:
-                await self._sqs.change_message_visibility(
-                    QueueUrl=self._queue_url,
-                    ReceiptHandle=message.receipt_handle,
-                    VisibilityTimeout=timeout,
-                )
-            except Exception:
-                # Keep trying: the job may still finish before the current timeout.
-                log.warning(
-                    "heartbeat failed", exc_info=True, extra={"message_id": message.message_id}
-                )
+            # A failure is logged and retried next beat: the job may still finish in time.
+            await self._set_visibility(message, timeout, failure="heartbeat failed")
 
-    async def _set_visibility(self, message: QueueMessage, seconds: int) -> None:
+    async def _set_visibility(
+        self, message: QueueMessage, seconds: int, *, failure: str = "could not change visibility"
+    ) -> None:
         try:
             await self._sqs.change_message_visibility(
                 QueueUrl=self._queue_url,
@@ -325,12 +341,8 @@ class Consumer:
                 VisibilityTimeout=seconds,
             )
         except Exception:
-            # The message still comes back, only after the full visibility timeout.
-            log.warning(
-                "could not change visibility",
-                exc_info=True,
-                extra={"message_id": message.message_id},
-            )
+            # Otherwise the message still comes back, only after the full visibility timeout.
+            log.warning(failure, exc_info=True, extra={"message_id": message.message_id})
 
     # --- stopping ---------------------------------------------------------------------------
 

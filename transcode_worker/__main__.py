@@ -8,12 +8,9 @@ from transcode_worker.settings import Settings
 
 
 def main() -> None:
-    settings = Settings()
     # uvicorn handles SIGTERM and SIGINT: it stops serving, then runs the lifespan's shutdown,
     # which stops the consumer and gives jobs in flight the grace period.
-    serve(
-        "transcode_worker", create_app, settings, graceful_seconds=settings.shutdown_grace_seconds
-    )
+    serve("transcode_worker", create_app, Settings())
 
 
 if __name__ == "__main__":

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
@@ -11,6 +9,7 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
 from shared.aws import open_aws_clients
+from shared.consumers import background, running_consumer
 from shared.http import build_app, table_check, task_check
 from shared.media_records import MediaRecords
 from shared.queue_depth import QueueDepthSampler, SampledQueue
@@ -18,8 +17,6 @@ from transcode_worker.metrics import WorkerMetrics
 from transcode_worker.pool import DerivePool
 from transcode_worker.settings import Settings
 from transcode_worker.worker import Worker
-
-log = logging.getLogger("ferry.worker.app")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -49,8 +46,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             worker = Worker(
                 settings=settings, s3=aws.s3, sqs=sqs, store=store, metrics=metrics, pool=pool
             )
-            task = asyncio.create_task(worker.run(), name="worker")
-            task.add_done_callback(_report_crash)
+            consuming, task = await stack.enter_async_context(
+                running_consumer(sqs, worker.queue_names(), worker.consumer, what="uploads")
+            )
             sampler = QueueDepthSampler(
                 sqs,
                 [
@@ -66,14 +64,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 interval_seconds=settings.queue_sample_seconds,
                 metrics=metrics.queue_depth,
             )
-            sampling = asyncio.create_task(sampler.run(), name="queue-depth")
-            sampling.add_done_callback(_report_crash)
+            await stack.enter_async_context(
+                background(sampler.run(), name="queue-depth", stop=sampler.stop)
+            )
 
             async def uploads_queue() -> None:
-                if worker.uploads_queue_url is None:
+                if consuming.queue_urls is None:
                     raise RuntimeError("the uploads queue is not resolved yet")
                 await sqs.get_queue_attributes(
-                    QueueUrl=worker.uploads_queue_url, AttributeNames=["QueueArn"]
+                    QueueUrl=consuming.queue_urls[0], AttributeNames=["QueueArn"]
                 )
 
             app.state.readiness_checks = [
@@ -81,13 +80,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 uploads_queue,
                 table_check(aws.dynamodb, resources.media_table, name="media_table"),
             ]
-            try:
-                yield
-            finally:
-                # Jobs in flight get the grace period inside `run()`; clients close after it.
-                worker.stop()
-                sampler.stop()
-                await asyncio.wait({task, sampling})
+            # On exit the sampler and the consumer stop (jobs in flight get the grace period),
+            # then the pool and the clients close.
+            yield
 
     return build_app(
         title="Ferry Transcode Worker",
@@ -96,9 +91,3 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         registry=registry,
         settings=settings,
     )
-
-
-def _report_crash(task: asyncio.Task[None]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        # The consumer's crash turns /readyz 503; the orchestrator replaces the process.
-        log.critical("%s stopped on an error", task.get_name(), exc_info=task.exception())

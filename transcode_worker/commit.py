@@ -33,7 +33,7 @@ from shared.media_records import MediaRecord, MediaRecords, StaleTransition
 from shared.models import MediaState
 from transcode_worker.events import CreatedObject
 from transcode_worker.metrics import WorkerMetrics
-from transcode_worker.processing import Processed, Processor
+from transcode_worker.pipeline import Processed, Processor, record_ids
 from transcode_worker.publisher import Publisher
 from transcode_worker.verify import StreamVerifier, Verified, mismatch
 
@@ -131,7 +131,7 @@ class CommitStep:
             return  # gone, or already settled
         token = request_id_var.set(failed.request_id) if failed.request_id else None
         try:
-            log.error("media failed after its last attempt", extra=_ids(failed))
+            log.error("media failed after its last attempt", extra=record_ids(failed))
             await self._publisher.publish(failed)
         finally:
             if token is not None:
@@ -144,7 +144,7 @@ class CommitStep:
     ) -> Outcome:
         if record.state is MediaState.AWAITING_UPLOAD:
             if record.object_key != original_key(record.media_id):
-                log.warning("record does not expect its bytes here", extra=_ids(record))
+                log.warning("record does not expect its bytes here", extra=record_ids(record))
                 return "ignored"
             committed = await self._verify_and_commit(record, created.version_id)
             if not isinstance(committed, MediaRecord):
@@ -178,7 +178,7 @@ class CommitStep:
         self._metrics.stored_bytes.labels("original").inc(verified.length)
         log.info(
             "upload verified",
-            extra={**_ids(record), "size": verified.length, "version_id": read_version},
+            extra={**record_ids(record), "size": verified.length, "version_id": read_version},
         )
         await self._publisher.publish(committed)
         return committed
@@ -233,7 +233,7 @@ class CommitStep:
             failed = None
         if failed is not None:
             self._metrics.uploads_verified.labels(record.media_type.value, code).inc()
-            log.warning("upload rejected: %s", message, extra={**_ids(record), "code": code})
+            log.warning("upload rejected: %s", message, extra={**record_ids(record), "code": code})
         # A known version is exactly the bytes judged, never the committed ones. Without a
         # version (unversioned bucket) the key is deleted only if this worker failed the media.
         if version_id is not None or failed is not None:
@@ -254,7 +254,7 @@ class CommitStep:
             log.warning(
                 "could not delete rejected bytes",
                 exc_info=True,
-                extra={**_ids(record), "version_id": version_id},
+                extra={**record_ids(record), "version_id": version_id},
             )
 
     async def _process(self, record: MediaRecord, created: CreatedObject) -> Outcome:
@@ -286,7 +286,7 @@ class CommitStep:
             self._metrics.processing_latency.labels(record.media_type.value).observe(latency)
         log.info(
             "media settled",
-            extra={**_ids(record), "state": settled.state.value, "latency_seconds": latency},
+            extra={**record_ids(record), "state": settled.state.value, "latency_seconds": latency},
         )
         await self._publisher.publish(settled)
         return "ok"
@@ -298,7 +298,3 @@ def processing_latency(created_at: datetime | None, settled_at: datetime) -> flo
     if created_at is None:
         return None
     return max(0.0, (settled_at - created_at).total_seconds())
-
-
-def _ids(record: MediaRecord) -> dict[str, str]:
-    return {"media_id": record.media_id, "media_type": record.media_type.value}

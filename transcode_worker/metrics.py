@@ -12,7 +12,7 @@ from shared.metrics import LATENCY_BUCKETS, SIZE_BUCKETS
 from shared.models import MediaType
 from shared.queue_depth import QueueDepthMetrics
 from shared.sqs_consumer import QueueMetrics
-from transcode_worker.derive.types import DERIVE_ERROR_CODES
+from transcode_worker.derivatives.types import DERIVE_ERROR_CODES
 from transcode_worker.verify import CHECKSUM_MISMATCH, SIZE_MISMATCH, TYPE_MISMATCH
 
 # Object created in storage → media ready: seconds for thumbnails, minutes for long videos.

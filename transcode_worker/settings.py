@@ -9,14 +9,13 @@ from typing import Literal
 
 from pydantic import Field
 
-from shared.settings import CommonSettings
+from shared.settings import GraceSeconds, Port, ServiceSettings
 
 MIB = 1024 * 1024
 
 
-class Settings(CommonSettings):
-    bind_host: str = "127.0.0.1"
-    bind_port: int = Field(8083, ge=0, le=65535)
+class Settings(ServiceSettings):
+    bind_port: Port = 8083
 
     # How many messages are handled at once (each one streams an original).
     worker_concurrency: int = Field(4, ge=1, le=64)
@@ -27,7 +26,7 @@ class Settings(CommonSettings):
     # A failed message comes back after retry_base * 2**(receives - 1) seconds (at most 300).
     retry_base_seconds: float = Field(5.0, ge=0, le=300)
     # On stop, jobs in flight get this long to finish before they are cancelled.
-    shutdown_grace_seconds: int = Field(30, ge=0, le=3600)
+    shutdown_grace_seconds: GraceSeconds = 30
     # How often the depths of the queues and their dead-letter queues are read from SQS
     # (ferry_queue_depth, ferry_dlq_depth).
     queue_sample_seconds: float = Field(15.0, gt=0, le=3600)

@@ -22,7 +22,7 @@ from devstack.fleet import aws_environment, start_fleet
 from shared.aws import AwsClients, open_aws_clients
 from tests.integration.helpers import Fleet
 from tests.media_factory import images
-from transcode_worker.derive.moderation import phash_hex
+from transcode_worker.derivatives.moderation import phash_hex
 
 __all__ = ["Fleet"]  # tests may import it from here or from helpers
 

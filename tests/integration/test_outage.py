@@ -22,7 +22,7 @@ from websockets.exceptions import ConnectionClosed
 
 from devstack.fleet import LocalFleet, start_fleet
 from devstack.processes import available_services
-from gateway.connections import CLOSE_TRY_AGAIN_LATER
+from gateway.close_codes import CloseCode
 from tests.integration.helpers import eventually
 from tests.integration.media_client import make_jpeg, slot_request, upload_single, wait_for_state
 from tests.integration.ws_client import ws_url
@@ -112,7 +112,7 @@ async def test_services_ride_out_an_aws_outage_and_recover_by_themselves(
                     async with asyncio.timeout(WITHIN):
                         await websocket.recv()
             assert closed.value.rcvd is not None
-            assert closed.value.rcvd.code == CLOSE_TRY_AGAIN_LATER
+            assert closed.value.rcvd.code == CloseCode.TRY_AGAIN_LATER
         assert fleet.exited() == {}
 
         # --- AWS comes back: nothing is restarted ---------------------------------------------

@@ -7,9 +7,8 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
+from gateway.close_codes import CloseCode
 from gateway.connections import (
-    CLOSE_REPLACED,
-    CLOSE_TRY_AGAIN_LATER,
     ClientGone,
     LocalConnection,
     LocalConnections,
@@ -152,7 +151,10 @@ async def test_a_full_queue_closes_the_connection_with_1013(metrics: GatewayMetr
         assert delivered.count(False) >= 1
         assert conn.closing
         request = await conn.wait_closing()
-        assert (request.why, request.code) == (DisconnectReason.SLOW_READER, CLOSE_TRY_AGAIN_LATER)
+        assert (request.why, request.code) == (
+            DisconnectReason.SLOW_READER,
+            CloseCode.TRY_AGAIN_LATER,
+        )
         assert not conn.push({"type": "media_update"})  # nothing more is queued once closing
         assert not conn.reply(PongFrame())
     finally:
@@ -180,13 +182,13 @@ async def test_a_client_gone_ends_the_writer(metrics: GatewayMetrics) -> None:
 
 async def test_the_first_close_wins(metrics: GatewayMetrics) -> None:
     conn = connection(metrics)
-    conn.close(DisconnectReason.REPLACED, CLOSE_REPLACED, "replaced")
-    conn.close(DisconnectReason.SHUTDOWN, 1001, "bye")
+    conn.close(DisconnectReason.REPLACED)
+    conn.close(DisconnectReason.SHUTDOWN)
     request = await conn.wait_closing()
     assert (request.why, request.code, request.reason) == (
         DisconnectReason.REPLACED,
-        CLOSE_REPLACED,
-        "replaced",
+        CloseCode.REPLACED,
+        "replaced by a newer connection",
     )
 
 
@@ -204,7 +206,7 @@ async def test_a_device_holds_one_connection_and_the_newer_wins(metrics: Gateway
     assert older.close_request is not None
     assert (older.close_request.why, older.close_request.code) == (
         DisconnectReason.REPLACED,
-        CLOSE_REPLACED,
+        CloseCode.REPLACED,
     )
     assert connections.get("alice", "phone") is newer
     assert len(connections) == 2
@@ -221,8 +223,8 @@ async def test_close_all_closes_everything_and_stops_accepting(metrics: GatewayM
     held = [connection(metrics, device=f"d{n}", connection_id=f"c{n}") for n in range(3)]
     for conn in held:
         connections.add(conn)
-    connections.close_all(DisconnectReason.SHUTDOWN, 1001, "bye")
-    connections.close_all(DisconnectReason.SHUTDOWN, 1001, "bye")  # twice is fine
+    connections.close_all(DisconnectReason.SHUTDOWN)
+    connections.close_all(DisconnectReason.SHUTDOWN)  # twice is fine
     assert not connections.accepting
     assert all(c.close_request and c.close_request.code == 1001 for c in held)
 

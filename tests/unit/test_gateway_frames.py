@@ -4,9 +4,10 @@ import json
 
 import pytest
 
+from gateway.close_codes import disconnect_reason
 from gateway.message_client import MessageServiceUnavailable, SendRejected, failure_of
 from gateway.metrics import DisconnectReason, inbound_label, outbound_label
-from gateway.session import disconnect_reason, interpret, rejection_frame
+from gateway.session import interpret, rejection_frame
 from shared.frames import ErrorFrame, PingFrame, ReceivedFrame, SendFrame
 
 LONG = "x" * 8001

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image, ImageEnhance
 
 from tests.media_factory.images import photo
-from transcode_worker.derive.moderation import (
+from transcode_worker.derivatives.moderation import (
     PHASH_BITS,
     PerceptualHashScanner,
     Scanner,

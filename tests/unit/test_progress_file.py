@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from transcode_worker.derive.types import ProgressFile, read_progress
+from transcode_worker.derivatives.types import ProgressFile, read_progress
 
 
 def test_progress_is_read_back_whole(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ from transcode_worker.commit import (
 )
 from transcode_worker.events import CreatedObject
 from transcode_worker.metrics import WorkerMetrics
-from transcode_worker.processing import NoProcessing
+from transcode_worker.pipeline import NoProcessing
 
 BUCKET = "ferry-media"
 CHUNK = 1024

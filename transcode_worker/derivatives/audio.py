@@ -14,7 +14,7 @@ import av
 import numpy as np
 import numpy.typing as npt
 
-from transcode_worker.derive.av_probe import (
+from transcode_worker.derivatives.av_probe import (
     AudioConverter,
     AvLimits,
     best_audio,
@@ -24,7 +24,7 @@ from transcode_worker.derive.av_probe import (
     open_input,
     original_mime,
 )
-from transcode_worker.derive.types import Derived, DerivedFile, DerivedVariant, DeriveError
+from transcode_worker.derivatives.types import Derived, DerivedFile, DerivedVariant, DeriveError
 
 VOICE_KEY = "voice_low.ogg"
 VOICE_CONTENT_TYPE = "audio/ogg"

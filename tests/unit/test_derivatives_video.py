@@ -17,9 +17,9 @@ import pytest
 from PIL import Image
 
 from tests.media_factory import av as media
-from transcode_worker.derive.av_probe import AvLimits
-from transcode_worker.derive.types import Derived, DeriveError
-from transcode_worker.derive.video import (
+from transcode_worker.derivatives.av_probe import AvLimits
+from transcode_worker.derivatives.types import Derived, DeriveError
+from transcode_worker.derivatives.video import (
     MASTER_KEY,
     POSTER_KEY,
     Rung,

@@ -37,9 +37,9 @@ import numpy as np
 import pillow_heif
 from PIL import ExifTags, Image, ImageCms, ImageFile, UnidentifiedImageError
 
-from transcode_worker.derive.blurhash_meta import blurhash_of
-from transcode_worker.derive.moderation import Scanner
-from transcode_worker.derive.types import (
+from transcode_worker.derivatives.blurhash_meta import blurhash_of
+from transcode_worker.derivatives.moderation import Scanner
+from transcode_worker.derivatives.types import (
     Derived,
     DerivedFile,
     DerivedVariant,

@@ -27,7 +27,7 @@ from av.stream import Disposition
 from av.video.stream import VideoStream
 
 from shared.content_types import SNIFF_BYTES, looks_like
-from transcode_worker.derive.types import DeriveError
+from transcode_worker.derivatives.types import DeriveError
 
 # FFmpeg demuxer names (a demuxer's name may list several, e.g. "mov,mp4,m4a,3gp,3g2,mj2").
 # "aac" is the raw ADTS demuxer: the Media Service accepts `audio/aac` voice notes.

@@ -22,6 +22,8 @@ from typing import Protocol
 import numpy as np
 from PIL import Image
 
+from transcode_worker.derivatives.flatten import on_white
+
 __all__ = [
     "PHASH_BITS",
     "PerceptualHashScanner",
@@ -56,15 +58,6 @@ class Scanner(Protocol):
     def scan(self, image: Image.Image) -> ScanVerdict: ...
 
 
-def _grayscale(image: Image.Image) -> Image.Image:
-    """The image as seen on a white page, in 8-bit gray (transparency flattened on white)."""
-    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or image.has_transparency_data:
-        rgba = image.convert("RGBA")
-        page = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(page, rgba).convert("L")
-    return image.convert("L")
-
-
 def phash(image: Image.Image) -> int:
     """64-bit perceptual hash (pHash) of `image` as an int.
 
@@ -73,7 +66,7 @@ def phash(image: Image.Image) -> int:
     coefficients among them (the DC term, the mean brightness, would skew the median). Bit 63
     (the most significant) is coefficient (0, 0), bits follow row by row.
     """
-    small = _grayscale(image).resize((_SAMPLE, _SAMPLE), Image.Resampling.LANCZOS)
+    small = on_white(image, "L").resize((_SAMPLE, _SAMPLE), Image.Resampling.LANCZOS)
     pixels = np.asarray(small, dtype=np.float64)
     # Rounded: flat regions give AC terms of float noise (1e-13), which must read as 0 on
     # every machine and BLAS, or a plain colour would hash at random.

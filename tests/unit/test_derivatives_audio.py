@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 from tests.media_factory import av as media
-from transcode_worker.derive.audio import VOICE_KEY, WAVEFORM_BUCKETS, Waveform, derive_voice
-from transcode_worker.derive.av_probe import AvLimits
-from transcode_worker.derive.types import DeriveError
+from transcode_worker.derivatives.audio import VOICE_KEY, WAVEFORM_BUCKETS, Waveform, derive_voice
+from transcode_worker.derivatives.av_probe import AvLimits
+from transcode_worker.derivatives.types import DeriveError
 
 LIMITS = AvLimits()
 SECONDS = 3.0

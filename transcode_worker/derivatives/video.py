@@ -27,7 +27,7 @@ from av.video.frame import PictureType
 from av.video.stream import VideoStream
 from PIL import Image
 
-from transcode_worker.derive.av_probe import (
+from transcode_worker.derivatives.av_probe import (
     AudioConverter,
     AvLimits,
     Transform,
@@ -44,7 +44,7 @@ from transcode_worker.derive.av_probe import (
     open_input,
     original_mime,
 )
-from transcode_worker.derive.types import (
+from transcode_worker.derivatives.types import (
     Derived,
     DerivedFile,
     DerivedVariant,

@@ -5,12 +5,12 @@ from __future__ import annotations
 import functools
 
 from shared.models import MediaType
-from transcode_worker.derive.audio import derive_voice
-from transcode_worker.derive.av_probe import AvLimits
-from transcode_worker.derive.images import ImageLimits, derive_image
-from transcode_worker.derive.moderation import PerceptualHashScanner
-from transcode_worker.derive.video import derive_video
-from transcode_worker.deriving import DeriveFunction, DerivePlans
+from transcode_worker.derivatives.audio import derive_voice
+from transcode_worker.derivatives.av_probe import AvLimits
+from transcode_worker.derivatives.images import ImageLimits, derive_image
+from transcode_worker.derivatives.moderation import PerceptualHashScanner
+from transcode_worker.derivatives.video import derive_video
+from transcode_worker.pipeline import DeriveFunction, DerivePlans
 from transcode_worker.settings import Settings
 
 

@@ -15,20 +15,20 @@ import pytest
 from PIL import Image, ImageFile, _imaging
 
 from tests.media_factory import images as media
-from transcode_worker.derive.images import (
+from transcode_worker.derivatives.images import (
     ALLOWED_FORMATS,
     ImageLimits,
     derive_image,
     draft_for,
     fit_within,
 )
-from transcode_worker.derive.moderation import (
+from transcode_worker.derivatives.moderation import (
     PerceptualHashScanner,
     Scanner,
     ScanVerdict,
     phash_hex,
 )
-from transcode_worker.derive.types import Derived, DeriveError, ScanFailed
+from transcode_worker.derivatives.types import Derived, DeriveError, ScanFailed
 
 LIMITS = ImageLimits()
 SIZES = ("thumb_320", "thumb_640", "thumb_1280")

@@ -10,6 +10,8 @@ from __future__ import annotations
 from blurhash import _functions as _blurhash_c  # the library's own cffi binding
 from PIL import Image
 
+from transcode_worker.derivatives.flatten import on_white
+
 __all__ = ["BLURHASH_COMPONENTS", "BLURHASH_SAMPLE_EDGE", "blurhash_of"]
 
 BLURHASH_COMPONENTS = (4, 3)  # x, y
@@ -19,20 +21,9 @@ BLURHASH_SAMPLE_EDGE = 32
 _MAX_HASH_CHARS = 2 + 4 + (9 * 9 - 1) * 2 + 1
 
 
-def _flatten(image: Image.Image) -> Image.Image:
-    """RGB, with any transparency composited on white (what most chat themes show behind it)."""
-    if image.mode == "RGB":
-        return image
-    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or image.has_transparency_data:
-        rgba = image.convert("RGBA")
-        page = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(page, rgba).convert("RGB")
-    return image.convert("RGB")
-
-
 def blurhash_of(image: Image.Image) -> str:
     """The blurhash (4x3 components) of `image`, computed on a copy at most 32 px on a side."""
-    sample = _flatten(image)
+    sample = on_white(image, "RGB")
     if max(sample.size) > BLURHASH_SAMPLE_EDGE:
         sample = sample.copy() if sample is image else sample
         sample.thumbnail((BLURHASH_SAMPLE_EDGE, BLURHASH_SAMPLE_EDGE), Image.Resampling.BOX)

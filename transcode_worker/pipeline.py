@@ -1,4 +1,11 @@
-"""The real processor: original → temporary file → derivatives in a process pool → storage.
+"""The derivatives pipeline, the step between "uploaded" and "ready".
+
+The commit step calls a `Processor` on every verified original and records what it returns,
+first on the blob (so a later dedup hit copies it) and then on the media. The worker runs
+`DerivingProcessor`: original → temporary file → derivatives (`transcode_worker.derivatives`,
+in a process pool) → storage; `NoProcessing` (ready once verified) serves the commit step's own
+tests. A processor must be idempotent: a redelivered message runs it again on the same bytes,
+so its derivatives go to content-addressed keys (`shared.keys.derivative_object_key`).
 
 Memory stays bounded: the original streams to a temporary file in chunks, decoders run in pool
 processes on that file, and each derivative is uploaded from disk. The temporary folder is
@@ -15,14 +22,14 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from shared.keys import derivative_object_key
 from shared.media_records import MediaRecord, MediaRecords, StaleTransition, StoredVariant
 from shared.models import ErrorDetail, MediaState, MediaType
-from transcode_worker.derive.types import (
+from transcode_worker.derivatives.types import (
     Derived,
     DerivedFile,
     DeriveError,
@@ -31,13 +38,44 @@ from transcode_worker.derive.types import (
 )
 from transcode_worker.metrics import WorkerMetrics
 from transcode_worker.pool import DerivePool
-from transcode_worker.processing import Processed
 from transcode_worker.publisher import Publisher
 
 log = logging.getLogger("ferry.worker.derive")
 
 # Derivatives never change under their key: caches may keep them for a year.
 IMMUTABLE = "public, max-age=31536000, immutable"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Processed:
+    """What processing concluded about some verified bytes."""
+
+    meta: dict[str, Any]
+    variants: list[StoredVariant] = field(default_factory=list)
+    # READY normally; a processor may conclude BLOCKED (moderation) or FAILED (undecodable).
+    state: MediaState = MediaState.READY
+    # Why, when `state` is FAILED or BLOCKED (shown to users in the media document).
+    error: ErrorDetail | None = None
+
+
+class Processor(Protocol):
+    async def process(self, record: MediaRecord) -> Processed:
+        """Derive what the media needs from its verified original (`record.object_key`,
+        `record.version_id`). Raising means "retry later"; the consumer backs off."""
+        ...
+
+
+class NoProcessing:
+    """No derivatives: the media is ready as soon as its bytes are verified."""
+
+    async def process(self, record: MediaRecord) -> Processed:
+        return Processed(meta={"mime": record.content_type})
+
+
+def record_ids(record: MediaRecord) -> dict[str, str]:
+    """A media's ids, for the `extra` of a log line about it."""
+    return {"media_id": record.media_id, "media_type": record.media_type.value}
+
 
 # A derivation: (source, out_dir) → Derived, run in a pool process. Bound with its limits.
 DeriveFunction = Callable[[Path, Path], Derived]
@@ -98,14 +136,14 @@ class DerivingProcessor:
             except ScanFailed as error:
                 # Not a verdict: the job is retried, nothing is published meanwhile.
                 self._metrics.moderation.labels("error").inc()
-                log.warning("moderation scan failed: %s", error, extra=_ids(record))
+                log.warning("moderation scan failed: %s", error, extra=record_ids(record))
                 raise
             except DeriveError as error:
                 self._metrics.derivations.labels(record.media_type.value, error.code).inc()
                 log.warning(
                     "media cannot be processed: %s",
                     error.message,
-                    extra={**_ids(record), "code": error.code},
+                    extra={**record_ids(record), "code": error.code},
                 )
                 return Processed(
                     meta={"mime": record.content_type},
@@ -120,7 +158,7 @@ class DerivingProcessor:
                 log.warning(
                     "media blocked by moderation: %s",
                     derived.blocked_reason,
-                    extra=_ids(record),
+                    extra=record_ids(record),
                 )
                 return Processed(
                     meta={key: value for key, value in derived.meta.items() if key == "mime"},
@@ -176,7 +214,7 @@ class DerivingProcessor:
         except StaleTransition:
             current = await self._store.get(record.media_id)
             return current or record
-        log.info("media processing", extra=_ids(record))
+        log.info("media processing", extra=record_ids(record))
         await self._publisher.publish(marked)
         return marked
 
@@ -215,7 +253,3 @@ class DerivingProcessor:
         async with asyncio.TaskGroup() as uploads:
             for file in files:
                 uploads.create_task(put(file))
-
-
-def _ids(record: MediaRecord) -> dict[str, str]:
-    return {"media_id": record.media_id, "media_type": record.media_type.value}

@@ -1,0 +1,46 @@
+"""One gateway instance: everything it holds, and its orderly shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from gateway.connections import LocalConnections
+from gateway.message_client import MessageClient
+from gateway.metrics import DisconnectReason, GatewayMetrics
+from gateway.settings import Settings
+from shared.connections import ConnectionRegistry
+
+log = logging.getLogger("ferry.gateway")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Gateway:
+    """Everything one gateway instance holds; one per app, no module globals."""
+
+    settings: Settings
+    metrics: GatewayMetrics
+    connections: LocalConnections
+    registry: ConnectionRegistry
+    messages: MessageClient
+
+    async def shutdown(self) -> None:
+        """Close every connection with 1001 and wait (bounded) for their sessions to end.
+
+        Each session deregisters its own row as it ends; rows of sessions that did not end in
+        time are deregistered here. Safe to call twice.
+        """
+        self.connections.close_all(DisconnectReason.SHUTDOWN)
+        budget = self.settings.close_timeout_seconds + self.settings.internal_call_timeout_seconds
+        try:
+            async with asyncio.timeout(budget):
+                await self.connections.wait_empty()
+        except TimeoutError:
+            leftovers = list(self.connections)
+            log.warning("sessions still open at shutdown", extra={"count": len(leftovers)})
+            for connection in leftovers:
+                try:
+                    await self.registry.deregister(connection.row)
+                except Exception as error:  # best effort: the row's TTL is the backstop
+                    log.warning("could not deregister at shutdown: %s", error)
