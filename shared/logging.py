@@ -88,7 +88,10 @@ class TextFormatter(logging.Formatter):
         request_id = request_id_var.get()
         if request_id:
             fields["request_id"] = request_id
-        fields.update({k: v for k, v in record.__dict__.items() if k not in _RESERVED})
+        # uvicorn's `color_message` repeats the message with terminal colours: not a field.
+        fields.update(
+            {k: v for k, v in record.__dict__.items() if k not in _RESERVED | {"color_message"}}
+        )
         if not fields:
             return line
         extra = " ".join(f"{key}={_escaped(value)}" for key, value in fields.items())

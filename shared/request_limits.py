@@ -4,8 +4,9 @@ Ferry never proxies media bytes, so every request body is small JSON: one over
 `MAX_REQUEST_BYTES` gets 413 `request_too_large` without being read in full, and oversized
 headers (a 1 MB `Authorization`, say) get 431 `request_headers_too_large` before the bearer token
 is parsed. Internal routes (`/internal/...`) carry fan-out batches that may be larger: callers
-presenting the internal token (one constant-time comparison) are not limited. A declared `Content-Length` is judged at once; a chunked body is counted as it streams
-and buffered (never more than the limit) so the app sees it only once it is known to fit.
+presenting the internal token (one constant-time comparison) are not limited. A declared
+`Content-Length` is judged at once; a chunked body is counted as it streams and buffered (never
+more than the limit) so the app sees it only once it is known to fit.
 """
 
 from __future__ import annotations
