@@ -11,7 +11,7 @@ PACKAGES := $(patsubst %/__init__.py,%,$(wildcard shared/__init__.py gateway/__i
 	devstack/__init__.py))
 
 .DEFAULT_GOAL := help
-.PHONY: help install run token test test-unit lint format typecheck bench docs all clean
+.PHONY: help install localstack run token test test-unit lint format typecheck bench docs all clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -26,8 +26,27 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 install: $(STAMP) ## create .venv and install the fleet with its dev tools
 
-run: $(STAMP) ## start the emulator, bootstrap AWS resources and every service (Ctrl-C stops all)
-	$(BIN)/python -m devstack.run
+# LocalStack (S3 and SQS that enforce presigned signatures) needs CPython 3.13: its own venv.
+LOCALSTACK_VENV := .venv-localstack
+LOCALSTACK_STAMP := $(LOCALSTACK_VENV)/.installed
+# The first CPython 3.13 that runs (a pyenv shim may exist without the version being active).
+LOCALSTACK_PYTHON ?= $(shell for p in $(wildcard $(HOME)/.pyenv/versions/3.13*/bin/python3.13) python3.13; do \
+	$$p -c 'import sys; assert sys.version_info[:2] == (3, 13)' 2>/dev/null && echo $$p && break; done)
+
+$(LOCALSTACK_STAMP): devstack/localstack-requirements.txt
+	@test -n "$(firstword $(LOCALSTACK_PYTHON))" || { echo "make localstack needs python3.13 (LOCALSTACK_PYTHON=...)"; exit 1; }
+	rm -rf $(LOCALSTACK_VENV)
+	$(firstword $(LOCALSTACK_PYTHON)) -m venv $(LOCALSTACK_VENV)
+	$(LOCALSTACK_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(LOCALSTACK_VENV)/bin/python -m pip install --quiet --no-deps -r devstack/localstack-requirements.txt
+	$(LOCALSTACK_VENV)/bin/python -c 'import localstack.runtime.main'
+	@touch $(LOCALSTACK_STAMP)
+
+localstack: $(LOCALSTACK_STAMP) ## install LocalStack (S3, SQS) into .venv-localstack for S3=localstack and its tests
+
+run: $(STAMP) ## start the emulator, bootstrap AWS resources and every service (Ctrl-C stops all); S3=localstack
+	$(if $(filter localstack,$(S3)),$(MAKE) localstack)
+	$(BIN)/python -m devstack.run $(if $(S3),--s3 $(S3))
 
 token: $(STAMP) ## print a dev token: make token USER=alice [DEVICE=phone]
 	@$(BIN)/python -m devstack.token $(USER) --device $(DEVICE)

@@ -16,10 +16,12 @@ import secrets
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
+from typing import Literal
 
 import httpx
 
 from devstack.bootstrap import bootstrap
+from devstack.localstack import LocalStack, localstack_endpoints
 from devstack.ports import LOCALHOST, free_port
 from devstack.processes import (
     KNOWN_SERVICES,
@@ -34,7 +36,16 @@ from devstack.processes import (
 from shared.auth import DEFAULT_DEVICE, issue_token
 from shared.settings import CommonSettings
 
-__all__ = ["LocalFleet", "aws_environment", "distinct_free_ports", "instance_names", "start_fleet"]
+S3Lane = Literal["moto", "localstack"]
+
+__all__ = [
+    "LocalFleet",
+    "S3Lane",
+    "aws_environment",
+    "distinct_free_ports",
+    "instance_names",
+    "start_fleet",
+]
 
 
 def instance_names(services: Sequence[str], *, gateways: int = 1) -> list[tuple[str, str]]:
@@ -59,9 +70,12 @@ def distinct_free_ports(names: Sequence[str]) -> dict[str, int]:
 
 
 @contextmanager
-def aws_environment(emulator_url: str) -> Iterator[None]:
-    """This process's environment pointed at the emulator (botocore reads it), then put back."""
-    wanted = aws_env(emulator_url)
+def aws_environment(
+    emulator_url: str, endpoints: Mapping[str, str] | None = None
+) -> Iterator[None]:
+    """This process's environment pointed at the emulator (botocore reads it), then put back;
+    `endpoints` overrides some services' (`AWS_ENDPOINT_URL_S3`...)."""
+    wanted = {**aws_env(emulator_url), **(endpoints or {})}
     saved = {name: os.environ.get(name) for name in (*STRIPPED_VARIABLES, *wanted)}
     for name in STRIPPED_VARIABLES:
         os.environ.pop(name, None)
@@ -84,8 +98,14 @@ class LocalFleet:
     see one).
     """
 
-    def __init__(self, *, log_dir: Path, prefix: str, emulator_port: int = 0) -> None:
+    def __init__(
+        self, *, log_dir: Path, prefix: str, emulator_port: int = 0, s3: S3Lane = "moto"
+    ) -> None:
         self.log_dir = log_dir
+        self.s3 = s3
+        # With s3="localstack": AWS_ENDPOINT_URL_S3 / _SQS naming LocalStack, once it runs.
+        self.endpoints: dict[str, str] = {}
+        self._localstack: LocalStack | None = None
         self.secret = secrets.token_urlsafe(32)
         self.internal_token = secrets.token_urlsafe(32)
         # What the caller uses to reach the same resources as the services.
@@ -157,8 +177,12 @@ class LocalFleet:
         self._emulators.append(emulator)
         self.emulator_url = await asyncio.to_thread(emulator.start)
         self._emulator_port = httpx.URL(self.emulator_url).port or self._emulator_port
+        if self.s3 == "localstack" and self._localstack is None:
+            # S3 and SQS from LocalStack (it checks presigned signatures); DynamoDB stays on moto.
+            self._localstack = LocalStack(log_path=self.log_dir / "localstack.log")
+            self.endpoints = localstack_endpoints(await asyncio.to_thread(self._localstack.start))
         # Bootstrapped from this process, with botocore pointed at this emulator for the while.
-        with aws_environment(self.emulator_url):
+        with aws_environment(self.emulator_url, self.endpoints):
             await bootstrap(self.settings)
         return self.emulator_url
 
@@ -173,7 +197,12 @@ class LocalFleet:
         self.ports = distinct_free_ports(
             [*KNOWN_SERVICES, *(name for name, _ in instances if name not in KNOWN_SERVICES)]
         )
-        extra = {**extra_env, "AUTH_JWT_SECRET": self.secret, "INTERNAL_TOKEN": self.internal_token}
+        extra = {
+            **self.endpoints,
+            **extra_env,
+            "AUTH_JWT_SECRET": self.secret,
+            "INTERNAL_TOKEN": self.internal_token,
+        }
         self.env = service_env(
             emulator_url=self.emulator_url, prefix=self.prefix, ports=self.ports, extra=extra
         )
@@ -197,6 +226,8 @@ class LocalFleet:
             finally:
                 for emulator in self._emulators:
                     emulator.stop()
+                if self._localstack is not None:
+                    self._localstack.stop()
 
         await asyncio.to_thread(stop_all)
 
@@ -210,15 +241,17 @@ async def start_fleet(
     services: Sequence[str] | None = None,
     gateways: int = 1,
     emulator_port: int = 0,
+    s3: S3Lane = "moto",
 ) -> AsyncIterator[LocalFleet]:
     """Start the emulator (on `emulator_port`, 0: a free one), bootstrap resources named with
     `prefix`, then `services` (default: every available one, with `gateways` gateway instances)
     on free ports, with `extra_env` on top of `service_env`; stop everything on exit.
 
     Exit codes are in `fleet.exit_codes` afterwards, those that are not clean in
-    `fleet.unclean_exits`: the caller decides whether that fails it.
+    `fleet.unclean_exits`: the caller decides whether that fails it. `s3="localstack"` takes S3
+    and SQS from LocalStack (`devstack.localstack`, signatures enforced), DynamoDB from moto.
     """
-    fleet = LocalFleet(log_dir=log_dir, prefix=prefix, emulator_port=emulator_port)
+    fleet = LocalFleet(log_dir=log_dir, prefix=prefix, emulator_port=emulator_port, s3=s3)
     try:
         await fleet.start_emulator()
         await fleet.start_services(

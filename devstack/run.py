@@ -1,9 +1,11 @@
 """`make run`: the embedded AWS emulator, the bootstrap, then every service; Ctrl-C stops all.
 
-`python -m devstack.run [--emulator-port 4566] [--port-offset 0] [--gateways 1]`. Services
-listen on the contract's ports (../shared/API.md) plus the offset, so a test can run a second
-stack beside a developer's. Each process logs to `.devstack/logs/<name>.log`; the runner echoes
-every log here, prefixed with its name. Services that do not exist yet are skipped.
+`python -m devstack.run [--emulator-port 4566] [--port-offset 0] [--gateways 1] [--s3 moto]`.
+`--s3 localstack` (`make run S3=localstack`) takes S3 and SQS from LocalStack on :4567 (presigned
+signatures enforced; `make localstack` installs it), DynamoDB still from the embedded emulator.
+Services listen on the contract's ports (../shared/API.md) plus the offset, so a test can run a
+second stack beside a developer's. Each process logs to `.devstack/logs/<name>.log`; the runner
+echoes every log here, prefixed with its name. Services that do not exist yet are skipped.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from pathlib import Path
 from types import FrameType
 
 from devstack.fleet import instance_names
+from devstack.localstack import DEFAULT_PORT as LOCALSTACK_PORT
+from devstack.localstack import LocalStack, localstack_endpoints
 from devstack.ports import CONTRACT_PORTS, EMULATOR_PORT, LOCALHOST, port_is_free
 from devstack.processes import (
     REPO_ROOT,
@@ -94,6 +98,12 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="Edge Gateway instances (default: $GATEWAYS or 1)",
     )
     parser.add_argument("--log-dir", type=Path, default=DEFAULT_LOG_DIR)
+    parser.add_argument(
+        "--s3",
+        choices=("moto", "localstack"),
+        default=os.environ.get("S3") or "moto",
+        help="where S3 and SQS come from (default: $S3 or moto, the embedded emulator)",
+    )
     return parser.parse_args(argv)
 
 
@@ -130,10 +140,16 @@ def _stop(process: ManagedProcess, tailer: LogTailer) -> None:
         tailer.print(f"{process.name} did not stop cleanly (exit {code}); see {process.log_path}")
 
 
-def _banner(instances: list[Instance], emulator_url: str, secret: str) -> str:
+def _banner(
+    instances: list[Instance], emulator_url: str, secret: str, extra: dict[str, str]
+) -> str:
     rows = sorted(instances, key=lambda i: (BANNER_ORDER.index(i.package), i.name))
-    lines = ["", "Ferry is running (embedded AWS emulator)"]
+    localstack_url = extra.get("AWS_ENDPOINT_URL_S3")
+    where = "S3 and SQS on LocalStack" if localstack_url else "embedded AWS emulator"
+    lines = ["", f"Ferry is running ({where})"]
     lines += [f"  {i.title:<18}http://{LOCALHOST}:{i.port}" for i in rows]
+    if localstack_url:
+        lines.append(f"  {'LocalStack':<18}{localstack_url}")
     lines += [
         f"  {'AWS emulator':<18}{emulator_url}",
         f"  dev token (alice): {dev_token('alice', secret)}",
@@ -167,6 +183,15 @@ def _serve(args: argparse.Namespace, tailer: LogTailer, stack: ExitStack) -> Non
     ports = {name: port + args.port_offset for name, port in CONTRACT_PORTS.items()}
     # Human-readable logs by default here; the services' own default (JSON) is for machines.
     extra = {"LOG_JSON": os.environ.get("LOG_JSON", "false")}
+    if args.s3 == "localstack":
+        localstack = LocalStack(
+            port=LOCALSTACK_PORT + args.port_offset,
+            log_path=log_dir / "localstack.log",
+            own_session=True,
+        )
+        stack.callback(_stop, localstack, tailer)
+        tailer.print(f"starting LocalStack (S3, SQS) on {localstack.url}...")
+        extra.update(localstack_endpoints(localstack.start()))
     env = service_env(
         emulator_url=emulator_url, prefix=settings.resource_prefix, ports=ports, extra=extra
     )
@@ -189,7 +214,7 @@ def _serve(args: argparse.Namespace, tailer: LogTailer, stack: ExitStack) -> Non
     for process in processes:  # they boot side by side; wait for each in turn
         process.wait_healthy()
 
-    tailer.print(_banner(instances, emulator_url, settings.auth_jwt_secret))
+    tailer.print(_banner(instances, emulator_url, settings.auth_jwt_secret, extra))
 
     reported: set[str] = set()
     while True:  # until a signal raises _Interrupted

@@ -46,6 +46,7 @@ websocket_routes = [WebSocketRoute("/v1/ws", websocket_session)]
     response_model=PushResult,
     responses={401: {"model": ErrorBody}, 422: {"model": ErrorBody}},
     tags=["internal"],
+    include_in_schema=False,  # internal routes stay out of the public OpenAPI document
     summary="Deliver frames to devices connected to this gateway",
 )
 async def push(body: PushRequest, _: InternalCaller, gateway: GatewayDep) -> PushResult:

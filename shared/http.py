@@ -29,8 +29,9 @@ from shared.auth import (
     verify_token,
 )
 from shared.errors import FerryError
-from shared.logging import REQUEST_ID_HEADER, new_request_id, request_id_var
+from shared.logging import REQUEST_ID_HEADER, accepted_request_id, request_id_var
 from shared.metrics import HttpMetrics
+from shared.request_limits import RequestLimitsMiddleware
 from shared.settings import CommonSettings
 
 log = logging.getLogger("ferry.http")
@@ -117,7 +118,7 @@ class RequestContextMiddleware:
             return
         headers = dict(scope.get("headers") or [])
         incoming = headers.get(REQUEST_ID_HEADER.lower().encode(), b"").decode("latin-1")
-        request_id = incoming if 8 <= len(incoming) <= 128 else new_request_id()
+        request_id = accepted_request_id(incoming)
         token = request_id_var.set(request_id)
         started = time.perf_counter()
         status = 500
@@ -242,6 +243,16 @@ def build_app(
         app.state.settings = settings
     install_error_handlers(app)
     http_metrics = HttpMetrics(registry)
+    # Added first, so it runs inside the request-id middleware: refusals carry an id and a log line.
+    if settings is None:
+        app.add_middleware(RequestLimitsMiddleware)
+    else:
+        app.add_middleware(
+            RequestLimitsMiddleware,
+            max_body_bytes=settings.max_request_bytes,
+            max_header_bytes=settings.max_header_bytes,
+            internal_token=settings.internal_token,
+        )
     app.add_middleware(RequestContextMiddleware, metrics=http_metrics)
     readiness = ReadinessReport(http_metrics)
 

@@ -17,8 +17,34 @@ request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 _RESERVED = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
 
 
+# What a caller's `X-Request-ID` may be; anything else is replaced, never logged as given.
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{8,128}")
+# Logged values made only of these print as they are; any other character is escaped.
+_PLAIN_VALUE = re.compile(r"[A-Za-z0-9._:/@+,-]*")
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
 def new_request_id() -> str:
     return uuid.uuid4().hex
+
+
+def accepted_request_id(incoming: str) -> str:
+    """The caller's request id when it is safe to log and echo, else a fresh one."""
+    return incoming if _REQUEST_ID.fullmatch(incoming) else new_request_id()
+
+
+def _escaped(value: Any) -> str:
+    """One logged value that cannot forge fields or lines: controls, brackets, `=`, spaces and
+    quotes are escaped (`\\x..`), so `x] user_id=admin [y` reads as the one value it is."""
+    text = str(value)
+    if _PLAIN_VALUE.fullmatch(text):
+        return text
+    return "".join(ch if _PLAIN_VALUE.fullmatch(ch) else _escape_char(ch) for ch in text)
+
+
+def _escape_char(ch: str) -> str:
+    code = ord(ch)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 class JsonFormatter(logging.Formatter):
@@ -51,16 +77,24 @@ class TextFormatter(logging.Formatter):
     def __init__(self, service: str) -> None:
         super().__init__(f"%(asctime)s {service} %(levelname)s %(message)s")
 
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's name)
+        # A CR or LF inside a logged value must not start a forged line of its own.
+        record.message = _CONTROLS.sub(lambda m: _escape_char(m.group()), record.message)
+        return super().formatMessage(record)
+
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
         fields: dict[str, Any] = {}
         request_id = request_id_var.get()
         if request_id:
             fields["request_id"] = request_id
-        fields.update({k: v for k, v in record.__dict__.items() if k not in _RESERVED})
+        # uvicorn's `color_message` repeats the message with terminal colours: not a field.
+        fields.update(
+            {k: v for k, v in record.__dict__.items() if k not in _RESERVED | {"color_message"}}
+        )
         if not fields:
             return line
-        extra = " ".join(f"{key}={value}" for key, value in fields.items())
+        extra = " ".join(f"{key}={_escaped(value)}" for key, value in fields.items())
         head, newline, rest = line.partition("\n")  # a traceback stays below the fields
         return f"{head} [{extra}]{newline}{rest}"
 

@@ -10,6 +10,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+# C0 and C1 controls and DEL: a NUL, CR or LF in a stored filename ends up in headers and logs.
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 class ContractModel(BaseModel):
@@ -50,7 +52,14 @@ class UploadRequest(ContractModel):
     content_type: Annotated[str, Field(min_length=3, max_length=255)]
     size: Annotated[int, Field(ge=1, description="exact length in bytes")]
     sha256: Annotated[str, Field(description="64 lowercase hex digits")]
-    filename: Annotated[str | None, Field(max_length=255)] = None
+    filename: Annotated[str | None, Field(min_length=1, max_length=255)] = None
+
+    @field_validator("filename")
+    @classmethod
+    def _filename_has_no_controls(cls, value: str | None) -> str | None:
+        if value is not None and CONTROL_CHARACTERS.search(value):
+            raise ValueError("filename must not contain control characters")
+        return value
 
     @field_validator("sha256")
     @classmethod

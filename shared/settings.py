@@ -31,6 +31,10 @@ class CommonSettings(BaseSettings):
     internal_token: str = DEV_INTERNAL_TOKEN
     log_level: str = "INFO"
     log_json: bool = True
+    # request bodies above this get 413 `request_too_large` before any route or auth runs
+    max_request_bytes: int = Field(65_536, ge=1024)
+    # request headers above this in total get 431 `request_headers_too_large`
+    max_header_bytes: int = Field(16_384, ge=4096)
 
     @model_validator(mode="after")
     def _refuse_dev_secrets_in_production(self) -> Self:

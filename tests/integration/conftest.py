@@ -21,10 +21,11 @@ from PIL import Image
 from devstack.fleet import aws_environment, start_fleet
 from shared.aws import AwsClients, open_aws_clients
 from tests.integration.helpers import Fleet
+from tests.integration.localstack_lane import lane_aws, localstack_fleet
 from tests.media_factory import images
 from transcode_worker.derivatives.moderation import phash_hex
 
-__all__ = ["Fleet"]  # tests may import it from here or from helpers
+__all__ = ["Fleet", "lane_aws", "localstack_fleet"]  # tests may import it from here or from helpers
 
 
 # Short waits and small limits, so tests see retries, timeouts and refusals quickly.
