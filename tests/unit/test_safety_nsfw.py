@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pickle
-from collections.abc import Callable
 import site
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest

@@ -93,7 +93,7 @@ def render_preview(source: bytes | Path, *, max_edge: int = MAX_EDGE) -> PdfPrev
         try:
             width, height = page.get_size()
             longest = max(width, height)
-            if not MIN_PAGE_POINTS <= min(width, height) or longest > MAX_PAGE_POINTS:
+            if min(width, height) < MIN_PAGE_POINTS or longest > MAX_PAGE_POINTS:
                 raise PdfPageTooLarge(
                     f"page of {width:.0f}x{height:.0f} pt is outside "
                     f"{MIN_PAGE_POINTS:.0f}..{MAX_PAGE_POINTS:.0f} pt"
