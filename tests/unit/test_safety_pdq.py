@@ -143,3 +143,9 @@ def test_scanner_keeps_the_plug_in_shape_and_pickles(listed: Image.Image, tmp_pa
 def test_settings_are_validated(tmp_path: Path, distance: int, quality: int) -> None:
     with pytest.raises(ValueError, match="must be within"):
         PdqScanner(hash_list=HashList(tmp_path / "x"), max_distance=distance, min_quality=quality)
+
+
+def test_large_images_are_reduced_before_hashing_and_still_match() -> None:
+    large = textured_photo(1600, 1200, seed=5)
+    reduced, full = pdq_hash(large), pdq_hash(large, max_side=0)
+    assert pdq_distance(reduced.hex, full.hex) <= DEFAULT_DISTANCE // 2
