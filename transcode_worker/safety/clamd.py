@@ -108,6 +108,16 @@ def parse_reply(reply: bytes) -> ScanResult:
     return ScanResult(outcome=Outcome.ERROR, detail=text or "empty reply from clamd")
 
 
+async def _reply(reader: asyncio.StreamReader) -> bytes:
+    """clamd's one reply: up to its NUL (or whatever came before it closed)."""
+    try:
+        return await reader.readuntil(b"\0")
+    except asyncio.IncompleteReadError as error:
+        return error.partial
+    except asyncio.LimitOverrunError:
+        return await reader.read(_REPLY_LIMIT)
+
+
 class ClamdClient:
     """INSTREAM scans against one clamd. Holds no connection: each scan opens its own (clamd
     serves one command per connection unless IDSESSION is used, which buys nothing here)."""
@@ -150,7 +160,7 @@ class ClamdClient:
                 try:
                     writer.write(b"zPING\0")
                     await writer.drain()
-                    return (await reader.read(_REPLY_LIMIT)).rstrip(b"\0\n") == b"PONG"
+                    return (await _reply(reader)).rstrip(b"\0\n") == b"PONG"
                 finally:
                     writer.close()
                     await writer.wait_closed()
@@ -172,7 +182,7 @@ class ClamdClient:
                 # clamd closes early on a size limit; its reply says why.
                 with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                     await self._send(writer, chunks)
-                reply = await reader.read(_REPLY_LIMIT)
+                reply = await _reply(reader)
             return parse_reply(reply)
         except (OSError, TimeoutError) as error:
             return ScanResult(outcome=Outcome.ERROR, detail=f"clamd scan failed: {error!r}")
