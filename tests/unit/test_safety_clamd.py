@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -99,6 +101,29 @@ async def test_a_clamd_that_is_down_is_retried_then_an_error(tmp_path: Path) -> 
     assert result.outcome is Outcome.ERROR
     assert result.detail is not None
     assert "unavailable" in result.detail
+
+
+@dataclass(frozen=True, kw_only=True)
+class FlakyAddress(ClamdAddress):
+    """The real clamd's address, whose first `failures` connections are refused (clamd
+    restarting)."""
+
+    failures: int = 0
+    attempts: list[int] = field(default_factory=list)
+
+    async def connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        self.attempts.append(len(self.attempts))
+        if len(self.attempts) <= self.failures:
+            raise ConnectionRefusedError("clamd is restarting")
+        return await super().connect()
+
+
+async def test_connection_failures_are_retried(clamd: Clamd) -> None:
+    address = FlakyAddress(path=str(clamd.socket_path), failures=2)
+    client = ClamdClient(address, connect_attempts=3, retry_delay=0.01)
+    result = await client.scan(chunked(infected_pdf(), 1000))
+    assert result.outcome is Outcome.INFECTED
+    assert address.attempts == [0, 1, 2]
 
 
 async def test_a_refused_tcp_port_is_an_error() -> None:
