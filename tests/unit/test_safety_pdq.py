@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from tests.media_factory.safety import recompressed, textured_photo
-from transcode_worker.derive.moderation import Scanner, ScanVerdict
+from transcode_worker.derivatives.moderation import Scanner, ScanVerdict
 from transcode_worker.safety.pdq import (
     DEFAULT_DISTANCE,
     HashList,

@@ -26,7 +26,7 @@ import numpy as np
 import pdqhash
 from PIL import Image
 
-from transcode_worker.derive.moderation import ScanVerdict
+from transcode_worker.derivatives.moderation import ScanVerdict
 
 __all__ = [
     "DEFAULT_DISTANCE",
@@ -154,7 +154,7 @@ class HashList:
 
 @dataclass(frozen=True, kw_only=True)
 class PdqScanner:
-    """A `Scanner` (see `transcode_worker.derive.moderation`): blocks images whose PDQ hash is
+    """A `Scanner` (see `transcode_worker.derivatives.moderation`): blocks images whose PDQ hash is
     within `max_distance` bits of a listed hash, when the image's PDQ quality is at least
     `min_quality`."""
 
