@@ -36,10 +36,9 @@ CHECKED_PACKAGES = [
 
 
 def _allow_what_blocks_by_design(buster: BlockBuster) -> None:
-    for name in ("io.BufferedReader.read", "os.stat", "os.listdir", "os.scandir"):
-        allowed = buster.functions[name]
-        # Importing a module reads its source or bytecode (a lazy import's first use).
-        allowed.can_block_in("<frozen importlib._bootstrap_external>", {"get_data"})
+    for allowed in buster.functions.values():
+        # A module's first import (a lazy import, or a library importing a submodule on first
+        # use) reads files and runs the module's body, whatever that calls.
         allowed.can_block_in("<frozen importlib._bootstrap>", {"_find_and_load", "_find_spec"})
         # botocore reads its bundled data (service models, waiters, paginators) on first use and
         # caches it, and the AWS config files once per session: small, bounded, once a process.

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -74,8 +73,11 @@ async def test_alice_sends_bob_a_photo_from_two_terminals(
         assert f"from {alice}: the view".encode() in line, line
         media_id = line.decode().split("image ")[1].split(" ")[0]
     finally:
-        listener.send_signal(signal.SIGINT)
-        await asyncio.wait_for(listener.wait(), 10)
+        # SIGTERM, not Ctrl-C's SIGINT: a shell running the suite in the background starts it
+        # with SIGINT ignored, and children inherit that (the listener would never stop).
+        listener.terminate()
+        await asyncio.wait_for(listener.wait(), scaled(10))
+    assert listener.returncode == 0, "the listener did not stop cleanly on SIGTERM"
 
     saved = tmp_path / "saved.jpg"
     await run_chat(fleet, bob, "fetch", media_id, "--out", str(saved))
