@@ -1,7 +1,7 @@
 """`make run`: the embedded AWS emulator, the bootstrap, then every service; Ctrl-C stops all.
 
 `python -m devstack.run [--emulator-port 4566] [--port-offset 0] [--gateways 1]`. Services
-listen on the contract's ports (../shared/API.md) plus the offset, so a test can run a second
+listen on the contract's ports (docs/api.md) plus the offset, so a test can run a second
 stack beside a developer's. Each process logs to `.devstack/logs/<name>.log`; the runner echoes
 every log here, prefixed with its name. Services that do not exist yet are skipped.
 """

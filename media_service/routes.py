@@ -1,4 +1,4 @@
-"""HTTP routes of the Media Service (../shared/API.md): thin, every decision is in `service`."""
+"""HTTP routes of the Media Service (docs/api.md): thin, every decision is in `service`."""
 
 from __future__ import annotations
 
