@@ -1,8 +1,9 @@
 """Guards for the whole suite: no blocking call inside the event loop, no outbound network.
 
-Both fail the test that did it, wherever the offending call is (our code, a library we call, a
-test helper), because both bugs otherwise hide: a blocking call only shows as latency under load,
-and a test that quietly reaches the internet passes here and hangs or flakes elsewhere.
+Both fail the test that did it, because both bugs otherwise hide: a blocking call only shows as
+latency under load, and a test that quietly reaches the internet passes here and hangs or flakes
+elsewhere. They watch this process: the code the unit tests drive in-process, the fleet starter
+and the test clients. The services the integration tests start are other processes.
 """
 
 from __future__ import annotations
@@ -94,7 +95,8 @@ class _NetworkGuard:
 
 
 @pytest.fixture(scope="session")
-def _network_guard() -> Iterator[_NetworkGuard]:
+def network_guard() -> Iterator[_NetworkGuard]:
+    """Refuses and records connections and look-ups off this machine (for the whole session)."""
     guard = _NetworkGuard()
     real_connect = socket.socket.connect
     real_connect_ex = socket.socket.connect_ex
@@ -122,8 +124,8 @@ def _network_guard() -> Iterator[_NetworkGuard]:
 
 
 @pytest.fixture(autouse=True)
-def _no_outbound_network(_network_guard: _NetworkGuard) -> Iterator[None]:
-    before = len(_network_guard.refused)
+def _no_outbound_network(network_guard: _NetworkGuard) -> Iterator[None]:
+    before = len(network_guard.refused)
     yield
-    refused = _network_guard.refused[before:]
+    refused = network_guard.refused[before:]
     assert not refused, f"the test tried to reach the network: {refused}"
