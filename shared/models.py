@@ -174,6 +174,8 @@ class MediaDocument(ContractModel):
     progress: Annotated[
         int | None, Field(ge=0, le=100, description="while processing a long job: percent done")
     ] = None
+    # Shown to admins only: never serialized by default, the admin view adds it.
+    legal_hold: bool | None = Field(None, exclude=True, description="admins only")
 
 
 class DownloadUrl(ContractModel):
@@ -213,6 +215,24 @@ class MediaReferences(ContractModel):
     """`GET /internal/media/{media_id}/references` on the Message Service."""
 
     referenced: bool
+
+
+class MediaUnreferenced(ContractModel):
+    """`POST /internal/media/{media_id}/unreferenced` on the Media Service: the last message
+    referencing the media went at `at` (the unsent TTL counts from then)."""
+
+    at: datetime
+
+
+class LegalHoldRequest(ContractModel):
+    reason: Annotated[str, Field(min_length=1, max_length=1000)]
+
+
+class UserLegalHold(ContractModel):
+    user_id: str
+    legal_hold: bool
+    reason: str
+    media_held: int
 
 
 class MediaInfo(ContractModel):

@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from media_service.lifecycle_storage import Deleted
 from media_service.storage import SignedRequest
 from shared.clock import utcnow
 from shared.media_records import BlobRecord, Challenge, MediaRecord, StaleTransition, StoredVariant
@@ -246,3 +247,36 @@ class FakeMediaBucket:
     async def delete_version(self, key: str, *, version_id: str | None) -> None:
         self.deleted.append((key, version_id))
         self.objects.pop(key, None)
+
+
+class FakeLifecycle:
+    """`media_service.lifecycle_records.LifecycleRecords` as the upload path uses it."""
+
+    def __init__(self) -> None:
+        self.user_holds: dict[str, str] = {}
+        self.owner_deleted: list[str] = []
+
+    async def user_hold(self, user_id: str) -> dict[str, Any] | None:
+        reason = self.user_holds.get(user_id)
+        return None if reason is None else {"reason": reason}
+
+    async def mark_owner_deleted(self, record: MediaRecord, now: datetime) -> None:
+        self.owner_deleted.append(record.media_id)
+
+
+class FakeReclaimer:
+    """`media_service.reclaim.Reclaimer.delete_media` over the fakes above: the row (and its
+    blob reference) first, then the session and the bytes nobody holds any more."""
+
+    def __init__(self, records: FakeMediaRecords, bucket: FakeMediaBucket) -> None:
+        self.records = records
+        self.bucket = bucket
+
+    async def delete_media(self, record: MediaRecord) -> Deleted:
+        blob = await self.records.get_blob(record.sha256)
+        remaining = await self.records.delete(record)
+        if record.upload_id:
+            await self.bucket.abort_multipart(record.object_key, upload_id=record.upload_id)
+        if remaining == 0 and blob is not None and await self.records.forget_blob(blob.sha256):
+            await self.bucket.delete_version(blob.object_key or "", version_id=blob.version_id)
+        return Deleted()
