@@ -91,6 +91,7 @@ class LifecycleRecords:
             values[f":f{i}"] = to_value(value)
             sets.append(f"#f{i} = :f{i}")
         if due is None:
+            del names["#s"]
             expression = "REMOVE #d"
             if sets:
                 expression = "SET " + ", ".join(sets) + " " + expression

@@ -114,8 +114,12 @@ def next_due(record: MediaRecord, now: datetime, policy: Policy) -> datetime | N
     if record.owner_deleted_at is not None:
         return now
     if record.state in PENDING_CLIENT:
+        # The worker moves it on without rescheduling: look again when it would be an unsent
+        # candidate (if that is still ahead), or when it counts as abandoned.
         abandoned = abandoned_at(record, policy)
-        return abandoned if abandoned is not None else now + policy.recheck
+        pending = [abandoned if abandoned is not None else now + policy.recheck]
+        unsent = unsent_due(record, policy)
+        return min([*pending, unsent]) if unsent > now else pending[0]
     if record.state in IN_FLIGHT:
         return now + policy.recheck
     candidates = [unsent_due(record, policy)]
