@@ -151,4 +151,5 @@ def test_bucket_rules_follow_the_settings_and_never_expire_by_age() -> None:
     assert abort == {"DaysAfterInitiation": 1}
     cfn = cloudformation_lifecycle_rules(bucket_lifecycle_rules(settings))
     assert cfn[0]["Transitions"] == [{"StorageClass": "STANDARD_IA", "TransitionInDays": 90}]
-    assert days(1) == 1 and days(86_401) == 2
+    assert days(1) == 1
+    assert days(86_401) == 2
