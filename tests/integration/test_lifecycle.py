@@ -25,7 +25,6 @@ import pytest
 from devstack.fleet import LocalFleet, aws_environment, start_fleet
 from devstack.processes import REPO_ROOT, available_services
 from shared.aws import AwsClients, open_aws_clients
-from tests.integration.helpers import eventually
 from tests.integration.media_client import (
     download,
     make_jpeg,
@@ -35,6 +34,7 @@ from tests.integration.media_client import (
     wait_for_state,
 )
 from tests.media_factory import av
+from tests.waiting import eventually
 
 SERVICES = [s for s in available_services() if s != "gateway"]
 TTL = 600  # unsent media
