@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import json
 import logging
+import signal
 import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -341,6 +342,11 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
         start_http_server(args.metrics_port, addr=settings.bind_host, registry=registry)
     fixed: datetime | None = args.now
     clock = (lambda: fixed) if fixed is not None else utcnow
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for stop_signal in (signal.SIGTERM, signal.SIGINT):
+        # A stop ends the loop after the pass in progress (a kill mid-pass is safe too).
+        loop.add_signal_handler(stop_signal, stopping.set)
     async with open_sweeper(settings, metrics, clock) as sweeper:
         while True:
             report = await sweeper.run_pass()
@@ -348,7 +354,11 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
             print(json.dumps({"sweep": asdict(report)}), flush=True)
             if not args.loop:
                 return 0
-            await asyncio.sleep(settings.sweep_interval_seconds)
+            try:
+                await asyncio.wait_for(stopping.wait(), settings.sweep_interval_seconds)
+            except TimeoutError:
+                continue
+            return 0
 
 
 def main(argv: list[str] | None = None) -> int:
