@@ -279,6 +279,7 @@ class FakeMediaBucket:
     URLs are fake (`fake://...`); what a test asserts is which keys were signed and deleted."""
 
     def __init__(self) -> None:
+        self.archived_keys: set[str] = set()  # originals in a class needing a restore
         self.objects: dict[str, bytes] = {}
         self.uploads: dict[str, str] = {}  # open multipart session → its key
         self.parts: dict[str, list[ReceivedPart]] = {}
@@ -332,6 +333,9 @@ class FakeMediaBucket:
         download_name: str | None = None,
     ) -> str:
         return f"fake://get/{key}?version={version_id}"
+
+    async def archived(self, key: str, *, version_id: str | None) -> bool:
+        return key in self.archived_keys
 
     async def delete_version(self, key: str, *, version_id: str | None) -> None:
         self.deleted.append((key, version_id))

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from media_service.retention import Action, Policy, decide, next_due
+from shared.auth import issue_token, verify_token
 from shared.lifecycle import (
     LifecycleSettings,
     bucket_lifecycle_rules,
@@ -153,3 +154,11 @@ def test_bucket_rules_follow_the_settings_and_never_expire_by_age() -> None:
     assert cfn[0]["Transitions"] == [{"StorageClass": "STANDARD_IA", "TransitionInDays": 90}]
     assert days(1) == 1
     assert days(86_401) == 2
+
+
+def test_tokens_carry_roles() -> None:
+    admin = verify_token(issue_token("ops", "s" * 40, roles=("admin",)), "s" * 40)
+    assert admin.is_admin
+    assert admin.roles == ("admin",)
+    plain = verify_token(issue_token("alice", "s" * 40), "s" * 40)
+    assert not plain.is_admin
