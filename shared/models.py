@@ -217,24 +217,6 @@ class MediaReferences(ContractModel):
     referenced: bool
 
 
-class MediaUnreferenced(ContractModel):
-    """`POST /internal/media/{media_id}/unreferenced` on the Media Service: the last message
-    referencing the media went at `at` (the unsent TTL counts from then)."""
-
-    at: datetime
-
-
-class LegalHoldRequest(ContractModel):
-    reason: Annotated[str, Field(min_length=1, max_length=1000)]
-
-
-class UserLegalHold(ContractModel):
-    user_id: str
-    legal_hold: bool
-    reason: str
-    media_held: int
-
-
 class MediaInfo(ContractModel):
     """The Media Service's internal view of a media, for the Message Service's send checks.
 
@@ -343,3 +325,24 @@ class PushRequest(ContractModel):
 class PushResult(ContractModel):
     delivered: int
     not_connected: int
+
+
+# --- media lifetime (docs/lifecycle.md) ------------------------------------------------------
+
+
+class MediaUnreferenced(ContractModel):
+    """`POST /internal/media/{media_id}/unreferenced` on the Media Service: the last message
+    referencing the media went at `at` (the unsent TTL counts from then)."""
+
+    at: datetime
+
+
+class LegalHoldRequest(ContractModel):
+    reason: Annotated[str, Field(min_length=1, max_length=1000)]
+
+
+class UserLegalHold(ContractModel):
+    user_id: str
+    legal_hold: bool
+    reason: str
+    media_held: int
