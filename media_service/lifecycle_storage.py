@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from shared.aws import error_code
@@ -123,11 +123,11 @@ class LifecycleBucket:
     async def delete_prefix(self, prefix: str) -> Deleted:
         return await self.delete(await self.versions(prefix))
 
-    async def delete_key(self, key: str, version_id: str | None) -> Deleted:
-        """One version of one key (its size read from the listing, for the reclaimed figure)."""
-        versions = [v for v in await self.versions(key) if v.key == key]
-        chosen = [v for v in versions if version_id is None or v.version_id == version_id]
-        return await self.delete(chosen)
+    async def delete_key(self, key: str, version_id: str | None, *, size: int) -> Deleted:
+        """One version of one original (its size from the record: no listing, which the
+        Media Service's role may not do outside `d/`)."""
+        when = datetime.now(UTC)
+        return await self.delete([ObjectVersion(key, version_id, size, when)])
 
     async def set_legal_hold(self, key: str, version_id: str | None, *, on: bool) -> None:
         params: dict[str, Any] = {

@@ -71,7 +71,11 @@ class Reclaimer:
         shares_blob_key = blob is not None and blob.object_key == record.object_key
         if record.version_id and not shares_blob_key and record.upload_kind != "dedup":
             # Bytes that never became (or stopped being) the blob's: this media's alone.
-            deleted.add(await self.storage.delete_key(record.object_key, record.version_id))
+            deleted.add(
+                await self.storage.delete_key(
+                    record.object_key, record.version_id, size=record.size
+                )
+            )
         if record.blob_ref or record.derivatives_ref:
             deleted.add(await self.release_blob(record.sha256))
         return deleted
@@ -95,7 +99,9 @@ class Reclaimer:
         if blob is None or blob.refcount > 0:
             return deleted
         if blob.object_key and await self.lifecycle.drop_original(blob):
-            deleted.add(await self.storage.delete_key(blob.object_key, blob.version_id))
+            deleted.add(
+                await self.storage.delete_key(blob.object_key, blob.version_id, size=blob.size)
+            )
         if blob.retired_refs <= 0 and await self.records.forget_blob(blob_key):
             deleted.add(await self.storage.delete_prefix(keys.derivatives_prefix(blob_key)))
         return deleted
