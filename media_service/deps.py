@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from media_service.holds import Holds
 from media_service.serving import Serving
 from media_service.uploads import Uploads
 
@@ -22,3 +23,11 @@ def get_serving(request: Request) -> Serving:
 
 UploadsDep = Annotated[Uploads, Depends(get_uploads)]
 ServingDep = Annotated[Serving, Depends(get_serving)]
+
+
+def get_holds(request: Request) -> Holds:
+    holds: Holds = request.app.state.holds
+    return holds
+
+
+HoldsDep = Annotated[Holds, Depends(get_holds)]

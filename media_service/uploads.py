@@ -10,6 +10,7 @@ import logging
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
+from media_service.lifecycle_records import sweep_shard
 from media_service.metrics import counting_refusals
 from media_service.parts import MediaParts, UsesMediaParts
 from media_service.planning import (
@@ -18,6 +19,7 @@ from media_service.planning import (
     plan_upload,
     proof_matches,
 )
+from media_service.retention import Policy, next_due
 from shared import keys
 from shared.clock import utcnow
 from shared.content_types import media_type_of
@@ -80,17 +82,25 @@ class Uploads(UsesMediaParts):
             await self._enforce_rate(owner, now)
             # A challenge is pending too: unanswered ones must not pile up either.
             await self._enforce_pending(owner, now)
+            # A user under legal hold: every new media of theirs is held from its first moment.
+            held = await self._user_hold_fields(owner)
             blob = await self.records.get_blob(request.sha256)
             if blob is not None and self._can_dedup(blob, request):
-                return await self._dedup_slot(owner, request, media_type, blob, now)
+                return await self._dedup_slot(owner, request, media_type, blob, now, held)
         plan = plan_upload(
             request.size,
             threshold=self.settings.multipart_threshold_bytes,
             part_size=self.settings.multipart_part_size_bytes,
         )
         if isinstance(plan, MultipartPlan):
-            return await self._multipart_slot(owner, request, media_type, plan, now)
-        return await self._single_slot(owner, request, media_type, now)
+            return await self._multipart_slot(owner, request, media_type, plan, now, held)
+        return await self._single_slot(owner, request, media_type, now, held)
+
+    async def _user_hold_fields(self, owner: str) -> dict[str, object]:
+        hold = await self.lifecycle.user_hold(owner)
+        if hold is None:
+            return {}
+        return {"user_hold": True, "legal_hold_reason": str(hold.get("reason", ""))}
 
     def _admit(self, request: UploadRequest) -> MediaType:
         media_type = media_type_of(request.content_type)
@@ -132,6 +142,7 @@ class Uploads(UsesMediaParts):
         return (
             blob.outcome in DEDUPLICABLE_OUTCOMES
             and blob.refcount > 0
+            and blob.object_key is not None
             and blob.size == request.size
             and blob.content_type == request.content_type
         )
@@ -144,7 +155,7 @@ class Uploads(UsesMediaParts):
         now: datetime,
         **fields: object,
     ) -> MediaRecord:
-        media_id = keys.new_media_id()
+        media_id = str(fields.pop("media_id", None) or keys.new_media_id())
         base: dict[str, object] = {
             "media_id": media_id,
             "owner": owner,
@@ -157,11 +168,22 @@ class Uploads(UsesMediaParts):
             "updated_at": now,
             "object_key": keys.original_key(media_id),
             "request_id": request_id_var.get(),
+            # The sweeper's index: first due when the slot counts as abandoned.
+            "sweep_shard": sweep_shard(media_id),
         }
-        return MediaRecord.model_validate({**base, **fields})
+        record = MediaRecord.model_validate({**base, **fields})
+        policy = Policy.from_settings(
+            self.settings, abandon_grace_seconds=self.settings.expiry_grace_seconds
+        )
+        return record.model_copy(update={"sweep_due": next_due(record, now, policy)})
 
     async def _single_slot(
-        self, owner: str, request: UploadRequest, media_type: MediaType, now: datetime
+        self,
+        owner: str,
+        request: UploadRequest,
+        media_type: MediaType,
+        now: datetime,
+        held: dict[str, object],
     ) -> UploadSlot:
         ttl = self.settings.single_upload_ttl_seconds
         expires_at = now + timedelta(seconds=ttl)
@@ -174,6 +196,7 @@ class Uploads(UsesMediaParts):
             upload_kind="single",
             upload_expires_at=expires_at,
             pending_owner=owner,
+            **held,
         )
         signed = await self.bucket.sign_put(
             record.object_key,
@@ -198,6 +221,7 @@ class Uploads(UsesMediaParts):
         media_type: MediaType,
         plan: MultipartPlan,
         now: datetime,
+        held: dict[str, object],
     ) -> UploadSlot:
         expires_at = now + timedelta(seconds=self.settings.multipart_ttl_seconds)
         media_id = keys.new_media_id()
@@ -217,6 +241,7 @@ class Uploads(UsesMediaParts):
             part_count=plan.part_count,
             upload_expires_at=expires_at,
             pending_owner=owner,
+            **held,
         )
         try:
             await self.records.create(record)
@@ -241,6 +266,7 @@ class Uploads(UsesMediaParts):
         media_type: MediaType,
         blob: BlobRecord,
         now: datetime,
+        held: dict[str, object],
     ) -> UploadSlot:
         challenge = new_challenge(request.size, self.settings.dedup_proof_bytes)
         expires_at = now + timedelta(seconds=self.settings.proof_ttl_seconds)
@@ -260,6 +286,7 @@ class Uploads(UsesMediaParts):
                 nonce=challenge.nonce,
                 expires_at=expires_at,
             ),
+            **held,
         )
         await self.records.create(record)
         self._count_slot(media_type, "dedup", request.size)
@@ -293,7 +320,7 @@ class Uploads(UsesMediaParts):
                 "the challenge expired; ask for a new upload slot", code="challenge_expired"
             )
         blob = await self.records.get_blob(record.sha256)
-        if blob is None or blob.outcome is None:
+        if blob is None or blob.outcome is None or blob.object_key is None:
             await self._fail_quietly(media_id, "dedup_unavailable", "the stored copy is gone")
             raise Conflict(
                 "the stored copy is gone; ask for a new upload slot", code="dedup_unavailable"
@@ -404,23 +431,28 @@ class Uploads(UsesMediaParts):
     # --- abandon and delete ----------------------------------------------------------------
 
     async def delete(self, owner: str, media_id: str) -> None:
-        """Abandon an upload, or delete one's own media that no message references."""
+        """Abandon an upload, or delete one's own media that no message references.
+
+        A held media answers as deleted (404 from now on) but stays, bytes and all, until its
+        hold is released; the sweeper then deletes it."""
         record = await self.lookup.owned(owner, media_id)
         if record.state not in PENDING_CLIENT and await self.access.is_referenced(media_id):
             raise Conflict(
                 "messages reference this media; it stays while they do", code="media_referenced"
             )
-        if record.state is MediaState.AWAITING_UPLOAD and record.upload_id:
-            await self.bucket.abort_multipart(record.object_key, upload_id=record.upload_id)
-        blob = await self.records.get_blob(record.sha256)
+        if record.held:
+            await self.lifecycle.mark_owner_deleted(record, utcnow())
+            return
         try:
-            remaining = await self.records.delete(record)
+            deleted = await self.reclaimer.delete_media(record)
         except StaleTransition as error:
+            fresh = await self.records.get(media_id)
+            if fresh is not None and fresh.held:
+                await self.lifecycle.mark_owner_deleted(fresh, utcnow())
+                return
             raise Conflict(
                 "the media changed while it was being deleted; try again", code="invalid_state"
             ) from error
-        owns_object = blob is None or blob.object_key != record.object_key
-        if record.version_id and owns_object and record.upload_kind != "dedup":
-            await self.bucket.delete_version(record.object_key, version_id=record.version_id)
-        if remaining == 0 and blob is not None and await self.records.forget_blob(blob.sha256):
-            await self.bucket.delete_version(blob.object_key, version_id=blob.version_id)
+        self.metrics.lifecycle.deleted.labels("owner").inc()
+        self.metrics.lifecycle.reclaimed.labels("owner").inc(deleted.bytes)
+        self.metrics.lifecycle.hold_refusals.inc(deleted.refused)

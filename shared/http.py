@@ -28,7 +28,7 @@ from shared.auth import (
     check_internal_token,
     verify_token,
 )
-from shared.errors import FerryError
+from shared.errors import FerryError, Forbidden
 from shared.logging import REQUEST_ID_HEADER, accepted_request_id, request_id_var
 from shared.metrics import HttpMetrics
 from shared.request_limits import RequestLimitsMiddleware
@@ -293,5 +293,14 @@ def require_internal_caller(request: Request) -> None:
     check_internal_token(request.headers.get(INTERNAL_TOKEN_HEADER), settings.internal_token)
 
 
+def admin_identity(request: Request) -> Identity:
+    """The caller of an `/v1/admin/...` endpoint: a valid token with role `admin` (403 else)."""
+    identity = current_identity(request)
+    if not identity.is_admin:
+        raise Forbidden("this endpoint is for admins only", code="forbidden")
+    return identity
+
+
 Caller = Annotated[Identity, Depends(current_identity)]
+AdminCaller = Annotated[Identity, Depends(admin_identity)]
 InternalCaller = Annotated[None, Depends(require_internal_caller)]

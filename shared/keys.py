@@ -60,3 +60,26 @@ def hls_prefix(sha256: str) -> str:
     if not _SHA256.fullmatch(sha256):
         raise ValueError("derivative keys are addressed by a lowercase sha256")
     return f"{DERIVATIVES_PREFIX}{sha256}/hls/"
+
+
+def derivatives_prefix(blob_key: str) -> str:
+    """`d/{blob_key}/`: every derivative object of some verified bytes, HLS included."""
+    if not _SHA256.fullmatch(blob_key):
+        raise ValueError("derivative keys are addressed by a lowercase sha256")
+    return f"{DERIVATIVES_PREFIX}{blob_key}/"
+
+
+def blob_key_of_derivative(key: str) -> str | None:
+    """The blob key a derivative object belongs to (`d/{blob_key}/...`), or None."""
+    if not key.startswith(DERIVATIVES_PREFIX):
+        return None
+    blob_key, _, rest = key[len(DERIVATIVES_PREFIX) :].partition("/")
+    return blob_key if rest and _SHA256.fullmatch(blob_key) else None
+
+
+def media_id_of_original(key: str) -> str | None:
+    """The media id of an original's key (`o/{media_id}`), or None."""
+    if not key.startswith(ORIGINALS_PREFIX):
+        return None
+    media_id = key[len(ORIGINALS_PREFIX) :]
+    return media_id if is_media_id(media_id) else None

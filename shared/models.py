@@ -174,6 +174,8 @@ class MediaDocument(ContractModel):
     progress: Annotated[
         int | None, Field(ge=0, le=100, description="while processing a long job: percent done")
     ] = None
+    # Shown to admins only: never serialized by default, the admin view adds it.
+    legal_hold: bool | None = Field(None, exclude=True, description="admins only")
 
 
 class DownloadUrl(ContractModel):
@@ -323,3 +325,24 @@ class PushRequest(ContractModel):
 class PushResult(ContractModel):
     delivered: int
     not_connected: int
+
+
+# --- media lifetime (docs/lifecycle.md) ------------------------------------------------------
+
+
+class MediaUnreferenced(ContractModel):
+    """`POST /internal/media/{media_id}/unreferenced` on the Media Service: the last message
+    referencing the media went at `at` (the unsent TTL counts from then)."""
+
+    at: datetime
+
+
+class LegalHoldRequest(ContractModel):
+    reason: Annotated[str, Field(min_length=1, max_length=1000)]
+
+
+class UserLegalHold(ContractModel):
+    user_id: str
+    legal_hold: bool
+    reason: str
+    media_held: int

@@ -18,7 +18,7 @@ from media_service.uploads import Uploads
 from shared.clock import utcnow
 from shared.media_records import BlobRecord, MediaRecord
 from shared.models import MediaState, MediaType, UploadRequest
-from tests.fakes import FakeMediaBucket, FakeMediaRecords
+from tests.fakes import FakeLifecycle, FakeMediaBucket, FakeMediaRecords, FakeReclaimer
 
 OWNER = "alice"
 MIB = 1024 * 1024
@@ -35,6 +35,7 @@ class MediaWorld:
         self.records = FakeMediaRecords()
         self.bucket = FakeMediaBucket()
         self.registry = CollectorRegistry()
+        self.lifecycle = FakeLifecycle()
         lookup = MediaLookup(
             records=self.records,  # type: ignore[arg-type]
             bucket=self.bucket,  # type: ignore[arg-type]
@@ -47,6 +48,9 @@ class MediaWorld:
             lookup=lookup,
             access=AccessPolicy(None),
             metrics=MediaMetrics(self.registry),
+            lifecycle=self.lifecycle,  # type: ignore[arg-type]
+            reclaimer=FakeReclaimer(self.records, self.bucket),  # type: ignore[arg-type]
+            holds=None,  # type: ignore[arg-type]
         )
         self.uploads = Uploads(parts, rate_limiter=NoRateLimit())  # type: ignore[arg-type]
         self.serving = Serving(parts, playlist_signer=PlaylistSigner("unit-test-secret"))
