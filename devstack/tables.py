@@ -94,9 +94,19 @@ TABLES: tuple[TableSpec, ...] = (
     TableSpec(
         resource="rate_limits_table",
         owner="media_service",
-        purpose="per-user token buckets (upload slot rate), shared by every instance",
+        purpose=(
+            "per-user token buckets (upload slot rate) and usage counters (`user#` items: "
+            "stored and pending bytes, media and pending counts), shared by every instance"
+        ),
         hash_key=KeyAttribute(name="bucket_key"),
         ttl_attribute="expires_at",
+    ),
+    TableSpec(
+        resource="audit_table",
+        owner="media_service",
+        purpose="every admin action in order: one stream sorted by time, paged with a cursor",
+        hash_key=KeyAttribute(name="stream"),
+        range_key=KeyAttribute(name="event_id"),
     ),
     TableSpec(
         resource="conversations_table",

@@ -87,6 +87,8 @@ async def get_media(media_id: str, caller: Caller, serving: ServingDep) -> Respo
     payload = document.model_dump(mode="json")
     if document.legal_hold is not None:
         payload["legal_hold"] = document.legal_hold
+    if document.quarantined is not None:
+        payload["quarantined"] = document.quarantined
     return JSONResponse(payload)
 
 

@@ -52,7 +52,9 @@ class Serving(UsesMediaParts):
         record = await self.readable(user_id, media_id, admin=admin)
         document = record.document()
         if admin:
-            return document.model_copy(update={"legal_hold": record.held})
+            return document.model_copy(
+                update={"legal_hold": record.held, "quarantined": record.quarantined}
+            )
         return document
 
     async def download_url(
@@ -124,7 +126,7 @@ class Serving(UsesMediaParts):
         return rewrite_uris(text, segments.get)
 
     def _servable(self, record: MediaRecord, variant: str) -> None:
-        if record.state is MediaState.BLOCKED:
+        if record.visible_state is MediaState.BLOCKED:  # moderation, or an admin's quarantine
             raise UnavailableForLegalReasons("this media was blocked by moderation")
         if record.state is MediaState.FAILED:
             raise Conflict("this media failed; it cannot be served", code="media_unusable")

@@ -41,6 +41,8 @@ class Settings(ServiceSettings, LifecycleSettings):
     max_document_bytes: int = Field(100 * MIB, ge=1)
 
     # Per-user limits
+    # Verified bytes plus pending declared bytes a user may hold (shared.usage): 10 GiB.
+    quota_bytes_per_user: int = Field(10 * 1024 * MIB, ge=1)
     max_pending_uploads: int = Field(20, ge=1)
     slot_rate_per_minute: int = Field(60, ge=1)
 

@@ -205,7 +205,7 @@ class Uploads(UsesMediaParts):
             sha256_hex=request.sha256,
             ttl_seconds=ttl,
         )
-        await self.records.create(record)
+        await self.records.create(record, quota_bytes=self.settings.quota_bytes_per_user)
         self._count_slot(media_type, "single", request.size)
         return UploadSlot(
             media_id=record.media_id,
@@ -244,7 +244,7 @@ class Uploads(UsesMediaParts):
             **held,
         )
         try:
-            await self.records.create(record)
+            await self.records.create(record, quota_bytes=self.settings.quota_bytes_per_user)
         except BaseException:
             # No row, no session: nothing half-made is left behind.
             await self.bucket.abort_multipart(key, upload_id=upload_id)
@@ -288,7 +288,7 @@ class Uploads(UsesMediaParts):
             ),
             **held,
         )
-        await self.records.create(record)
+        await self.records.create(record, quota_bytes=self.settings.quota_bytes_per_user)
         self._count_slot(media_type, "dedup", request.size)
         return UploadSlot(
             media_id=record.media_id,

@@ -14,8 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 
 from shared.clock import iso, utcnow
 from shared.dynamo import conditional, from_item, to_item, to_value
-from shared.media_states import sources_of
+from shared.media_states import PENDING_CLIENT, sources_of
 from shared.models import ErrorDetail, MediaDocument, MediaInfo, MediaState, MediaType, Variant
+from shared.usage import NOTHING, QuotaExceeded, Share, share_of, usage_update
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb.client import DynamoDBClient
@@ -113,14 +114,46 @@ class MediaRecord(BaseModel):
     # Deleted by its owner while held: hidden from everyone but admins, kept until released.
     owner_deleted_at: Timestamp | None = None
 
+    # --- governance (media_service.quarantine, shared.usage) ---
+    # Blocked by an admin: everyone (the owner too) sees `blocked` until restored; the state
+    # underneath is kept, so restoring is removing these fields.
+    quarantined_at: Timestamp | None = None
+    quarantine_reason: str | None = None
+    # Counted in its owner's usage counters since its slot was made (rows from before quotas
+    # existed are not, and never move the counters).
+    usage_counted: bool = False
+
     @property
     def held(self) -> bool:
         return self.legal_hold or self.user_hold
 
+    @property
+    def quarantined(self) -> bool:
+        return self.quarantined_at is not None
+
+    @property
+    def visible_state(self) -> MediaState:
+        """The state everyone is shown: `blocked` while quarantined."""
+        return MediaState.BLOCKED if self.quarantined else self.state
+
+    @property
+    def visible_error(self) -> ErrorDetail | None:
+        if self.quarantined:
+            return ErrorDetail(code="quarantined", message="an administrator blocked this media")
+        return self.error
+
+    @property
+    def usage_share(self) -> Share:
+        if not self.usage_counted:
+            return NOTHING
+        # Verified bytes count until the media is deleted, retired or not.
+        had_bytes = self.blob_ref or self.derivatives_ref or self.original_retired
+        return share_of(self.state, self.size, holds_bytes=had_bytes)
+
     def document(self) -> MediaDocument:
         return MediaDocument(
             media_id=self.media_id,
-            state=self.state,
+            state=self.visible_state,
             media_type=self.media_type,
             content_type=self.content_type,
             size=self.size,
@@ -129,8 +162,8 @@ class MediaRecord(BaseModel):
             filename=self.filename,
             meta=self.meta,
             variants=[variant.public() for variant in self.variants],
-            error=self.error,
-            progress=self.progress if self.state is MediaState.PROCESSING else None,
+            error=self.visible_error,
+            progress=self.progress if self.visible_state is MediaState.PROCESSING else None,
         )
 
     def info(self) -> MediaInfo:
@@ -138,7 +171,7 @@ class MediaRecord(BaseModel):
         return MediaInfo(
             media_id=self.media_id,
             owner=self.owner,
-            state=self.state,
+            state=self.visible_state,
             media_type=self.media_type,
             meta=self.meta,
             variants=[variant.public() for variant in self.variants],
@@ -180,10 +213,29 @@ def _dump(model: BaseModel) -> dict[str, Any]:
 class MediaRecords:
     """DynamoDB access for media and blob rows (low-level client, conditional writes)."""
 
-    def __init__(self, dynamodb: DynamoDBClient, *, media_table: str, blobs_table: str) -> None:
+    def __init__(
+        self,
+        dynamodb: DynamoDBClient,
+        *,
+        media_table: str,
+        blobs_table: str,
+        usage_table: str | None = None,
+    ) -> None:
         self._db = dynamodb
         self.media_table = media_table
         self.blobs_table = blobs_table
+        # Where per-user usage counters live (None: not counted, e.g. in unit tests' worlds).
+        self.usage_table = usage_table
+
+    def usage_change(self, before: MediaRecord, after: Share) -> TransactWriteItemTypeDef | None:
+        """The counter update moving `before`'s owner from its share to `after` (None: none)."""
+        if self.usage_table is None or not before.usage_counted:
+            return None
+        delta = after.minus(before.usage_share)
+        if delta.is_zero:
+            return None
+        item: TransactWriteItemTypeDef = usage_update(self.usage_table, before.owner, delta)
+        return item
 
     # --- reads -----------------------------------------------------------------------------
 
@@ -215,12 +267,34 @@ class MediaRecords:
 
     # --- writes ----------------------------------------------------------------------------
 
-    async def create(self, record: MediaRecord) -> None:
-        await self._db.put_item(
-            TableName=self.media_table,
-            Item=to_item(_dump(record)),
-            ConditionExpression="attribute_not_exists(media_id)",
-        )
+    async def create(self, record: MediaRecord, *, quota_bytes: int | None = None) -> None:
+        """Store a new media; with counting on, its pending bytes join its owner's usage in the
+        same transaction, refused (`QuotaExceeded`) if they would pass `quota_bytes`."""
+        if self.usage_table is None:
+            await self._db.put_item(
+                TableName=self.media_table,
+                Item=to_item(_dump(record)),
+                ConditionExpression="attribute_not_exists(media_id)",
+            )
+            return
+        counted = record.model_copy(update={"usage_counted": True})
+        share = counted.usage_share
+        room = None if quota_bytes is None else quota_bytes - share.pending_bytes
+        if room is not None and room < 0:
+            raise QuotaExceeded(_quota_message(quota_bytes, record.size))
+        items: list[TransactWriteItemTypeDef] = [
+            {
+                "Put": {
+                    "TableName": self.media_table,
+                    "Item": to_item(_dump(counted)),
+                    "ConditionExpression": "attribute_not_exists(media_id)",
+                }
+            },
+            usage_update(self.usage_table, record.owner, share, room=room),
+        ]
+        # A fresh random id never collides: a refused condition is the quota's.
+        with conditional(QuotaExceeded(_quota_message(quota_bytes, record.size))):
+            await self._db.transact_write_items(TransactItems=items)
 
     def _transition_update(
         self,
@@ -271,6 +345,16 @@ class MediaRecords:
         only_from: frozenset[MediaState] | None = None,
     ) -> MediaRecord:
         """Move a media to `target` if the state machine allows it from its current state."""
+        sources = sources_of(target) if only_from is None else only_from & sources_of(target)
+        if self.usage_table is not None and sources & PENDING_CLIENT:
+            # Leaving a pending state releases pending bytes: the counters move in the same
+            # transaction, from the state read (states only move forward, so a race ends in a
+            # refused condition, never a wrong count).
+            before = await self.get(media_id)
+            if before is not None and before.state in sources and before.usage_counted:
+                return await self._counted_transition(
+                    before, target, set_fields=set_fields, remove_fields=remove_fields
+                )
         update = self._transition_update(
             media_id,
             target,
@@ -281,6 +365,34 @@ class MediaRecords:
         with conditional(StaleTransition(f"{media_id} cannot move to {target}")):
             response = await self._db.update_item(**update, ReturnValues="ALL_NEW")
         return MediaRecord.model_validate(from_item(response["Attributes"]))
+
+    async def _counted_transition(
+        self,
+        before: MediaRecord,
+        target: MediaState,
+        *,
+        set_fields: dict[str, Any] | None,
+        remove_fields: tuple[str, ...],
+    ) -> MediaRecord:
+        update = self._transition_update(
+            before.media_id,
+            target,
+            set_fields=set_fields,
+            remove_fields=remove_fields,
+            only_from=frozenset({before.state}),
+        )
+        holds = (
+            bool((set_fields or {}).get("blob_ref")) or before.blob_ref or before.derivatives_ref
+        )
+        change = self.usage_change(before, share_of(target, before.size, holds_bytes=holds))
+        items: list[TransactWriteItemTypeDef] = [{"Update": update}]
+        if change is not None:
+            items.append(change)
+        await self._transact(items, before.media_id)
+        after = await self.get(before.media_id)
+        if after is None:
+            raise StaleTransition(f"{before.media_id} vanished during a transition")
+        return after
 
     async def fail(
         self,
@@ -370,7 +482,13 @@ class MediaRecords:
             "ExpressionAttributeNames": names,
             "ExpressionAttributeValues": {**values, ":one": {"N": "1"}},
         }
-        await self._transact([{"Update": update}, {"Update": blob_update}], record.media_id)
+        items: list[TransactWriteItemTypeDef] = [{"Update": update}, {"Update": blob_update}]
+        change = self.usage_change(
+            record, share_of(MediaState.UPLOADED, record.size, holds_bytes=True)
+        )
+        if change is not None:
+            items.append(change)
+        await self._transact(items, record.media_id)
         committed = await self.get(record.media_id)
         if committed is None:
             raise StaleTransition(f"{record.media_id} vanished during commit")
@@ -420,7 +538,11 @@ class MediaRecords:
             "ConditionExpression": "attribute_exists(sha256) AND refcount > :zero",
             "ExpressionAttributeValues": {":one": {"N": "1"}, ":zero": {"N": "0"}},
         }
-        await self._transact([{"Update": update}, {"Update": blob_update}], record.media_id)
+        items: list[TransactWriteItemTypeDef] = [{"Update": update}, {"Update": blob_update}]
+        change = self.usage_change(record, share_of(blob.outcome, record.size, holds_bytes=True))
+        if change is not None:
+            items.append(change)
+        await self._transact(items, record.media_id)
         attached = await self.get(record.media_id)
         if attached is None:
             raise StaleTransition(f"{record.media_id} vanished during dedup")
@@ -440,10 +562,12 @@ class MediaRecords:
                 "ExpressionAttributeValues": {":state": {"S": record.state.value}},
             }
         }
+        change = self.usage_change(record, NOTHING)
+        counted = [change] if change is not None else []
         if not record.blob_ref:
-            await self._transact([delete], record.media_id)
+            await self._transact([delete, *counted], record.media_id)
             return None
-        await self._transact([delete, self._release(record.sha256)], record.media_id)
+        await self._transact([delete, self._release(record.sha256), *counted], record.media_id)
         blob = await self.get_blob(record.sha256)
         return blob.refcount if blob else 0
 
@@ -464,3 +588,10 @@ class MediaRecords:
     async def _transact(self, items: list[TransactWriteItemTypeDef], media_id: str) -> None:
         with conditional(StaleTransition(f"{media_id}: a guarded write did not apply")):
             await self._db.transact_write_items(TransactItems=items)
+
+
+def _quota_message(quota_bytes: int | None, size: int) -> str:
+    return (
+        f"this upload ({size} bytes) would pass your storage quota of {quota_bytes} bytes "
+        "(stored plus pending uploads): delete some media first"
+    )

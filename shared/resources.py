@@ -51,6 +51,15 @@ class ResourceNames:
     def rate_limits_table(self) -> str:
         return f"{self.prefix}-rate-limits"
 
+    @property
+    def usage_table(self) -> str:
+        """Per-user usage counters share the per-user counters' table (shared.usage)."""
+        return self.rate_limits_table
+
+    @property
+    def audit_table(self) -> str:
+        return f"{self.prefix}-audit"
+
     # --- tables owned by the Message Service
     @property
     def conversations_table(self) -> str:

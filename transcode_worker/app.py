@@ -39,7 +39,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             sqs = aws.sqs
             resources = settings.resources
             store = MediaRecords(
-                aws.dynamodb, media_table=resources.media_table, blobs_table=resources.blobs_table
+                aws.dynamodb,
+                media_table=resources.media_table,
+                blobs_table=resources.blobs_table,
+                usage_table=resources.usage_table,
             )
             pool = DerivePool(settings.process_pool_size)
             stack.push_async_callback(pool.close)
