@@ -212,16 +212,16 @@ async def test_quarantine_blocks_everyone_then_restore_brings_it_back(
         f"{fleet.message_url}/v1/conversations", json={"members": [bob_name]}, headers=alice
     )
     conversation_id = created.json()["conversation_id"]
-    sent = await http.post(
-        f"{fleet.message_url}/v1/conversations/{conversation_id}/messages",
-        json={"client_msg_id": "q1", "media": [{"media_id": media_id}]},
-        headers=alice,
-    )
-    assert sent.status_code == 201, sent.text
     ops_name, ops = admin(fleet)
 
     async with open_socket(fleet, 0, bob_name) as ws:
-        await next_frame(ws, of_type("message"))  # pending delivery first
+        sent = await http.post(
+            f"{fleet.message_url}/v1/conversations/{conversation_id}/messages",
+            json={"client_msg_id": "q1", "media": [{"media_id": media_id}]},
+            headers=alice,
+        )
+        assert sent.status_code == 201, sent.text
+        await next_frame(ws, of_type("message"))
         blocked = await http.post(
             f"{fleet.media_url}/v1/admin/media/{media_id}/quarantine",
             json={"reason": "reported"},
