@@ -351,7 +351,8 @@ class MediaRecords:
             # transaction, from the state read (states only move forward, so a race ends in a
             # refused condition, never a wrong count).
             before = await self.get(media_id)
-            if before is not None and before.state in sources and before.usage_counted:
+            pending = before is not None and before.state in sources & PENDING_CLIENT
+            if before is not None and pending and before.usage_counted:
                 return await self._counted_transition(
                     before, target, set_fields=set_fields, remove_fields=remove_fields
                 )
