@@ -87,6 +87,11 @@ def test_a_held_media_is_never_deleted_or_retired(flag: str) -> None:
     assert next_due(media, T0, POLICY) is None  # settled: nothing more to hold
     processing = record(MediaState.PROCESSING, **{flag: True})
     assert next_due(processing, T0, POLICY) == T0 + POLICY.recheck  # derivatives may appear
+    slot = record(
+        MediaState.AWAITING_UPLOAD, upload_expires_at=T0 + timedelta(minutes=5), **{flag: True}
+    )
+    assert next_due(slot, T0, POLICY) == T0 + POLICY.recheck
+    assert decide(slot, T0 + timedelta(minutes=16), POLICY) is Action.SETTLE_ABANDONED
 
 
 def test_an_abandoned_slot_settles_then_goes_with_the_ttl() -> None:
