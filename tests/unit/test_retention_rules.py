@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from devstack.token import main as token_main
 from media_service.retention import Action, Policy, decide, next_due
 from shared.auth import issue_token, verify_token
 from shared.lifecycle import (
@@ -16,6 +17,7 @@ from shared.lifecycle import (
 )
 from shared.media_records import Challenge, MediaRecord
 from shared.models import MediaState, MediaType
+from shared.settings import CommonSettings
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
 POLICY = Policy(
@@ -167,3 +169,11 @@ def test_tokens_carry_roles() -> None:
     assert admin.roles == ("admin",)
     plain = verify_token(issue_token("alice", "s" * 40), "s" * 40)
     assert not plain.is_admin
+
+
+def test_make_token_role_admin_prints_an_admin_token(capsys: pytest.CaptureFixture[str]) -> None:
+    """`make token USER=ops ROLE=admin` runs `python -m devstack.token ops --role admin`."""
+    assert token_main(["ops", "--role", "admin"]) == 0
+    secret = CommonSettings().auth_jwt_secret
+    identity = verify_token(capsys.readouterr().out.strip(), secret)
+    assert (identity.user_id, identity.roles) == ("ops", ("admin",))
