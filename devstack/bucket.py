@@ -7,13 +7,17 @@ and change only what differs (a re-run changes nothing, and sends no second S3 t
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shared.keys import ORIGINALS_PREFIX
 from shared.lifecycle import LifecycleSettings, bucket_lifecycle_rules
 
+if TYPE_CHECKING:
+    from types_aiobotocore_s3.literals import EventType
+    from types_aiobotocore_s3.type_defs import NotificationConfigurationTypeDef
+
 NOTIFICATION_ID = "ferry-originals-to-uploads"
-UPLOAD_EVENTS = ("s3:ObjectCreated:*",)
+UPLOAD_EVENTS: tuple[EventType, ...] = ("s3:ObjectCreated:*",)
 
 # The browser PUTs to a signed URL and must read back what storage says it stored.
 CORS_METHODS = ("PUT", "GET", "HEAD")
@@ -41,7 +45,7 @@ def lifecycle_configuration(settings: LifecycleSettings | None = None) -> dict[s
     return bucket_lifecycle_rules(settings or LifecycleSettings())
 
 
-def notification_configuration(uploads_queue_arn: str) -> dict[str, Any]:
+def notification_configuration(uploads_queue_arn: str) -> NotificationConfigurationTypeDef:
     """Every new original (`o/...`) is announced on the uploads queue; derivatives are not."""
     return {
         "QueueConfigurations": [

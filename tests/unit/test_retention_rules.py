@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -29,7 +30,7 @@ POLICY = Policy(
 )
 
 
-def record(state: MediaState = MediaState.READY, **fields: object) -> MediaRecord:
+def record(state: MediaState = MediaState.READY, **fields: Any) -> MediaRecord:
     base: dict[str, object] = {
         "media_id": "m_0123456789abcdef",
         "owner": "alice",
@@ -83,7 +84,7 @@ def test_retention_retires_the_original_then_the_derivatives() -> None:
 
 @pytest.mark.parametrize("flag", ["legal_hold", "user_hold"])
 def test_a_held_media_is_never_deleted_or_retired(flag: str) -> None:
-    media = record(**{flag: True})
+    media = record(MediaState.READY, **{flag: True})
     for later in (timedelta(days=2), timedelta(days=366), timedelta(days=800)):
         assert decide(media, T0 + later, POLICY) is Action.APPLY_HOLD
     assert next_due(media, T0, POLICY) is None  # settled: nothing more to hold
