@@ -226,7 +226,9 @@ class LifecycleRecords:
             items.append(self._blob_counts(record.sha256, refcount=-1))
         elif record.derivatives_ref:
             items.append(self._blob_counts(record.sha256, retired_refs=-1))
-        if blob is not None and blob.object_key == record.object_key and blob.refcount > 1:
+        # Written whatever the count read before: a dedup partner may attach meanwhile, and a
+        # marker left behind is removed with the blob's original (`drop_original`).
+        if blob is not None and blob.object_key == record.object_key:
             items.append(
                 {
                     "Put": {
