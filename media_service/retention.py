@@ -88,6 +88,10 @@ def settled_for_hold(record: MediaRecord) -> bool:
 def decide(record: MediaRecord, now: datetime, policy: Policy) -> Action:
     """The one rule due for `record` at `now` (the most destructive first)."""
     if record.held:
+        # Settling an abandoned slot destroys nothing (there are no bytes): held or not.
+        abandoned = abandoned_at(record, policy)
+        if abandoned is not None and now > abandoned:
+            return Action.SETTLE_ABANDONED
         return Action.APPLY_HOLD
     if record.owner_deleted_at is not None:
         return Action.DELETE
@@ -110,6 +114,7 @@ def decide(record: MediaRecord, now: datetime, policy: Policy) -> Action:
 def next_due(record: MediaRecord, now: datetime, policy: Policy) -> datetime | None:
     """When a rule may next apply to `record` as it is (None: none ever will, as it is)."""
     if record.held:
+        # Until it settles, its bytes or derivatives may appear: hold them soon after they do.
         return None if settled_for_hold(record) else now + policy.recheck
     if record.owner_deleted_at is not None:
         return now

@@ -40,21 +40,45 @@ class LifecycleSettings(BaseSettings):
 
     # A media no message has referenced this long after it was created (or after its last
     # reference went) is deleted: record, bytes, derivatives nobody else shares.
-    unsent_media_ttl_seconds: int = Field(86_400, ge=1)
+    unsent_media_ttl_seconds: int = Field(
+        86_400,
+        ge=1,
+        description=(
+            "a media no message references this long after creation (or after its last "
+            "reference went) is deleted"
+        ),
+    )
     # The original's bytes are retired this long after creation (the media becomes `expired`).
-    retention_original_seconds: int = Field(31_536_000, ge=1)
+    retention_original_seconds: int = Field(
+        31_536_000, ge=1, description="the original's bytes are retired (media `expired`, 410)"
+    )
     # Derivatives (thumbnails, posters, HLS) are retired this long after creation.
-    retention_derivatives_seconds: int = Field(63_072_000, ge=1)
+    retention_derivatives_seconds: int = Field(
+        63_072_000, ge=1, description="derivatives are retired too (410 for every variant)"
+    )
     # Originals move to COLD_STORAGE_CLASS this long after they were written (bucket rule).
-    cold_storage_after_seconds: int = Field(30 * DAY_SECONDS, ge=DAY_SECONDS)
+    cold_storage_after_seconds: int = Field(
+        30 * DAY_SECONDS,
+        ge=DAY_SECONDS,
+        description="originals move to COLD_STORAGE_CLASS (bucket rule, whole days)",
+    )
     # GLACIER_IR: a GET answers in milliseconds like STANDARD, at a fraction of the storage
     # price, for objects read rarely. GLACIER/DEEP_ARCHIVE need a restore first (`url` says so).
-    cold_storage_class: ColdStorageClass = "GLACIER_IR"
+    cold_storage_class: ColdStorageClass = Field(
+        "GLACIER_IR",
+        description="GLACIER/DEEP_ARCHIVE need a restore: `url` answers 409 media_archived",
+    )
     # How long a multipart upload session stays open; older incomplete uploads are aborted.
-    multipart_ttl_seconds: int = Field(24 * 3600, ge=300)
+    multipart_ttl_seconds: int = Field(
+        24 * 3600, ge=300, description="how long a multipart upload stays open"
+    )
     # The sweeper: seconds between passes (`--loop`, `make run`) and records per query page.
-    sweep_interval_seconds: float = Field(60, gt=0)
-    sweep_batch_size: int = Field(100, ge=1, le=1000)
+    sweep_interval_seconds: float = Field(
+        60, gt=0, description="seconds between sweeper passes (`--loop`, `make run`)"
+    )
+    sweep_batch_size: int = Field(
+        100, ge=1, le=1000, description="records per sweep-index page (orphan scan: 10x)"
+    )
 
     @model_validator(mode="after")
     def _derivatives_outlive_originals(self) -> Self:

@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -100,7 +101,8 @@ async def sweep(life: LocalFleet, now: datetime) -> dict[str, int]:
 
 async def object_bytes(s3: AwsClients, life: LocalFleet, prefix: str) -> int:
     """Bytes of every object version under `prefix`."""
-    total, request = 0, {"Bucket": life.settings.resources.bucket, "Prefix": prefix}
+    total = 0
+    request: dict[str, Any] = {"Bucket": life.settings.resources.bucket, "Prefix": prefix}
     while True:
         response = await s3.s3.list_object_versions(**request)
         total += sum(int(v["Size"]) for v in response.get("Versions", []))

@@ -86,6 +86,7 @@ def test_there_is_one_task_definition_per_service() -> None:
 
 def test_the_sweeper_runs_the_media_service_image_once_per_schedule() -> None:
     shape = get_session().get_service_model("ecs").operation_model("RegisterTaskDefinition")
+    assert shape.input_shape is not None
     for params in (json.loads(_raw("media-sweeper")), _rendered("media-sweeper")):
         report = ParamValidator().validate(params, shape.input_shape)
         assert not report.has_errors(), report.generate_report()

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
+from devstack.token import main as token_main
 from media_service.retention import Action, Policy, decide, next_due
 from shared.auth import issue_token, verify_token
 from shared.lifecycle import (
@@ -16,6 +18,7 @@ from shared.lifecycle import (
 )
 from shared.media_records import Challenge, MediaRecord
 from shared.models import MediaState, MediaType
+from shared.settings import CommonSettings
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
 POLICY = Policy(
@@ -27,7 +30,7 @@ POLICY = Policy(
 )
 
 
-def record(state: MediaState = MediaState.READY, **fields: object) -> MediaRecord:
+def record(state: MediaState = MediaState.READY, **fields: Any) -> MediaRecord:
     base: dict[str, object] = {
         "media_id": "m_0123456789abcdef",
         "owner": "alice",
@@ -81,12 +84,17 @@ def test_retention_retires_the_original_then_the_derivatives() -> None:
 
 @pytest.mark.parametrize("flag", ["legal_hold", "user_hold"])
 def test_a_held_media_is_never_deleted_or_retired(flag: str) -> None:
-    media = record(**{flag: True})
+    media = record(MediaState.READY, **{flag: True})
     for later in (timedelta(days=2), timedelta(days=366), timedelta(days=800)):
         assert decide(media, T0 + later, POLICY) is Action.APPLY_HOLD
     assert next_due(media, T0, POLICY) is None  # settled: nothing more to hold
     processing = record(MediaState.PROCESSING, **{flag: True})
     assert next_due(processing, T0, POLICY) == T0 + POLICY.recheck  # derivatives may appear
+    slot = record(
+        MediaState.AWAITING_UPLOAD, upload_expires_at=T0 + timedelta(minutes=5), **{flag: True}
+    )
+    assert next_due(slot, T0, POLICY) == T0 + POLICY.recheck
+    assert decide(slot, T0 + timedelta(minutes=16), POLICY) is Action.SETTLE_ABANDONED
 
 
 def test_an_abandoned_slot_settles_then_goes_with_the_ttl() -> None:
@@ -162,3 +170,11 @@ def test_tokens_carry_roles() -> None:
     assert admin.roles == ("admin",)
     plain = verify_token(issue_token("alice", "s" * 40), "s" * 40)
     assert not plain.is_admin
+
+
+def test_make_token_role_admin_prints_an_admin_token(capsys: pytest.CaptureFixture[str]) -> None:
+    """`make token USER=ops ROLE=admin` runs `python -m devstack.token ops --role admin`."""
+    assert token_main(["ops", "--role", "admin"]) == 0
+    secret = CommonSettings().auth_jwt_secret
+    identity = verify_token(capsys.readouterr().out.strip(), secret)
+    assert (identity.user_id, identity.roles) == ("ops", ("admin",))
