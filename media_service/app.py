@@ -16,6 +16,7 @@ from media_service.admin_routes import router as admin_router
 from media_service.audit import AuditLog
 from media_service.cdn import CloudFrontUrlSigner
 from media_service.erasure import Erasure
+from media_service.events import NamedQueueEvents
 from media_service.governance_routes import me_router
 from media_service.governance_routes import router as governance_router
 from media_service.hls import PlaylistSigner
@@ -28,7 +29,7 @@ from media_service.metrics import MediaMetrics
 from media_service.parts import MediaParts
 from media_service.quarantine import Quarantine
 from media_service.quotas import Quotas
-from media_service.reclaim import QueueEvents, Reclaimer
+from media_service.reclaim import Reclaimer
 from media_service.routes import router
 from media_service.serving import Serving
 from media_service.settings import Settings
@@ -98,8 +99,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             )
             app.state.holds = holds
             # Governance: usage, quarantine (announced like the worker's events), erasure, audit.
-            queue = await aws.sqs.get_queue_url(QueueName=resources.media_events_queue)
-            events = QueueEvents(aws.sqs, queue["QueueUrl"])
+            events = NamedQueueEvents(aws.sqs, resources.media_events_queue)
             app.state.quotas = Quotas(
                 UsageCounters(aws.dynamodb, resources.usage_table),
                 quota_bytes=settings.quota_bytes_per_user,

@@ -145,7 +145,8 @@ class FakeMediaRecords:
 
     # --- writes ----------------------------------------------------------------------------
 
-    async def create(self, record: MediaRecord) -> None:
+    async def create(self, record: MediaRecord, *, quota_bytes: int | None = None) -> None:
+        """Usage is not counted here (tests/integration/test_governance.py covers it)."""
         if record.media_id in self.media:
             raise StaleTransition(f"{record.media_id} exists")
         self.media[record.media_id] = record
