@@ -259,6 +259,29 @@ async def test_bytes_put_after_an_abandon_are_deleted(
     assert await eventually(swept, timeout=120, interval=0.5)
 
 
+async def test_an_unused_slot_and_an_unanswered_challenge_end_as_404(
+    life: LocalFleet, http: httpx.AsyncClient
+) -> None:
+    alice, bob = fresh("alice"), fresh("bob")
+    photo = make_jpeg(seed=106)
+    await ready_upload(life, http, alice, photo, "image/jpeg")
+    unused = await http.post(
+        f"{life.media_url}/v1/media/uploads",
+        json=slot_request(make_jpeg(seed=107)),
+        headers=auth(life, alice),
+    )
+    challenged = await http.post(
+        f"{life.media_url}/v1/media/uploads", json=slot_request(photo), headers=auth(life, bob)
+    )
+    assert (unused.status_code, challenged.status_code) == (201, 200)
+    slot_id, challenge_id = unused.json()["media_id"], challenged.json()["media_id"]
+    # Past the slot's expiry and grace (300 + 600 s) and the unsent TTL: settled, then deleted.
+    report = await sweep(life, later(1000))
+    assert report["abandoned"] >= 2
+    assert await status(http, life, alice, f"/v1/media/{slot_id}") == 404
+    assert await status(http, life, bob, f"/v1/media/{challenge_id}") == 404
+
+
 # --- retention and legal hold --------------------------------------------------------------------
 
 
