@@ -101,7 +101,7 @@ class Serving(UsesMediaParts):
         if record is None:
             raise NotFound("no such playlist, or its link expired")
         self._servable(record)
-        prefix = f"{keys.hls_prefix(record.sha256)}{rendition}/"
+        prefix = f"{keys.hls_prefix(record.blob_key)}{rendition}/"
         try:
             text = await self.bucket.read_text(f"{prefix}index.m3u8", limit=PLAYLIST_LIMIT_BYTES)
         except Exception as error:

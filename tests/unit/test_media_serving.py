@@ -77,7 +77,7 @@ async def test_hls_master_links_back_here_signed_and_renditions_sign_segments(
     world: MediaWorld,
 ) -> None:
     record = await uploaded(world, MediaState.PROCESSING)
-    prefix = keys.hls_prefix(record.sha256)
+    prefix = keys.hls_prefix(record.blob_key)
     hls = StoredVariant(
         name="hls", content_type="application/vnd.apple.mpegurl", size=1, key=f"{prefix}m.m3u8"
     )

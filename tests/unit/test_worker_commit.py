@@ -162,7 +162,7 @@ async def test_good_bytes_become_ready(world: World) -> None:
     assert ready.meta == {"mime": "image/jpeg"}
     assert ready.version_id == version  # pinned to what was read
     assert ready.pending_owner is None
-    blob = world.store.blobs[record.sha256]
+    blob = world.store.blobs[record.blob_key]
     assert (blob.refcount, blob.outcome, blob.version_id) == (1, MediaState.READY, version)
     assert world.publisher.states == ["uploaded", "ready"]
     assert world.verified("ok") == 1
@@ -261,7 +261,7 @@ async def test_a_repeated_event_changes_nothing(world: World) -> None:
     before = world.store.media[record.media_id]
     assert await world.step.run(created(record)) == "duplicate"
     assert world.store.media[record.media_id] == before
-    assert world.store.blobs[record.sha256].refcount == 1
+    assert world.store.blobs[record.blob_key].refcount == 1
     assert world.publisher.states == ["uploaded", "ready"]
     assert len(world.s3.gets) == 1
 
