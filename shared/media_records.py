@@ -19,6 +19,10 @@ from shared.media_states import sources_of
 from shared.models import ErrorDetail, MediaDocument, MediaInfo, MediaState, MediaType, Variant
 
 OWNER_CREATED_INDEX = "owner-created"
+# The recipients' original (API.md "Privacy of originals"): the original without location and
+# camera metadata, made losslessly during processing. Not listed in the media document: readers
+# other than the owner download it as `original`, and the document shows them its hash and size.
+CLEAN_ORIGINAL_VARIANT = "original_clean"
 PENDING_INDEX = "pending-by-owner"
 
 
@@ -38,10 +42,12 @@ class StoredVariant(BaseModel):
     size: int
     width: int | None = None
     height: int | None = None
+    # Set for `original_clean`, whose hash the media document shows to recipients.
+    sha256: str | None = None
     key: str
 
     def public(self) -> Variant:
-        return Variant(**self.model_dump(exclude={"key"}))
+        return Variant(**self.model_dump(exclude={"key", "sha256"}))
 
 
 class Challenge(BaseModel):
@@ -90,18 +96,24 @@ class MediaRecord(BaseModel):
     # Percent done of a long derivation; meaningful only while processing.
     progress: int | None = None
 
-    def document(self) -> MediaDocument:
+    def document(self, reader: str | None = None) -> MediaDocument:
+        """The media document as `reader` sees it (None: the owner): a reader other than the
+        owner downloads the metadata-free copy as `original`, so sees its hash and size."""
+        size, sha256 = self.size, self.sha256
+        clean = self.clean_original()
+        if reader is not None and reader != self.owner and clean is not None and clean.sha256:
+            size, sha256 = clean.size, clean.sha256
         return MediaDocument(
             media_id=self.media_id,
             state=self.state,
             media_type=self.media_type,
             content_type=self.content_type,
-            size=self.size,
-            sha256=self.sha256,
+            size=size,
+            sha256=sha256,
             created_at=self.created_at,
             filename=self.filename,
             meta=self.meta,
-            variants=[variant.public() for variant in self.variants],
+            variants=self.public_variants(),
             error=self.error,
             progress=self.progress if self.state is MediaState.PROCESSING else None,
         )
@@ -114,8 +126,16 @@ class MediaRecord(BaseModel):
             state=self.state,
             media_type=self.media_type,
             meta=self.meta,
-            variants=[variant.public() for variant in self.variants],
+            variants=self.public_variants(),
         )
+
+    def public_variants(self) -> list[Variant]:
+        return [
+            variant.public() for variant in self.variants if variant.name != CLEAN_ORIGINAL_VARIANT
+        ]
+
+    def clean_original(self) -> StoredVariant | None:
+        return self.variant(CLEAN_ORIGINAL_VARIANT)
 
     def variant(self, name: str) -> StoredVariant | None:
         return next((variant for variant in self.variants if variant.name == name), None)

@@ -9,8 +9,8 @@ so its derivatives go to content-addressed keys (`shared.keys.derivative_object_
 
 Memory stays bounded: the original streams to a temporary file in chunks, decoders run in pool
 processes on that file, and each derivative is uploaded from disk. The temporary folder is
-removed whatever happens. Derivative keys are content-addressed (`d/{family}/{sha256}/...`), so a rerun
-after a crash overwrites identical objects, and deduplicated media share them.
+removed whatever happens. Derivative keys are content-addressed (`d/{family}/{sha256}/...`), so
+a rerun after a crash overwrites identical objects, and deduplicated media share them.
 """
 
 from __future__ import annotations
@@ -179,6 +179,7 @@ class DerivingProcessor:
                         size=variant.size,
                         width=variant.width,
                         height=variant.height,
+                        sha256=variant.sha256,
                         key=derivative_object_key(record.blob_key, variant.key),
                     )
                     for variant in derived.variants

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 import pillow_heif
-from PIL import Image, ImageCms
+from PIL import Image, ImageCms, PngImagePlugin
 
 MARKER = (255, 0, 0)
 MARKER_FRACTION = 5  # the marker square's side is 1/5 of the shorter side
@@ -275,8 +275,6 @@ def _gps_exif(orientation: int | None = 6) -> Image.Exif:
 
 def png_with_gps(width: int = 200, height: int = 120) -> bytes:
     """A PNG with an `eXIf` chunk (make, orientation 6, GPS) and a `tEXt` comment."""
-    from PIL import PngImagePlugin  # noqa: PLC0415 - PNG text chunks only here
-
     text = PngImagePlugin.PngInfo()
     text.add_text("Comment", "shot at home")
     return _save(photo(width, height, seed=7), "PNG", exif=_gps_exif(), pnginfo=text)

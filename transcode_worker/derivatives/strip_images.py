@@ -31,6 +31,7 @@ from transcode_worker.derivatives.exif_orientation import (
     orientation_of,
     orientation_tiff,
 )
+from transcode_worker.derivatives.types import StripError
 
 EXIF_PREFIX = b"Exif\x00\x00"
 ICC_PREFIX = b"ICC_PROFILE\x00"
@@ -40,8 +41,7 @@ _PNG_DROPPED = frozenset({b"eXIf", b"tEXt", b"zTXt", b"iTXt", b"tIME"})
 _VP8X_EXIF, _VP8X_XMP = 0x08, 0x04
 
 
-class StripError(Exception):
-    """The file is not the well-formed container it claims to be: no clean copy is made."""
+__all__ = ["StripError", "StrippedImage", "strip_image", "strip_image_bytes"]
 
 
 @dataclass(frozen=True)
@@ -225,13 +225,13 @@ def strip_webp(data: bytes) -> StrippedImage:
     keep_exif = orientation is not None and orientation != 1
     if keep_exif and orientation is not None:
         chunks.append((b"EXIF", orientation_tiff(orientation)))
-    body = bytearray()
+    rebuilt = bytearray()
     for kind, chunk in chunks:
         if kind == b"VP8X" and chunk:
             flags = chunk[0] & ~(_VP8X_EXIF | _VP8X_XMP)
             chunk = bytes([flags | (_VP8X_EXIF if keep_exif else 0)]) + chunk[1:]
-        body += _riff_chunk(kind, chunk)
-    out = b"RIFF" + struct.pack("<I", len(body) + 4) + b"WEBP" + bytes(body)
+        rebuilt += _riff_chunk(kind, chunk)
+    out = b"RIFF" + struct.pack("<I", len(rebuilt) + 4) + b"WEBP" + bytes(rebuilt)
     return StrippedImage(data=out, content_type="image/webp", removed=tuple(removed))
 
 

@@ -24,16 +24,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from transcode_worker.derivatives.types import StripError
+
 MAX_MOOV_BYTES = 64 * 1024 * 1024
 COPY_CHUNK_BYTES = 1024 * 1024
 XMP_UUID = bytes.fromhex("be7acfcb97a942e89c71999491e3afac")
 _METADATA = frozenset({b"udta", b"meta"})
 # The boxes on the way from `moov` to the chunk offset tables.
 _TO_CHUNK_OFFSETS = {b"moov": b"trak", b"trak": b"mdia", b"mdia": b"minf", b"minf": b"stbl"}
-
-
-class StripError(Exception):
-    """The file is not a well-formed ISO media file: no clean copy is made."""
 
 
 @dataclass(frozen=True)
@@ -108,9 +106,7 @@ def _name(box: Box) -> str:
     return box.kind.decode("latin-1")
 
 
-def _rewrite(
-    data: bytes, box: Box, *, blank: bool, removed: list[str], path: str
-) -> bytes:
+def _rewrite(data: bytes, box: Box, *, blank: bool, removed: list[str], path: str) -> bytes:
     """`box` (moov or trak) without its metadata children; trak children recursed."""
     body = bytearray()
     for child in child_boxes(data, box.body, box.end):
@@ -241,6 +237,12 @@ def strip_mp4(source: Path, target: Path) -> StrippedVideo | None:
                     _copy(handle, out, box.start, box.end)
     content_type = "video/quicktime" if brand == b"qt  " else "video/mp4"
     return StrippedVideo(content_type=content_type, removed=tuple(removed))
+
+
+def strip_video(source: Path, target: Path) -> str | None:
+    """`strip_mp4` with the signature every strip function has: the content type written."""
+    stripped = strip_mp4(source, target)
+    return None if stripped is None else stripped.content_type
 
 
 def _top_metadata(handle: BinaryIO, box: Box) -> bool:
