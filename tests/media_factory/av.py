@@ -350,12 +350,14 @@ def location_udta(location: str = LOCATION) -> bytes:
     return _box(b"udta", text_atom(b"\xa9xyz", location) + text_atom(b"\xa9mak", "FerryPhone"))
 
 
-def mp4_with_location(path: Path, *, seconds: float = 1.0, faststart: bool = False) -> Path:
+def mp4_with_location(
+    path: Path, *, seconds: float = 1.0, faststart: bool = False, location: str = LOCATION
+) -> Path:
     """An H.264 MP4 whose `moov` carries a `udta` with a `©xyz` location atom.
 
     Without `faststart` the `moov` is the last box, so appending to it moves no chunk; with it
     the `moov` comes first and every chunk offset (`stco`) is raised by the bytes added."""
-    h264_mp4(path, seconds=seconds, width=160, height=90, audio=True, faststart=faststart)
+    h264_mp4(path, seconds=seconds, width=320, height=180, audio=True, faststart=faststart)
     data = bytearray(path.read_bytes())
     position = 0
     while position < len(data):
@@ -365,7 +367,7 @@ def mp4_with_location(path: Path, *, seconds: float = 1.0, faststart: bool = Fal
         position += size
     else:
         raise AssertionError("no moov box")
-    extra = location_udta()
+    extra = location_udta(location)
     end = position + size
     if faststart:
         _raise_chunk_offsets(data, position, end, len(extra))
