@@ -208,7 +208,10 @@ class CommitStep:
             # Another worker committed (or settled) it first, maybe with another version:
             # this one is then a stray.
             current = await self._store.get(record.media_id)
-            if read_version is not None and (current is None or current.version_id != read_version):
+            settled = current is None or current.state is not MediaState.AWAITING_UPLOAD
+            if read_version is not None and settled and (
+                current is None or current.version_id != read_version
+            ):
                 await self._strays.discard(
                     record.object_key,
                     announced=read_version,
