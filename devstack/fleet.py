@@ -179,7 +179,7 @@ class LocalFleet:
         self._emulator_port = httpx.URL(self.emulator_url).port or self._emulator_port
         if self.s3 == "localstack" and self._localstack is None:
             # S3 and SQS from LocalStack (it checks presigned signatures); DynamoDB stays on moto.
-            # Built off the loop too: it makes its state directory.
+            # Off the loop: it makes its data folder.
             self._localstack = await asyncio.to_thread(
                 LocalStack, log_path=self.log_dir / "localstack.log"
             )

@@ -28,7 +28,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from contextvars import Token
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from botocore.exceptions import ClientError
 
@@ -44,6 +44,10 @@ from transcode_worker.pipeline import Processed, Processor, record_ids
 from transcode_worker.publisher import Publisher
 from transcode_worker.stray_versions import StrayVersions
 from transcode_worker.verify import StreamVerifier, Verified, mismatch
+
+if TYPE_CHECKING:
+    from types_aiobotocore_s3.client import S3Client
+    from types_aiobotocore_s3.type_defs import DeleteObjectRequestTypeDef, GetObjectRequestTypeDef
 
 log = logging.getLogger("ferry.worker.commit")
 
@@ -68,7 +72,7 @@ class CommitStep:
     def __init__(
         self,
         *,
-        s3: Any,
+        s3: S3Client,
         bucket: str,
         store: MediaRecords,
         publisher: Publisher,
@@ -209,8 +213,10 @@ class CommitStep:
             # this one is then a stray.
             current = await self._store.get(record.media_id)
             settled = current is None or current.state is not MediaState.AWAITING_UPLOAD
-            if read_version is not None and settled and (
-                current is None or current.version_id != read_version
+            if (
+                read_version is not None
+                and settled
+                and (current is None or current.version_id != read_version)
             ):
                 await self._strays.discard(
                     record.object_key,
@@ -260,7 +266,7 @@ class CommitStep:
 
         The version is pinned: it is the one the blob will point at, or the one deleted.
         """
-        request = {"Bucket": self._bucket, "Key": record.object_key}
+        request: GetObjectRequestTypeDef = {"Bucket": self._bucket, "Key": record.object_key}
         if version_id is not None:
             request["VersionId"] = version_id
         try:
@@ -315,7 +321,7 @@ class CommitStep:
 
     async def _discard(self, record: MediaRecord, version_id: str | None) -> None:
         """Delete rejected bytes; best effort (the lifecycle rules are the backstop)."""
-        request = {"Bucket": self._bucket, "Key": record.object_key}
+        request: DeleteObjectRequestTypeDef = {"Bucket": self._bucket, "Key": record.object_key}
         if version_id is not None:
             request["VersionId"] = version_id
         try:

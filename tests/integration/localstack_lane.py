@@ -36,7 +36,6 @@ LANE_SERVICES = ("media_service", "message_service", "transcode_worker")
 async def localstack_fleet(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[Fleet]:
-    # Off the loop: a file check is a blocking call (blockbuster refuses it in async code).
     if not await asyncio.to_thread(localstack_available):
         pytest.skip(missing_reason())
     # Imported here: the moto fleet's settings are defined there, and conftest imports this.

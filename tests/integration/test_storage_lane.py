@@ -5,7 +5,7 @@ usable object (more PUTs, a PUT after an abandon) is deleted as its event arrive
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
@@ -17,11 +17,14 @@ from tests.integration.media_client import make_jpeg, put_to_slot, slot_request,
 from tests.integration.prometheus import scrape
 from tests.waiting import eventually
 
+if TYPE_CHECKING:
+    from types_aiobotocore_s3.type_defs import ObjectVersionTypeDef
+
 pytestmark = pytest.mark.localstack
 require_localstack()
 
 
-async def _versions(aws: AwsClients, fleet: Fleet, key: str) -> list[dict[str, Any]]:
+async def _versions(aws: AwsClients, fleet: Fleet, key: str) -> list[ObjectVersionTypeDef]:
     listed = await aws.s3.list_object_versions(Bucket=fleet.resources.bucket, Prefix=key)
     return [entry for entry in listed.get("Versions", []) if entry["Key"] == key]
 
@@ -54,7 +57,7 @@ async def test_one_upload_url_put_six_times_leaves_one_object(
     document = await wait_for_state(http, fleet.media_url, alice, media_id, within=60)
     assert document["state"] == "ready", document
 
-    async def one_left() -> list[dict[str, Any]] | None:
+    async def one_left() -> list[ObjectVersionTypeDef] | None:
         versions = await _versions(lane_aws, fleet, key)
         return versions if len(versions) == 1 else None
 
