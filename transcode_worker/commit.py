@@ -180,13 +180,14 @@ class CommitStep:
         else:
             # The slot is settled: only its pinned version (if any) may stay.
             pinned = record.version_id if record.object_key == key else None
-            if record.blob_ref and pinned is None and record.object_key == key:
-                return "duplicate"  # committed without a version (unversioned bucket): keep it
-            await self._strays.discard(
-                key, announced=created.version_id, keep=pinned, reason="extra_version"
-            )
-            if created.version_id is not None and created.version_id != pinned:
-                return "duplicate"  # another version's event: nothing else to do for it
+            # Committed without a version (an unversioned bucket): no stray can be told apart.
+            unversioned = record.blob_ref and pinned is None and record.object_key == key
+            if not unversioned:
+                await self._strays.discard(
+                    key, announced=created.version_id, keep=pinned, reason="extra_version"
+                )
+                if created.version_id is not None and created.version_id != pinned:
+                    return "duplicate"  # another version's event: nothing else to do for it
         # A redelivered message whose media is still `processing` is a job that died mid-way
         # (crash, broken pool, shutdown): resume it. A fresh duplicate event is another job's.
         if record.state is MediaState.UPLOADED or (

@@ -505,3 +505,13 @@ def test_processing_latency_is_never_negative() -> None:
     assert processing_latency(now - timedelta(seconds=2.5), now) == 2.5
     # Storage's clock ahead of ours: zero, not a negative observation.
     assert processing_latency(now + timedelta(seconds=1), now) == 0.0
+
+
+async def test_an_unversioned_commit_still_resumes_on_redelivery(world: World) -> None:
+    world.s3.versioned = False
+    record = world.slot(JPEG)
+    world.s3.put(record.object_key, JPEG)
+    await world.store.commit_upload(record, version_id=None)
+    assert await world.step.run(created(record), redelivered=True) == "ok"
+    assert world.store.media[record.media_id].state is MediaState.READY
+    assert world.s3.deletes == []
