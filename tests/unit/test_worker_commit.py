@@ -515,3 +515,23 @@ async def test_an_unversioned_commit_still_resumes_on_redelivery(world: World) -
     assert await world.step.run(created(record), redelivered=True) == "ok"
     assert world.store.media[record.media_id].state is MediaState.READY
     assert world.s3.deletes == []
+
+
+async def test_losing_the_commit_race_to_another_version_deletes_the_one_read(
+    world: World,
+) -> None:
+    record = world.slot(JPEG)
+    winner = world.s3.put(record.object_key, JPEG)
+    loser = world.s3.put(record.object_key, JPEG)
+    real_get = world.s3.get_object
+
+    async def other_worker_commits_first(**request: Any) -> dict[str, Any]:
+        # Another worker, on the other version's event, commits while this one streams.
+        await world.store.commit_upload(record, version_id=winner)
+        world.s3.get_object = real_get  # type: ignore[method-assign]
+        return await real_get(**request)
+
+    world.s3.get_object = other_worker_commits_first  # type: ignore[method-assign]
+    assert await world.step.run(created(record, loser)) == "duplicate"
+    assert world.store.media[record.media_id].version_id == winner
+    assert world.s3.versions_of(record.object_key) == [winner]
