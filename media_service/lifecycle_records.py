@@ -149,9 +149,9 @@ class LifecycleRecords:
         return {
             "Update": {
                 "TableName": self.blobs_table,
-                "Key": {"sha256": {"S": blob_key}},
+                "Key": {"blob_key": {"S": blob_key}},
                 "UpdateExpression": f"ADD {adds}",
-                "ConditionExpression": "attribute_exists(sha256)",
+                "ConditionExpression": "attribute_exists(blob_key)",
                 "ExpressionAttributeValues": {
                     f":{name}": {"N": str(delta)} for name, delta in deltas.items()
                 },
@@ -180,7 +180,7 @@ class LifecycleRecords:
         }
         items: list[dict[str, Any]] = [{"Update": update}]
         if record.blob_ref:
-            items.append(self._blob_counts(record.sha256, refcount=-1, retired_refs=1))
+            items.append(self._blob_counts(record.blob_key, refcount=-1, retired_refs=1))
         await self._transact(items, record.media_id)
         return await self._reread(record.media_id)
 
@@ -200,7 +200,7 @@ class LifecycleRecords:
         }
         items: list[dict[str, Any]] = [{"Update": update}]
         if record.derivatives_ref:
-            items.append(self._blob_counts(record.sha256, retired_refs=-1))
+            items.append(self._blob_counts(record.blob_key, retired_refs=-1))
         await self._transact(items, record.media_id)
         return await self._reread(record.media_id)
 
@@ -223,9 +223,9 @@ class LifecycleRecords:
             }
         ]
         if record.blob_ref:
-            items.append(self._blob_counts(record.sha256, refcount=-1))
+            items.append(self._blob_counts(record.blob_key, refcount=-1))
         elif record.derivatives_ref:
-            items.append(self._blob_counts(record.sha256, retired_refs=-1))
+            items.append(self._blob_counts(record.blob_key, retired_refs=-1))
         # Written whatever the count read before: a dedup partner may attach meanwhile, and a
         # marker left behind is removed with the blob's original (`drop_original`).
         if blob is not None and blob.object_key == record.object_key:
@@ -235,7 +235,7 @@ class LifecycleRecords:
                         "TableName": self.media_table,
                         "Item": {
                             "media_id": {"S": OBJECT_MARKER_PREFIX + record.object_key},
-                            "blob": {"S": blob.sha256},
+                            "blob": {"S": blob.blob_key},
                         },
                     }
                 }
@@ -249,7 +249,7 @@ class LifecycleRecords:
         with conditional() as write:
             await self._db.update_item(
                 TableName=self.blobs_table,
-                Key={"sha256": {"S": blob.sha256}},
+                Key={"blob_key": {"S": blob.blob_key}},
                 UpdateExpression="REMOVE object_key, version_id",
                 ConditionExpression="refcount <= :zero AND object_key = :key",
                 ExpressionAttributeValues={
@@ -301,9 +301,9 @@ class LifecycleRecords:
         with conditional() as write:
             response = await self._db.update_item(
                 TableName=self.blobs_table,
-                Key={"sha256": {"S": blob_key}},
+                Key={"blob_key": {"S": blob_key}},
                 UpdateExpression=f"{'ADD' if on else 'DELETE'} held_by :me",
-                ConditionExpression="attribute_exists(sha256)",
+                ConditionExpression="attribute_exists(blob_key)",
                 ExpressionAttributeValues={":me": {"SS": [media_id]}},
                 ReturnValues="ALL_NEW",
             )
