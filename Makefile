@@ -48,8 +48,8 @@ run: $(STAMP) ## start the emulator, bootstrap AWS resources and every service (
 	$(if $(filter localstack,$(S3)),$(MAKE) localstack)
 	$(BIN)/python -m devstack.run $(if $(S3),--s3 $(S3))
 
-token: $(STAMP) ## print a dev token: make token USER=alice [DEVICE=phone]
-	@$(BIN)/python -m devstack.token $(USER) --device $(DEVICE)
+token: $(STAMP) ## print a dev token: make token USER=alice [DEVICE=phone] [ROLE=admin]
+	@$(BIN)/python -m devstack.token $(USER) --device $(DEVICE) $(if $(ROLE),--role $(ROLE))
 
 test: $(STAMP) ## run every test (unit and integration, real processes)
 	$(BIN)/python -m pytest

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from shared.media_records import OWNER_CREATED_INDEX, PENDING_INDEX
+from shared.moderation import MODERATION_INDEX
 from shared.resources import ResourceNames
 
 AttributeType = Literal["S", "N", "B"]
@@ -72,6 +73,13 @@ TABLES: tuple[TableSpec, ...] = (
                 range_key=KeyAttribute(name="upload_expires_at"),
                 projection="KEYS_ONLY",
                 purpose="sparse: an owner's uploads still awaiting bytes, counted in one query",
+            ),
+            IndexSpec(
+                name=MODERATION_INDEX,
+                hash_key=KeyAttribute(name="moderation"),
+                range_key=KeyAttribute(name="moderated_at"),
+                projection="ALL",
+                purpose="sparse: media moderation blocked or flagged, newest first (admin list)",
             ),
         ),
     ),

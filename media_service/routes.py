@@ -82,7 +82,7 @@ async def delete_media(media_id: str, caller: Caller, uploads: UploadsDep) -> Re
 
 @router.get("/{media_id}", response_model=MediaDocument, responses=ERRORS)
 async def get_media(media_id: str, caller: Caller, serving: ServingDep) -> MediaDocument:
-    return await serving.document(caller.user_id, media_id)
+    return await serving.document(caller.user_id, media_id, admin=caller.is_admin)
 
 
 @router.get("/{media_id}/url", response_model=DownloadUrl, responses=ERRORS)

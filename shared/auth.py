@@ -1,10 +1,11 @@
-"""Identity: HS256 JWTs with `sub`, `device` and `exp`, and the internal service token."""
+"""Identity: HS256 JWTs with `sub`, `device`, `exp` and optional `roles`, and the internal
+service token."""
 
 from __future__ import annotations
 
 import hmac
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
@@ -17,6 +18,7 @@ from shared.settings import DEV_JWT_SECRET
 
 ALGORITHM = "HS256"
 DEFAULT_DEVICE = "default"
+ADMIN_ROLE = "admin"
 INTERNAL_TOKEN_HEADER = "X-Internal-Token"
 
 
@@ -25,6 +27,12 @@ class Identity(BaseModel):
 
     user_id: str
     device_id: str = DEFAULT_DEVICE
+    # The token's `roles` claim: `admin` opens the /v1/admin endpoints.
+    roles: frozenset[str] = frozenset()
+
+    @property
+    def is_admin(self) -> bool:
+        return ADMIN_ROLE in self.roles
 
 
 @contextmanager
@@ -42,10 +50,14 @@ def issue_token(
     *,
     device_id: str = DEFAULT_DEVICE,
     ttl: timedelta = timedelta(days=1),
+    roles: Iterable[str] = (),
 ) -> str:
     expires = datetime.now(UTC) + ttl
+    claims: dict[str, object] = {"sub": user_id, "device": device_id, "exp": expires}
+    if roles:
+        claims["roles"] = sorted(set(roles))
     with _quiet_about_the_dev_secret(secret):
-        return jwt.encode({"sub": user_id, "device": device_id, "exp": expires}, secret, ALGORITHM)
+        return jwt.encode(claims, secret, ALGORITHM)
 
 
 def verify_token(token: str, secret: str) -> Identity:
@@ -69,7 +81,10 @@ def verify_token(token: str, secret: str) -> Identity:
     if not (user_id.isprintable() and device_id.isprintable()):
         # Ids become parts of storage keys: control characters would let keys collide.
         raise Unauthorized("the token's subject or device has unprintable characters")
-    return Identity(user_id=user_id, device_id=device_id or DEFAULT_DEVICE)
+    roles = claims.get("roles", [])
+    if not isinstance(roles, list) or not all(isinstance(role, str) for role in roles):
+        raise Unauthorized("the token's roles are not a list of names")
+    return Identity(user_id=user_id, device_id=device_id or DEFAULT_DEVICE, roles=frozenset(roles))
 
 
 def bearer_token(authorization: str | None) -> str:

@@ -16,6 +16,7 @@ from shared.clock import iso, utcnow
 from shared.dynamo import conditional, from_item, to_item, to_value
 from shared.media_states import sources_of
 from shared.models import ErrorDetail, MediaDocument, MediaInfo, MediaState, MediaType, Variant
+from shared.moderation import MODERATION_INDEX
 
 OWNER_CREATED_INDEX = "owner-created"
 PENDING_INDEX = "pending-by-owner"
@@ -88,8 +89,15 @@ class MediaRecord(BaseModel):
     request_id: str | None = None
     # Percent done of a long derivation; meaningful only while processing.
     progress: int | None = None
+    # Moderation (shared.moderation): the NSFW score (admins only) and, when moderation blocked
+    # or flagged the media, the sparse index key `moderation` with its reason and time.
+    nsfw_score: float | None = None
+    moderation: str | None = None
+    moderation_reason: str | None = None
+    moderated_at: Timestamp | None = None
 
-    def document(self) -> MediaDocument:
+    def document(self, *, admin: bool = False) -> MediaDocument:
+        """The media document; `admin` adds what only admins see (`nsfw_score`)."""
         return MediaDocument(
             media_id=self.media_id,
             state=self.state,
@@ -103,6 +111,7 @@ class MediaRecord(BaseModel):
             variants=[variant.public() for variant in self.variants],
             error=self.error,
             progress=self.progress if self.state is MediaState.PROCESSING else None,
+            nsfw_score=self.nsfw_score if admin else None,
         )
 
     def info(self) -> MediaInfo:
@@ -167,6 +176,25 @@ class MediaRecords:
         )
         item = response.get("Item")
         return BlobRecord.model_validate(from_item(item)) if item else None
+
+    async def moderated(
+        self, state: str, *, limit: int, start: dict[str, Any] | None = None
+    ) -> tuple[list[MediaRecord], dict[str, Any] | None]:
+        """Media moderation `blocked` or `flagged`, newest first: one query on the sparse
+        moderation index. Returns a page and the key to continue from (None: the last page)."""
+        request: dict[str, Any] = {
+            "TableName": self.media_table,
+            "IndexName": MODERATION_INDEX,
+            "KeyConditionExpression": "moderation = :state",
+            "ExpressionAttributeValues": {":state": {"S": state}},
+            "ScanIndexForward": False,
+            "Limit": limit,
+        }
+        if start:
+            request["ExclusiveStartKey"] = start
+        response = await self._db.query(**request)
+        records = [MediaRecord.model_validate(from_item(item)) for item in response["Items"]]
+        return records, response.get("LastEvaluatedKey")
 
     async def count_pending(self, owner: str, now: datetime, limit: int) -> int:
         """Uploads of `owner` still awaiting bytes whose slot has not expired (at most `limit`)."""

@@ -27,10 +27,12 @@ from typing import Any, Literal
 from botocore.exceptions import ClientError
 
 from shared.aws import error_code
+from shared.clock import utcnow
 from shared.keys import original_key
 from shared.logging import request_id_var
 from shared.media_records import MediaRecord, MediaRecords, StaleTransition
 from shared.models import MediaState
+from shared.moderation import moderation_fields
 from transcode_worker.events import CreatedObject
 from transcode_worker.metrics import WorkerMetrics
 from transcode_worker.pipeline import Processed, Processor, record_ids
@@ -271,6 +273,11 @@ class CommitStep:
         }
         if processed.error is not None:
             fields["error"] = processed.error.model_dump(mode="json")
+        fields.update(
+            moderation_fields(
+                processed.state, processed.error, processed.meta, processed.nsfw_score, utcnow()
+            )
+        )
         try:
             settled = await self._store.transition(
                 record.media_id,
