@@ -7,7 +7,6 @@ top-left corner of the picture *as displayed*, so a wrong turn or mirror moves i
 from __future__ import annotations
 
 import dataclasses
-
 import re
 from pathlib import Path
 from typing import Any

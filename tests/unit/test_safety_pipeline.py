@@ -23,7 +23,7 @@ from transcode_worker.derivatives.av_probe import AvLimits
 from transcode_worker.derivatives.documents import DocumentLimits, derive_document
 from transcode_worker.derivatives.images import ImageLimits, derive_image
 from transcode_worker.derivatives.moderation import Moderation
-from transcode_worker.derivatives.types import DeriveError, ScanFailed
+from transcode_worker.derivatives.types import Derived, DeriveError, ScanFailed
 from transcode_worker.derivatives.video import derive_video
 from transcode_worker.safety.malware import MalwareCheck
 from transcode_worker.safety.nsfw import NsfwClassifier
@@ -61,11 +61,13 @@ def _pdq(hash_list: Path, **changes: object) -> Moderation:
     return dataclasses.replace(Moderation(scanners=(scanner,)), **changes)  # type: ignore[arg-type]
 
 
-def _image(tmp_path: Path, data: bytes, moderation: Moderation, **kwargs: object) -> object:
+def _image(
+    tmp_path: Path, data: bytes, moderation: Moderation, animation: AnimationLimits | None = None
+) -> Derived:
     source = images.write(tmp_path / "source", data)
     return derive_image(
-        source, tmp_path / "out", limits=ImageLimits(), moderation=moderation, **kwargs
-    )  # type: ignore[arg-type]
+        source, tmp_path / "out", limits=ImageLimits(), moderation=moderation, animation=animation
+    )
 
 
 # -- PDQ -----------------------------------------------------------------------------------------
@@ -80,7 +82,8 @@ def test_a_listed_photo_and_its_resized_recompressed_copy_are_blocked(
         moderation=moderation,
     )  # fmt: skip
     assert exact.blocked_reason == "hash_match"
-    assert exact.files == [] and not (tmp_path / "a-out").exists()
+    assert exact.files == []
+    assert not (tmp_path / "a-out").exists()
     copy = _jpeg(safety.recompressed(banned, scale=0.8, quality=60))
     resized = derive_image(
         images.write(tmp_path / "b", copy), tmp_path / "b-out", limits=ImageLimits(),
@@ -96,7 +99,8 @@ def test_an_unrelated_photo_passes(tmp_path: Path, hash_list: Path) -> None:
         moderation=_pdq(hash_list),
     )  # fmt: skip
     assert derived.blocked_reason is None
-    assert derived.scanned and len(derived.variants) == 3
+    assert derived.scanned
+    assert len(derived.variants) == 3
 
 
 def test_the_hash_list_is_reread_when_it_changes(
@@ -117,8 +121,10 @@ def test_a_video_whose_frame_at_5_s_is_listed_is_blocked(
     out = tmp_path / "out"
     derived = derive_video(clip, out, limits=AV, moderation=_pdq(hash_list))
     assert derived.blocked_reason == "hash_match"
-    assert derived.files == [] and derived.variants == []
-    assert not (out / "hls").exists() and not (out / "poster.jpg").exists()
+    assert derived.files == []
+    assert derived.variants == []
+    assert not (out / "hls").exists()
+    assert not (out / "poster.jpg").exists()
 
 
 def test_the_same_video_without_the_frame_passes(
@@ -126,7 +132,8 @@ def test_the_same_video_without_the_frame_passes(
 ) -> None:
     clip = safety.video_showing(tmp_path / "clip.mp4", banned, shown_from=99, shown_until=99)
     derived = derive_video(clip, tmp_path / "out", limits=AV, moderation=_pdq(hash_list))
-    assert derived.blocked_reason is None and derived.scanned
+    assert derived.blocked_reason is None
+    assert derived.scanned
     assert {variant.name for variant in derived.variants} == {"poster", "hls"}
 
 
@@ -150,15 +157,17 @@ def test_a_sensitive_image_is_flagged_with_its_score(
     tmp_path: Path, classifier: NsfwClassifier
 ) -> None:
     derived = _image(tmp_path, _png(safety.figure(256)), Moderation(classifier=classifier))
-    assert derived.meta["sensitive"] is True  # type: ignore[attr-defined]
-    assert derived.nsfw_score >= 0.8  # type: ignore[attr-defined]
-    assert derived.blocked_reason is None  # type: ignore[attr-defined]
+    assert derived.meta["sensitive"] is True
+    assert derived.nsfw_score is not None
+    assert derived.nsfw_score >= 0.8
+    assert derived.blocked_reason is None
 
 
 def test_an_innocent_image_is_not_flagged(tmp_path: Path, classifier: NsfwClassifier) -> None:
     derived = _image(tmp_path, _png(safety.landscape()), Moderation(classifier=classifier))
-    assert derived.meta["sensitive"] is False  # type: ignore[attr-defined]
-    assert derived.nsfw_score < 0.1  # type: ignore[attr-defined]
+    assert derived.meta["sensitive"] is False
+    assert derived.nsfw_score is not None
+    assert derived.nsfw_score < 0.1
 
 
 @pytest.mark.parametrize(("threshold", "blocked"), [(0.8, True), (0.99, False)])
@@ -167,9 +176,9 @@ def test_the_block_policy_blocks_at_or_above_the_threshold(
 ) -> None:
     moderation = Moderation(classifier=classifier, threshold=threshold, block_nsfw=True)
     derived = _image(tmp_path, _png(safety.figure(256)), moderation)
-    assert (derived.blocked_reason == "nsfw") is blocked  # type: ignore[attr-defined]
+    assert (derived.blocked_reason == "nsfw") is blocked
     if not blocked:
-        assert derived.meta["sensitive"] is False  # type: ignore[attr-defined]
+        assert derived.meta["sensitive"] is False
 
 
 def test_the_moderation_record_fields() -> None:
@@ -177,9 +186,11 @@ def test_the_moderation_record_fields() -> None:
     blocked = moderation_fields(
         MediaState.BLOCKED, ErrorDetail(code="nsfw", message="x"), {}, 0.93, at
     )
-    assert blocked["moderation"] == "blocked" and blocked["moderation_reason"] == "nsfw"
+    assert blocked["moderation"] == "blocked"
+    assert blocked["moderation_reason"] == "nsfw"
     flagged = moderation_fields(MediaState.READY, None, {"sensitive": True}, 0.9, at)
-    assert flagged["moderation"] == "flagged" and flagged["nsfw_score"] == 0.9
+    assert flagged["moderation"] == "flagged"
+    assert flagged["nsfw_score"] == 0.9
     assert moderation_fields(MediaState.READY, None, {"sensitive": False}, 0.1, at) == {
         "nsfw_score": 0.1
     }
@@ -195,9 +206,9 @@ def test_an_animated_gif_gets_a_muted_mp4_loop_and_first_frame_thumbnails(
         tmp_path, images.animated_gif(frames=6, size=(121, 81)), Moderation(),
         animation=AnimationLimits(),
     )  # fmt: skip
-    names = {variant.name for variant in derived.variants}  # type: ignore[attr-defined]
+    names = {variant.name for variant in derived.variants}
     assert {"thumb_320", "animation"} <= names
-    animation = next(v for v in derived.variants if v.name == "animation")  # type: ignore[attr-defined]
+    animation = next(v for v in derived.variants if v.name == "animation")
     assert animation.content_type == "video/mp4"
     assert (animation.width, animation.height) == (120, 80)  # even sides for H.264
     with av.open(str(tmp_path / "out" / "animation.mp4")) as container:
@@ -208,7 +219,7 @@ def test_an_animated_gif_gets_a_muted_mp4_loop_and_first_frame_thumbnails(
 
 def test_a_still_gif_gets_no_animation(tmp_path: Path) -> None:
     derived = _image(tmp_path, images.static_gif(), Moderation(), animation=AnimationLimits())
-    assert "animation" not in {v.name for v in derived.variants}  # type: ignore[attr-defined]
+    assert "animation" not in {v.name for v in derived.variants}
 
 
 # -- documents -----------------------------------------------------------------------------------
@@ -260,12 +271,14 @@ async def test_clamd_blocks_an_infected_pdf_and_passes_a_clean_one(
     verdict = await check.check(infected)
     assert verdict.blocked_reason == "malware"
     clean = await check.check(images.write(tmp_path / "good.pdf", documents.pdf()))
-    assert clean.blocked_reason is None and clean.meta == {"malware_scan": "clean"}
+    assert clean.blocked_reason is None
+    assert clean.meta == {"malware_scan": "clean"}
 
 
 async def test_without_clamd_documents_say_not_scanned(tmp_path: Path) -> None:
     verdict = await MalwareCheck().check(images.write(tmp_path / "d", documents.pdf()))
-    assert verdict.meta == {"malware_scan": "not_scanned"} and verdict.blocked_reason is None
+    assert verdict.meta == {"malware_scan": "not_scanned"}
+    assert verdict.blocked_reason is None
 
 
 async def test_clamd_down_fails_closed_or_open_by_setting(tmp_path: Path) -> None:
@@ -296,9 +309,7 @@ def test_a_bad_clamd_address_fails_at_start() -> None:
         (codecs.pcm_mov, "h264"),
     ],
 )
-def test_the_video_codecs_phones_and_cameras_send(
-    tmp_path: Path, make: object, codec: str
-) -> None:
+def test_the_video_codecs_phones_and_cameras_send(tmp_path: Path, make: object, codec: str) -> None:
     source = make(tmp_path / "clip")  # type: ignore[operator]
     derived = derive_video(source, tmp_path / "out", limits=AV)
     assert derived.meta["video_codec"] == codec
