@@ -147,6 +147,9 @@ class BlobRecord(BaseModel):
     outcome: MediaState | None = None
     meta: dict[str, Any] = Field(default_factory=dict)
     variants: list[StoredVariant] = Field(default_factory=list)
+    # Why the outcome is failed or blocked (a dedup hit shows the same error code).
+    error: ErrorDetail | None = None
+    nsfw_score: float | None = None
 
 
 def _dump(model: BaseModel) -> dict[str, Any]:
@@ -377,18 +380,30 @@ class MediaRecords:
         outcome: MediaState,
         meta: dict[str, Any],
         variants: list[StoredVariant],
+        *,
+        error: ErrorDetail | None = None,
+        nsfw_score: float | None = None,
     ) -> None:
         """Record processing's outcome on the blob, so a later dedup hit can copy it."""
+        expression = "SET outcome = :outcome, meta = :meta, variants = :variants"
+        values = {
+            ":outcome": {"S": outcome.value},
+            ":meta": to_value(meta),
+            ":variants": to_value([_dump(variant) for variant in variants]),
+        }
+        if error is not None:
+            expression += ", #error = :error"
+            values[":error"] = to_value(error.model_dump(mode="json"))
+        if nsfw_score is not None:
+            expression += ", nsfw_score = :score"
+            values[":score"] = to_value(nsfw_score)
         await self._db.update_item(
             TableName=self.blobs_table,
             Key={"sha256": {"S": sha256}},
-            UpdateExpression="SET outcome = :outcome, meta = :meta, variants = :variants",
+            UpdateExpression=expression,
             ConditionExpression="attribute_exists(sha256)",
-            ExpressionAttributeValues={
-                ":outcome": {"S": outcome.value},
-                ":meta": to_value(meta),
-                ":variants": to_value([_dump(variant) for variant in variants]),
-            },
+            ExpressionAttributeValues=values,
+            **({"ExpressionAttributeNames": {"#error": "error"}} if error is not None else {}),
         )
 
     async def attach_to_blob(self, record: MediaRecord, blob: BlobRecord) -> MediaRecord:
@@ -403,6 +418,8 @@ class MediaRecords:
                 "version_id": blob.version_id,
                 "meta": blob.meta,
                 "variants": [_dump(variant) for variant in blob.variants],
+                "error": blob.error.model_dump(mode="json") if blob.error else None,
+                "nsfw_score": blob.nsfw_score,
                 "blob_ref": True,
             },
             remove_fields=("challenge", "pending_owner"),

@@ -263,7 +263,12 @@ class CommitStep:
         processed: Processed = await self._processor.process(record)
         # The blob first: once the media is ready, a dedup hit on its bytes must find an outcome.
         await self._store.settle_blob(
-            record.sha256, processed.state, processed.meta, processed.variants
+            record.sha256,
+            processed.state,
+            processed.meta,
+            processed.variants,
+            error=processed.error,
+            nsfw_score=processed.nsfw_score,
         )
         fields: dict[str, Any] = {
             "meta": processed.meta,
