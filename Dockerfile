@@ -47,6 +47,8 @@ ARG SERVICE
 COPY shared/ ./shared/
 COPY ${SERVICE}/ ./${SERVICE}/
 COPY deploy/docker/ecs_advertise.py /opt/ferry/ecs_advertise.py
+# Ferry's licence travels with the image (the wheels' licences are in their dist-info).
+COPY LICENSE /usr/share/doc/ferry/LICENSE
 USER 10001:10001
 # Scratch space (the worker's originals and derivatives while a job runs). Declared a volume so
 # that on ECS, with a read-only root file system, the task's bind mount on /tmp keeps the
