@@ -19,7 +19,7 @@ from media_service.storage import SignedRequest
 from shared.clock import utcnow
 from shared.media_records import BlobRecord, Challenge, MediaRecord, StaleTransition, StoredVariant
 from shared.media_states import sources_of
-from shared.models import MediaState, ReceivedPart
+from shared.models import ErrorDetail, MediaState, ReceivedPart
 
 FAKE_SQS_ENDPOINT = "http://sqs.local"
 
@@ -226,11 +226,24 @@ class FakeMediaRecords:
         return committed
 
     async def settle_blob(
-        self, sha256: str, outcome: MediaState, meta: dict[str, Any], variants: list[StoredVariant]
+        self,
+        sha256: str,
+        outcome: MediaState,
+        meta: dict[str, Any],
+        variants: list[StoredVariant],
+        *,
+        error: ErrorDetail | None = None,
+        nsfw_score: float | None = None,
     ) -> None:
         blob = self.blobs[sha256]
         self.blobs[sha256] = blob.model_copy(
-            update={"outcome": outcome, "meta": meta, "variants": variants}
+            update={
+                "outcome": outcome,
+                "meta": meta,
+                "variants": variants,
+                "error": error,
+                "nsfw_score": nsfw_score,
+            }
         )
 
     async def attach_to_blob(self, record: MediaRecord, blob: BlobRecord) -> MediaRecord:
@@ -245,6 +258,8 @@ class FakeMediaRecords:
                 "version_id": blob.version_id,
                 "meta": blob.meta,
                 "variants": blob.variants,
+                "error": blob.error,
+                "nsfw_score": blob.nsfw_score,
                 "blob_ref": True,
             },
             remove_fields=("challenge", "pending_owner"),
