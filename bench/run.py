@@ -4,7 +4,7 @@ Measures, on this machine as it is:
 - upload-slot issuance: throughput and p50/p99 latency of `POST /v1/media/uploads`
   (200 slots, 10 in flight, spread over 20 users; per-user limits lifted for the bench);
 - end to end, from "storage holds the bytes" to `ready`: a 1 MiB JPEG (verified and
-  thumbnailed) and a 20 MiB multipart document (verified only) (p50 over a few runs each);
+  thumbnailed) and a 20 MiB multipart PDF (verified, first page previewed) (p50 over a few runs);
 - the worker's peak resident memory (VmHWM of its process) after it verified a 64 MiB upload:
   the commit step streams, so it should not grow by anything like 64 MiB;
 - moderation's cost per image: PDQ hash and NSFW score (`bench.safety.per_image`, in-process).
