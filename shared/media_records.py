@@ -388,26 +388,35 @@ class MediaRecords:
         error: ErrorDetail | None = None,
         nsfw_score: float | None = None,
     ) -> None:
-        """Record processing's outcome on the blob, so a later dedup hit can copy it."""
-        expression = "SET outcome = :outcome, meta = :meta, variants = :variants"
+        """Record processing's outcome on the blob, so a later dedup hit can copy it (with the
+        error code and NSFW score, when there are any)."""
+        assignments = ["outcome = :outcome", "meta = :meta", "variants = :variants"]
+        removals = []
         values = {
             ":outcome": {"S": outcome.value},
             ":meta": to_value(meta),
             ":variants": to_value([_dump(variant) for variant in variants]),
         }
         if error is not None:
-            expression += ", #error = :error"
+            assignments.append("#error = :error")
             values[":error"] = to_value(error.model_dump(mode="json"))
+        else:
+            removals.append("#error")
         if nsfw_score is not None:
-            expression += ", nsfw_score = :score"
+            assignments.append("nsfw_score = :score")
             values[":score"] = to_value(nsfw_score)
+        else:
+            removals.append("nsfw_score")
+        expression = "SET " + ", ".join(assignments)
+        if removals:
+            expression += " REMOVE " + ", ".join(removals)
         await self._db.update_item(
             TableName=self.blobs_table,
             Key={"sha256": {"S": sha256}},
             UpdateExpression=expression,
             ConditionExpression="attribute_exists(sha256)",
+            ExpressionAttributeNames={"#error": "error"},  # a reserved word in expressions
             ExpressionAttributeValues=values,
-            **({"ExpressionAttributeNames": {"#error": "error"}} if error is not None else {}),
         )
 
     async def attach_to_blob(self, record: MediaRecord, blob: BlobRecord) -> MediaRecord:
