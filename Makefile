@@ -5,6 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 USER ?= alice
 DEVICE ?= default
+ROLE ?=
 # The fleet's packages that exist so far (a service appears when its issue lands).
 PACKAGES := $(patsubst %/__init__.py,%,$(wildcard shared/__init__.py gateway/__init__.py \
 	media_service/__init__.py message_service/__init__.py transcode_worker/__init__.py \

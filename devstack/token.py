@@ -1,5 +1,5 @@
-"""Print a development token: `python -m devstack.token alice [--device phone] [--ttl-hours 24]
-[--role admin]`.
+"""Print a development token: `python -m devstack.token alice [--device phone] [--role admin]
+[--ttl-hours 24]`.
 
 Signed with `AUTH_JWT_SECRET` as the services read it (environment, then `.env`), so the token is
 accepted by a fleet started from the same checkout. Prints the token only, for `$(make token)`.
@@ -25,7 +25,7 @@ def dev_token(
     ttl: timedelta = DEFAULT_TTL,
     roles: tuple[str, ...] = (),
 ) -> str:
-    """A token for `user`, valid for `ttl`, with `roles` (e.g. admin)."""
+    """A token for `user`, valid for `ttl`, carrying `roles` (e.g. `("admin",)`)."""
     return issue_token(user, secret, device_id=device, ttl=ttl, roles=roles)
 
 
@@ -33,8 +33,10 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m devstack.token", description=__doc__)
     parser.add_argument("user", help="the user id (the token's `sub`)")
     parser.add_argument("--device", default=DEFAULT_DEVICE, help="the device id")
+    parser.add_argument(
+        "--role", action="append", default=[], help="a role claim (repeatable): admin"
+    )
     parser.add_argument("--ttl-hours", type=float, default=24.0, help="lifetime in hours")
-    parser.add_argument("--role", action="append", default=[], help="a role, e.g. admin")
     return parser.parse_args(argv)
 
 

@@ -33,10 +33,11 @@ class Serving(UsesMediaParts):
         super().__init__(parts)
         self.playlist_signer = playlist_signer
 
-    async def readable(self, user_id: str, media_id: str) -> MediaRecord:
-        """The media if `user_id` may read it; 404 alike for missing and hidden media."""
+    async def readable(self, user_id: str, media_id: str, *, admin: bool = False) -> MediaRecord:
+        """The media if `user_id` may read it; 404 alike for missing and hidden media.
+        Admins read any media document."""
         record = await self.lookup.load(media_id)
-        if record is None or not await self.access.can_read(user_id, record):
+        if record is None or not (admin or await self.access.can_read(user_id, record)):
             raise NotFound("no such media")
         return record
 
@@ -48,13 +49,11 @@ class Serving(UsesMediaParts):
         return record.info()
 
     async def document(self, user_id: str, media_id: str, *, admin: bool = False) -> MediaDocument:
-        """The media document; admins read any media's, with the fields only they see."""
+        record = await self.readable(user_id, media_id, admin=admin)
+        document = record.document()
         if admin:
-            record = await self.lookup.load(media_id)
-            if record is None:
-                raise NotFound("no such media")
-            return record.document(admin=True)
-        return (await self.readable(user_id, media_id)).document()
+            return document.model_copy(update={"nsfw_score": record.nsfw_score})
+        return document
 
     async def download_url(
         self, user_id: str, media_id: str, variant: str, base_url: str

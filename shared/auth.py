@@ -1,11 +1,10 @@
-"""Identity: HS256 JWTs with `sub`, `device`, `exp` and optional `roles`, and the internal
-service token."""
+"""Identity: HS256 JWTs with `sub`, `device` and `exp`, and the internal service token."""
 
 from __future__ import annotations
 
 import hmac
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
@@ -18,8 +17,8 @@ from shared.settings import DEV_JWT_SECRET
 
 ALGORITHM = "HS256"
 DEFAULT_DEVICE = "default"
-ADMIN_ROLE = "admin"
 INTERNAL_TOKEN_HEADER = "X-Internal-Token"
+ADMIN_ROLE = "admin"
 
 
 class Identity(BaseModel):
@@ -27,8 +26,8 @@ class Identity(BaseModel):
 
     user_id: str
     device_id: str = DEFAULT_DEVICE
-    # The token's `roles` claim: `admin` opens the /v1/admin endpoints.
-    roles: frozenset[str] = frozenset()
+    # From the token's `roles` claim (`["admin"]` for operators); anything odd counts as none.
+    roles: tuple[str, ...] = ()
 
     @property
     def is_admin(self) -> bool:
@@ -50,12 +49,12 @@ def issue_token(
     *,
     device_id: str = DEFAULT_DEVICE,
     ttl: timedelta = timedelta(days=1),
-    roles: Iterable[str] = (),
+    roles: tuple[str, ...] = (),
 ) -> str:
     expires = datetime.now(UTC) + ttl
     claims: dict[str, object] = {"sub": user_id, "device": device_id, "exp": expires}
     if roles:
-        claims["roles"] = sorted(set(roles))
+        claims["roles"] = list(roles)
     with _quiet_about_the_dev_secret(secret):
         return jwt.encode(claims, secret, ALGORITHM)
 
@@ -81,10 +80,13 @@ def verify_token(token: str, secret: str) -> Identity:
     if not (user_id.isprintable() and device_id.isprintable()):
         # Ids become parts of storage keys: control characters would let keys collide.
         raise Unauthorized("the token's subject or device has unprintable characters")
-    roles = claims.get("roles", [])
-    if not isinstance(roles, list) or not all(isinstance(role, str) for role in roles):
-        raise Unauthorized("the token's roles are not a list of names")
-    return Identity(user_id=user_id, device_id=device_id or DEFAULT_DEVICE, roles=frozenset(roles))
+    raw_roles = claims.get("roles", [])
+    roles = (
+        tuple(role for role in raw_roles if isinstance(role, str))
+        if isinstance(raw_roles, list)
+        else ()
+    )
+    return Identity(user_id=user_id, device_id=device_id or DEFAULT_DEVICE, roles=roles)
 
 
 def bearer_token(authorization: str | None) -> str:

@@ -100,8 +100,7 @@ class MediaRecord(BaseModel):
     moderation_reason: str | None = None
     moderated_at: Timestamp | None = None
 
-    def document(self, *, admin: bool = False) -> MediaDocument:
-        """The media document; `admin` adds what only admins see (`nsfw_score`)."""
+    def document(self) -> MediaDocument:
         return MediaDocument(
             media_id=self.media_id,
             state=self.state,
@@ -115,7 +114,6 @@ class MediaRecord(BaseModel):
             variants=[variant.public() for variant in self.variants],
             error=self.error,
             progress=self.progress if self.state is MediaState.PROCESSING else None,
-            nsfw_score=self.nsfw_score if admin else None,
         )
 
     def info(self) -> MediaInfo:

@@ -7,14 +7,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    SerializerFunctionWrapHandler,
-    field_validator,
-    model_serializer,
-)
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 # C0 and C1 controls and DEL: a NUL, CR or LF in a stored filename ends up in headers and logs.
@@ -181,20 +174,10 @@ class MediaDocument(ContractModel):
     progress: Annotated[
         int | None, Field(ge=0, le=100, description="while processing a long job: percent done")
     ] = None
-    nsfw_score: Annotated[
-        float | None,
-        Field(
-            ge=0, le=1, description="admins only: the NSFW classifier's score (absent otherwise)"
-        ),
-    ] = None
-
-    @model_serializer(mode="wrap")
-    def _admin_fields_only_when_set(self, handler: SerializerFunctionWrapHandler):  # type: ignore[no-untyped-def]
-        # Absent, not null, for everyone but admins: the field itself is not theirs to see.
-        data = handler(self)
-        if isinstance(data, dict) and data.get("nsfw_score") is None:
-            data.pop("nsfw_score", None)
-        return data
+    # Shown to admins only: never serialized by default, the admin view adds it.
+    nsfw_score: float | None = Field(
+        None, exclude=True, ge=0, le=1, description="admins only: the NSFW classifier's score"
+    )
 
 
 class DownloadUrl(ContractModel):

@@ -34,7 +34,7 @@ def _png(picture: Image.Image) -> bytes:
 
 
 def _admin(fleet: Fleet, name: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {issue_token(name, fleet.secret, roles=['admin'])}"}
+    return {"Authorization": f"Bearer {issue_token(name, fleet.secret, roles=('admin',))}"}
 
 
 async def _moderation_list(
