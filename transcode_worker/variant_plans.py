@@ -9,9 +9,12 @@ from shared.models import MediaType
 from transcode_worker.derivatives.animation import AnimationLimits
 from transcode_worker.derivatives.audio import derive_voice
 from transcode_worker.derivatives.av_probe import AvLimits
+from transcode_worker.derivatives.clean_original import with_clean_original
 from transcode_worker.derivatives.documents import DocumentLimits, derive_document
 from transcode_worker.derivatives.images import ImageLimits, derive_image
 from transcode_worker.derivatives.moderation import Moderation, PerceptualHashScanner, Scanner
+from transcode_worker.derivatives.strip_images import strip_image
+from transcode_worker.derivatives.strip_mp4 import strip_video
 from transcode_worker.derivatives.video import derive_video
 from transcode_worker.pipeline import DeriveFunction, DerivePlans, FileCheck
 from transcode_worker.safety.malware import MalwareCheck
@@ -50,19 +53,21 @@ def moderation_of(settings: Settings) -> Moderation:
 
 def derive_plans(settings: Settings) -> DerivePlans:
     moderation = moderation_of(settings)
-    plans: dict[MediaType, DeriveFunction] = {
-        MediaType.IMAGE: functools.partial(
-            derive_image,
-            limits=ImageLimits(
-                max_pixels=settings.max_image_pixels,
-                max_dimension=settings.max_image_dimension,
-                max_frames=settings.max_image_frames,
-                quality=settings.thumbnail_quality,
-            ),
-            thumb_format=settings.thumbnail_format,
-            moderation=moderation,
-            animation=AnimationLimits(),
+    image = functools.partial(
+        derive_image,
+        limits=ImageLimits(
+            max_pixels=settings.max_image_pixels,
+            max_dimension=settings.max_image_dimension,
+            max_frames=settings.max_image_frames,
+            quality=settings.thumbnail_quality,
         ),
+        thumb_format=settings.thumbnail_format,
+        moderation=moderation,
+        animation=AnimationLimits(),
+    )
+    # Images and videos also get the recipients' copy of the original (privacy of originals).
+    plans: dict[MediaType, DeriveFunction] = {
+        MediaType.IMAGE: functools.partial(with_clean_original, derive=image, strip=strip_image),
     }
     av_limits = AvLimits(
         max_voice_duration_seconds=settings.max_voice_seconds,
@@ -74,9 +79,8 @@ def derive_plans(settings: Settings) -> DerivePlans:
         segment_seconds=settings.hls_segment_seconds,
     )
     plans[MediaType.VOICE] = functools.partial(derive_voice, limits=av_limits)
-    plans[MediaType.VIDEO] = functools.partial(
-        derive_video, limits=av_limits, moderation=moderation
-    )
+    video = functools.partial(derive_video, limits=av_limits, moderation=moderation)
+    plans[MediaType.VIDEO] = functools.partial(with_clean_original, derive=video, strip=strip_video)
     plans[MediaType.DOCUMENT] = functools.partial(
         derive_document,
         limits=DocumentLimits(
