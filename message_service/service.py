@@ -9,6 +9,7 @@ import hashlib
 import logging
 import random
 import time
+import weakref
 from datetime import timedelta
 
 from message_service.conversations import (
@@ -116,14 +117,24 @@ class MessagingService:
         self.metrics = metrics
         self.limiter = limiter
         self._admitted = AdmittedCache(ttl_seconds=settings.device_cache_seconds)
+        # Locks live while a request holds or waits for them (weak values: no growth).
+        self._bucket_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
 
     # --- limits ----------------------------------------------------------------------------
 
     async def _take(self, subject: str, *, limit: int, window_seconds: int, what: str) -> None:
+        # One request per bucket at a time in this instance: optimistic writes then only
+        # race other instances, never a user's own burst of concurrent requests here.
+        lock = self._bucket_locks.get(subject)
+        if lock is None:
+            lock = self._bucket_locks[subject] = asyncio.Lock()
         try:
-            wait = await self.limiter.try_acquire(
-                subject, limit=limit, window_seconds=window_seconds, now=utcnow()
-            )
+            async with lock:
+                wait = await self.limiter.try_acquire(
+                    subject, limit=limit, window_seconds=window_seconds, now=utcnow()
+                )
         except RateLimitContention:
             wait = 1
         if wait is not None:
