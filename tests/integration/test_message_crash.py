@@ -88,7 +88,8 @@ async def test_kill_9_mid_send_loses_nothing_duplicates_nothing_and_leaves_no_ga
                     if response is not None and response.status_code in (200, 201):
                         statuses[index] = response.status_code
                         if index in interrupted and restarts:
-                            recovered.append(time.monotonic() - max(restarts[-1], interrupted[index]))
+                            since = max(restarts[-1], interrupted[index])
+                            recovered.append(time.monotonic() - since)
                         answered += 1
                         return
                     interrupted.setdefault(index, time.monotonic())
