@@ -11,7 +11,6 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 
 from tests.integration.conftest import Fleet
-from tests.integration.helpers import eventually
 from tests.integration.media_client import (
     download,
     make_jpeg,
@@ -21,6 +20,7 @@ from tests.integration.media_client import (
     upload_single,
     wait_for_state,
 )
+from tests.waiting import eventually
 
 MIB = 1024 * 1024
 
