@@ -30,7 +30,7 @@ from shared.resources import UNFANNED_INDEX
 # never grows (a shard count can be added if sends ever outgrow one partition's throughput).
 UNFANNED_SHARD = "u"
 # Internal attributes of message rows (never part of the contract's shapes).
-_INTERNAL = frozenset({"deleted_at"})
+_INTERNAL = frozenset({"deleted_at", "released_media"})
 
 StoredMessage = Message | DeletedMessage
 
@@ -249,10 +249,18 @@ class MessageStore:
                     "conversation_id": {"S": message.conversation_id},
                     "seq": {"N": str(message.seq)},
                 },
-                "UpdateExpression": "SET deleted = :yes, deleted_at = :now REMOVE #text, media",
+                "UpdateExpression": (
+                    "SET deleted = :yes, deleted_at = :now, released_media = :released "
+                    "REMOVE #text, media"
+                ),
                 "ConditionExpression": "attribute_exists(seq) AND attribute_not_exists(deleted)",
                 "ExpressionAttributeNames": {"#text": "text"},
-                "ExpressionAttributeValues": {":yes": {"BOOL": True}, ":now": {"S": iso(now)}},
+                "ExpressionAttributeValues": {
+                    ":yes": {"BOOL": True},
+                    ":now": {"S": iso(now)},
+                    # Which media lost a reference: the fan-out tells the Media Service.
+                    ":released": {"L": [{"S": m.media_id} for m in message.media]},
+                },
             }
         }
 
@@ -275,16 +283,18 @@ class MessageStore:
             }
         }
 
-    async def client_msg_id_of(self, message: DeletedMessage) -> str | None:
-        """A tombstone's client_msg_id (kept in its row, not shown)."""
+    async def tombstone_details(self, message: DeletedMessage) -> tuple[str | None, list[str]]:
+        """A tombstone's client_msg_id and the media it released (kept in its row, not shown)."""
         response = await self._db.get_item(
             TableName=self._messages,
             Key={"conversation_id": {"S": message.conversation_id}, "seq": {"N": str(message.seq)}},
             ConsistentRead=True,
-            ProjectionExpression="client_msg_id",
+            ProjectionExpression="client_msg_id, released_media",
         )
-        value = response.get("Item", {}).get("client_msg_id", {}).get("S")
-        return value if isinstance(value, str) else None
+        row = from_item(response.get("Item", {}))
+        client_msg_id = row.get("client_msg_id")
+        released = row.get("released_media", [])
+        return (client_msg_id if isinstance(client_msg_id, str) else None), list(released)
 
     async def write(self, items: list[dict[str, Any]]) -> None:
         await self._db.transact_write_items(TransactItems=items)

@@ -472,8 +472,10 @@ class MessagingService:
         """
         members = await self.conversations.members(tombstone.conversation_id)
         await self.deliveries.add(await self.deliveries.devices_of(members), tombstone)
-        client_msg_id = await self.messages.client_msg_id_of(tombstone)
-        if client_msg_id is not None:
+        client_msg_id, released = await self.messages.tombstone_details(tombstone)
+        told = [await self._tell_if_unreferenced(media_id) for media_id in released]
+        if client_msg_id is not None and all(told):
+            # Left marked otherwise: the repair loop tells the Media Service again later.
             await self.messages.mark_fanned_out(tombstone.sender, client_msg_id)
         frame = dump_frame(
             MessageDeletedFrame(
@@ -483,6 +485,14 @@ class MessagingService:
             )
         )
         self.pusher.push_soon(members, frame)
+
+    async def _tell_if_unreferenced(self, media_id: str) -> bool:
+        """Tell the Media Service when a media's last reference went (its unsent-media TTL
+        counts from then); True once told or nothing to tell."""
+        summary = await self.refs.summary(media_id)
+        if summary is None or summary.references or summary.unreferenced_since is None:
+            return True
+        return await self.media.unreferenced(media_id, summary.unreferenced_since)
 
     async def repair_fan_out(self) -> int:
         """Fan out sends (and deletions) stored before a crash and never fanned out; returns

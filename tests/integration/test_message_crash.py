@@ -22,7 +22,7 @@ import pytest
 
 from devstack.fleet import start_fleet
 from devstack.processes import ServiceProcess, available_services
-from tests.integration.helpers import TIMEOUT_FACTOR, eventually
+from tests.waiting import eventually, scaled
 
 SENDS = 300
 CONCURRENCY = 8
@@ -123,7 +123,7 @@ async def test_kill_9_mid_send_loses_nothing_duplicates_nothing_and_leaves_no_ga
                             kills_due.pop(0)
                             await crash_and_restart()
 
-            async with asyncio.timeout(240 * TIMEOUT_FACTOR):
+            async with asyncio.timeout(scaled(240)):
                 await asyncio.gather(*(client() for _ in range(CONCURRENCY)))
             assert len(restarts) == len(KILL_AT)
 

@@ -9,9 +9,9 @@ from typing import Any
 import httpx
 
 from tests.integration.conftest import Fleet
-from tests.integration.helpers import eventually
 from tests.integration.test_message_path import create_conversation, ready_photo, send
 from tests.integration.ws_client import next_frame, of_type, open_socket
+from tests.waiting import eventually
 
 TOMBSTONE_FIELDS = {"message_id", "conversation_id", "seq", "sender", "created_at", "deleted"}
 
