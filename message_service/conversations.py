@@ -8,12 +8,16 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shared.clock import iso
 from shared.dynamo import batch_get, batch_put, conditional, from_item
 from shared.models import Conversation
 from shared.resources import ACTIVITY_INDEX
+
+if TYPE_CHECKING:
+    from types_aiobotocore_dynamodb.client import DynamoDBClient
+    from types_aiobotocore_dynamodb.type_defs import TransactWriteItemTypeDef
 
 # DynamoDB's limit on one transaction.
 TRANSACTION_ITEMS = 100
@@ -66,7 +70,9 @@ def decode_cursor(cursor: str, user_id: str) -> dict[str, Any]:
 
 
 class ConversationStore:
-    def __init__(self, dynamodb: Any, *, conversations_table: str, members_table: str) -> None:
+    def __init__(
+        self, dynamodb: DynamoDBClient, *, conversations_table: str, members_table: str
+    ) -> None:
         self._db = dynamodb
         self._conversations = conversations_table
         self._members = members_table
@@ -77,7 +83,7 @@ class ConversationStore:
         `ConversationExists` when the id is taken: direct conversations have an id derived from
         their pair, so this condition is what keeps them one per pair.
         """
-        row = {
+        row: TransactWriteItemTypeDef = {
             "Put": {
                 "TableName": self._conversations,
                 "Item": {
@@ -98,13 +104,11 @@ class ConversationStore:
             for user in conversation.members
         ]
         first, rest = items[: TRANSACTION_ITEMS - 1], items[TRANSACTION_ITEMS - 1 :]
+        joins: list[TransactWriteItemTypeDef] = [
+            {"Put": {"TableName": self._members, "Item": item}} for item in first
+        ]
         with conditional(ConversationExists(conversation.conversation_id)):
-            await self._db.transact_write_items(
-                TransactItems=[
-                    row,
-                    *({"Put": {"TableName": self._members, "Item": i}} for i in first),
-                ]
-            )
+            await self._db.transact_write_items(TransactItems=[row, *joins])
         # Large groups: the rest join right after (idempotent puts, retried until all land).
         await batch_put(self._db, self._members, rest)
 

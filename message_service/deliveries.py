@@ -7,13 +7,16 @@ message reaches every device a member has ever used, including the sender's othe
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from message_service.devices import COUNT_ROW
 from message_service.ids import device_key, parse_message_id
 from shared.clock import iso
 from shared.dynamo import batch_delete, batch_put
 from shared.models import DeletedMessage, Message
+
+if TYPE_CHECKING:
+    from types_aiobotocore_dynamodb.client import DynamoDBClient
 
 
 @dataclass(frozen=True)
@@ -42,7 +45,7 @@ def delivery_order(messages: list[Message | DeletedMessage]) -> list[Message | D
 
 
 class DeliveryStore:
-    def __init__(self, dynamodb: Any, *, pending_table: str, devices_table: str) -> None:
+    def __init__(self, dynamodb: DynamoDBClient, *, pending_table: str, devices_table: str) -> None:
         self._db = dynamodb
         self._pending = pending_table
         self._devices = devices_table

@@ -9,11 +9,14 @@ frees a place (and drops that device's pending deliveries).
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from message_service.ids import device_key
 from shared.clock import iso
 from shared.dynamo import batch_delete, conditional
+
+if TYPE_CHECKING:
+    from types_aiobotocore_dynamodb.client import DynamoDBClient
 
 # The sort key of the user's count row: a device id from a token is printable, this is not.
 COUNT_ROW = "\x1fcount"
@@ -31,7 +34,7 @@ def _reasons(error: Exception) -> list[str | None]:
 
 
 class DeviceStore:
-    def __init__(self, dynamodb: Any, *, devices_table: str, pending_table: str) -> None:
+    def __init__(self, dynamodb: DynamoDBClient, *, devices_table: str, pending_table: str) -> None:
         self._db = dynamodb
         self._devices = devices_table
         self._pending = pending_table

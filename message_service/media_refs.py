@@ -14,13 +14,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shared.clock import iso
 from shared.dynamo import batch_get, conditional, from_item, to_value
 from shared.media_states import sources_of
 from shared.models import MediaEvent, Message, MessageMedia
 from shared.resources import UNREFERENCED_INDEX
+
+if TYPE_CHECKING:
+    from types_aiobotocore_dynamodb.client import DynamoDBClient
+    from types_aiobotocore_dynamodb.type_defs import TransactWriteItemTypeDef
 
 # The sort key of a media's summary row: conversation ids start with "c_", so it never collides.
 SUMMARY = "#"
@@ -52,15 +56,15 @@ def _summary(row: dict[str, Any]) -> ReferenceSummary:
 
 
 class MediaRefStore:
-    def __init__(self, dynamodb: Any, table: str) -> None:
+    def __init__(self, dynamodb: DynamoDBClient, table: str) -> None:
         self._db = dynamodb
         self.table = table
 
-    def on_send(self, message: Message) -> list[dict[str, Any]]:
+    def on_send(self, message: Message) -> list[TransactWriteItemTypeDef]:
         """Transaction items counting a new message's references (two per media)."""
         at = {"S": iso(message.created_at)}
         summary_key = {"conversation_id": {"S": SUMMARY}}
-        items: list[dict[str, Any]] = []
+        items: list[TransactWriteItemTypeDef] = []
         for media in message.media:
             items.append(self._upsert(media, message.conversation_id))
             items.append(
@@ -81,7 +85,7 @@ class MediaRefStore:
             )
         return items
 
-    def _upsert(self, media: MessageMedia, conversation_id: str) -> dict[str, Any]:
+    def _upsert(self, media: MessageMedia, conversation_id: str) -> TransactWriteItemTypeDef:
         """The (media, conversation) row, one more reference; a later event's state is never
         undone."""
         return {
@@ -105,7 +109,7 @@ class MediaRefStore:
             }
         }
 
-    async def on_delete(self, message: Message, *, now: datetime) -> list[dict[str, Any]]:
+    async def on_delete(self, message: Message, *, now: datetime) -> list[TransactWriteItemTypeDef]:
         """Transaction items releasing a deleted message's references, conditional on the
         counts read here (a concurrent send or deletion makes the transaction fail: retry)."""
         if not message.media:
@@ -119,7 +123,7 @@ class MediaRefStore:
             (row["media_id"], row["conversation_id"]): row
             for row in map(from_item, await batch_get(self._db, self.table, keys))
         }
-        items: list[dict[str, Any]] = []
+        items: list[TransactWriteItemTypeDef] = []
         for media in message.media:
             ref = rows.get((media.media_id, message.conversation_id))
             if ref is not None:
@@ -129,7 +133,9 @@ class MediaRefStore:
                 items.append(self._release(summary, "references", now))
         return items
 
-    def _release(self, row: dict[str, Any], counter: str, now: datetime) -> dict[str, Any]:
+    def _release(
+        self, row: dict[str, Any], counter: str, now: datetime
+    ) -> TransactWriteItemTypeDef:
         """One reference fewer on `row`: a conversation row goes at zero; the summary row
         stays and records since when nothing references the media."""
         key = {"media_id": {"S": row["media_id"]}, "conversation_id": {"S": row["conversation_id"]}}

@@ -17,7 +17,7 @@ import asyncio
 import random
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from message_service.ids import idempotency_key
 from message_service.media_refs import MediaRefStore
@@ -25,6 +25,10 @@ from shared.clock import iso
 from shared.dynamo import batch_get, from_item, is_conditional_failure, to_item
 from shared.models import DeletedMessage, Message
 from shared.resources import UNFANNED_INDEX
+
+if TYPE_CHECKING:
+    from types_aiobotocore_dynamodb.client import DynamoDBClient
+    from types_aiobotocore_dynamodb.type_defs import TransactWriteItemTypeDef
 
 # The one value of the sparse `unfanned` index's hash key: rows leave it within a send, so it
 # never grows (a shard count can be added if sends ever outgrow one partition's throughput).
@@ -85,7 +89,7 @@ def stored_message(row: dict[str, Any]) -> StoredMessage:
 class MessageStore:
     def __init__(
         self,
-        dynamodb: Any,
+        dynamodb: DynamoDBClient,
         *,
         messages_table: str,
         idempotency_table: str,
@@ -143,7 +147,7 @@ class MessageStore:
         assert message.seq == expected_last_seq + 1
         stored_at = iso(message.created_at)
         key = idempotency_key(message.sender, message.client_msg_id)
-        items: list[dict[str, Any]] = [
+        items: list[TransactWriteItemTypeDef] = [
             {
                 "Update": {
                     "TableName": self._conversations,
@@ -240,7 +244,7 @@ class MessageStore:
 
     # --- deleting -----------------------------------------------------------------------------
 
-    def tombstone(self, message: Message, *, now: datetime) -> dict[str, Any]:
+    def tombstone(self, message: Message, *, now: datetime) -> TransactWriteItemTypeDef:
         """The transaction item that turns a message into its tombstone (once: conditional)."""
         return {
             "Update": {
@@ -264,7 +268,7 @@ class MessageStore:
             }
         }
 
-    def mark_unfanned(self, message: Message, *, now: datetime) -> dict[str, Any]:
+    def mark_unfanned(self, message: Message, *, now: datetime) -> TransactWriteItemTypeDef:
         """The transaction item that puts a send back in the repair index (its deletion must
         reach every device even if this process dies right after the commit)."""
         return {
@@ -296,7 +300,7 @@ class MessageStore:
         released = row.get("released_media", [])
         return (client_msg_id if isinstance(client_msg_id, str) else None), list(released)
 
-    async def write(self, items: list[dict[str, Any]]) -> None:
+    async def write(self, items: list[TransactWriteItemTypeDef]) -> None:
         await self._db.transact_write_items(TransactItems=items)
 
     # --- reading ------------------------------------------------------------------------------

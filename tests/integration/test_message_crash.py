@@ -16,6 +16,7 @@ import secrets
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -127,7 +128,7 @@ async def test_kill_9_mid_send_loses_nothing_duplicates_nothing_and_leaves_no_ga
                 await asyncio.gather(*(client() for _ in range(CONCURRENCY)))
             assert len(restarts) == len(KILL_AT)
 
-            history: list[dict[str, object]] = []
+            history: list[dict[str, Any]] = []
             after = 0
             while True:
                 page = await http.get(
@@ -140,12 +141,12 @@ async def test_kill_9_mid_send_loses_nothing_duplicates_nothing_and_leaves_no_ga
                 if not batch:
                     break
                 history.extend(batch)
-                after = int(batch[-1]["seq"])  # type: ignore[call-overload]
+                after = int(batch[-1]["seq"])
 
             seqs = [m["seq"] for m in history]
             client_ids = [m["client_msg_id"] for m in history]
             assert seqs == list(range(1, SENDS + 1)), "seq has a gap or a repeat"
-            assert sorted(client_ids) == sorted(f"crash-{i}" for i in range(SENDS))  # type: ignore[type-var]
+            assert sorted(client_ids) == sorted(f"crash-{i}" for i in range(SENDS))
 
             async def all_pending() -> set[str] | None:
                 response = await http.get(
