@@ -11,7 +11,7 @@ import aioboto3
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
-from media_service.access import AccessPolicy, ConversationReaders
+from media_service.access import AccessPolicy, ConversationReaders, DeviceGate
 from media_service.cdn import CloudFrontUrlSigner
 from media_service.hls import PlaylistSigner
 from media_service.internal_routes import router as internal_router
@@ -54,6 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     )
                 )
                 readers = ConversationReaders(client)
+                app.state.device_gate = DeviceGate(client)
             records = MediaRecords(
                 aws.dynamodb,
                 media_table=resources.media_table,
