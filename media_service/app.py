@@ -11,7 +11,7 @@ import aioboto3
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
-from media_service.access import AccessPolicy, ConversationReaders
+from media_service.access import AccessPolicy, ConversationReaders, DeviceGate
 from media_service.admin_routes import router as admin_router
 from media_service.cdn import CloudFrontUrlSigner
 from media_service.hls import PlaylistSigner
@@ -21,6 +21,7 @@ from media_service.lifecycle_records import LifecycleRecords
 from media_service.lifecycle_storage import LifecycleBucket
 from media_service.lookup import MediaLookup
 from media_service.metrics import MediaMetrics
+from media_service.moderation_routes import router as moderation_router
 from media_service.parts import MediaParts
 from media_service.reclaim import Reclaimer
 from media_service.routes import router
@@ -58,6 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     )
                 )
                 readers = ConversationReaders(client)
+                app.state.device_gate = DeviceGate(client)
             records = MediaRecords(
                 aws.dynamodb,
                 media_table=resources.media_table,
@@ -89,6 +91,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 holds=holds,
             )
             app.state.holds = holds
+            app.state.records = records
             app.state.uploads = Uploads(
                 parts, rate_limiter=RateLimiter(aws.dynamodb, resources.rate_limits_table)
             )
@@ -109,6 +112,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.include_router(router)
     app.include_router(admin_router)
+    app.include_router(moderation_router)
     app.include_router(internal_router)
     return app
 

@@ -47,7 +47,7 @@ class Serving(UsesMediaParts):
             if keys.is_media_id(media_id) and not admin:
                 await self.access.ask_as_for_hidden(user_id, media_id)
             raise NotFound("no such media")
-        if not admin and not await self.access.can_read(user_id, record):
+        if not (admin or await self.access.can_read(user_id, record)):
             raise NotFound("no such media")
         return record
 
@@ -62,7 +62,9 @@ class Serving(UsesMediaParts):
         record = await self.readable(user_id, media_id, admin=admin)
         document = record.document(reader=user_id)
         if admin:
-            return document.model_copy(update={"legal_hold": record.held})
+            return document.model_copy(
+                update={"legal_hold": record.held, "nsfw_score": record.nsfw_score}
+            )
         return document
 
     async def download_url(
