@@ -201,6 +201,46 @@ async def test_a_referenced_photo_stays_and_its_owner_cannot_delete_it(
     assert refused.json()["error"]["code"] == "media_referenced"
 
 
+async def test_a_photo_goes_only_after_its_last_message_is_deleted(
+    life: LocalFleet, s3: AwsClients, http: httpx.AsyncClient
+) -> None:
+    alice, bob, carol = fresh("alice"), fresh("bob"), fresh("carol")
+    photo = make_jpeg(seed=108)
+    media_id = await ready_upload(life, http, alice, photo, "image/jpeg")
+    base = life.url("message_service")
+    sent = []
+    for member in (bob, carol):  # the same photo in two conversations
+        created = await http.post(
+            f"{base}/v1/conversations", json={"members": [member]}, headers=auth(life, alice)
+        )
+        conversation_id = created.json()["conversation_id"]
+        message = await http.post(
+            f"{base}/v1/conversations/{conversation_id}/messages",
+            json={"client_msg_id": secrets.token_hex(4), "media": [{"media_id": media_id}]},
+            headers=auth(life, alice),
+        )
+        assert message.status_code == 201, message.text
+        sent.append((conversation_id, message.json()["message_id"]))
+
+    async def delete_message(conversation_id: str, message_id: str) -> None:
+        deleted = await http.delete(
+            f"{base}/v1/conversations/{conversation_id}/messages/{message_id}",
+            headers=auth(life, alice),
+        )
+        assert deleted.status_code == 204, deleted.text
+
+    await delete_message(*sent[0])
+    await sweep(life, later(3 * TTL))
+    assert await download(http, life.media_url, auth(life, alice), media_id) == photo
+    assert await object_bytes(s3, life, f"o/{media_id}") > 0
+
+    await delete_message(*sent[1])
+    await sweep(life, later(5 * TTL))
+    assert await status(http, life, alice, f"/v1/media/{media_id}") == 404
+    assert await object_bytes(s3, life, f"o/{media_id}") == 0
+    assert await object_bytes(s3, life, f"d/image/{sha256_hex(photo)}/") == 0
+
+
 async def test_shared_bytes_go_only_with_the_last_of_a_dedup_pair(
     life: LocalFleet, s3: AwsClients, http: httpx.AsyncClient
 ) -> None:
