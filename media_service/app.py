@@ -11,7 +11,7 @@ import aioboto3
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
-from media_service.access import AccessPolicy, ConversationReaders
+from media_service.access import AccessPolicy, ConversationReaders, DeviceGate
 from media_service.admin_routes import router as admin_router
 from media_service.audit import AuditLog
 from media_service.cdn import CloudFrontUrlSigner
@@ -26,6 +26,7 @@ from media_service.lifecycle_records import LifecycleRecords
 from media_service.lifecycle_storage import LifecycleBucket
 from media_service.lookup import MediaLookup
 from media_service.metrics import MediaMetrics
+from media_service.moderation_routes import router as moderation_router
 from media_service.parts import MediaParts
 from media_service.quarantine import Quarantine
 from media_service.quotas import Quotas
@@ -66,6 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     )
                 )
                 readers = ConversationReaders(client)
+                app.state.device_gate = DeviceGate(client)
             records = MediaRecords(
                 aws.dynamodb,
                 media_table=resources.media_table,
@@ -112,6 +114,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 ),
             )
             app.state.audit = AuditLog(aws.dynamodb, resources.audit_table)
+            app.state.records = records
             app.state.uploads = Uploads(
                 parts, rate_limiter=RateLimiter(aws.dynamodb, resources.rate_limits_table)
             )
@@ -134,6 +137,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(admin_router)
     app.include_router(governance_router)
     app.include_router(me_router)
+    app.include_router(moderation_router)
     app.include_router(internal_router)
     return app
 

@@ -13,6 +13,7 @@ from media_service.quarantine import Quarantine
 from media_service.quotas import Quotas
 from media_service.serving import Serving
 from media_service.uploads import Uploads
+from shared.media_records import MediaRecords
 
 
 def get_uploads(request: Request) -> Uploads:
@@ -25,8 +26,14 @@ def get_serving(request: Request) -> Serving:
     return serving
 
 
+def get_records(request: Request) -> MediaRecords:
+    records: MediaRecords = request.app.state.records
+    return records
+
+
 UploadsDep = Annotated[Uploads, Depends(get_uploads)]
 ServingDep = Annotated[Serving, Depends(get_serving)]
+RecordsDep = Annotated[MediaRecords, Depends(get_records)]
 
 
 def get_holds(request: Request) -> Holds:

@@ -49,10 +49,10 @@ class Holds:
         except StaleTransition as error:
             raise NotFound("no such media") from error
         if not record.held and _holds_bytes(record):
-            blob = await self.lifecycle.blob_holder(record.sha256, media_id, on=False)
+            blob = await self.lifecycle.blob_holder(record.blob_key, media_id, on=False)
             if blob is not None and not blob.held_by:
                 await self._set_objects(record, on=False)
-                again = await self.lifecycle.records.get_blob(record.sha256)
+                again = await self.lifecycle.records.get_blob(record.blob_key)
                 if again is not None and again.held_by:
                     await self._set_objects(record, on=True)  # another hold came meanwhile
         # The normal rules resume: the sweeper looks at it on its next pass.
@@ -84,14 +84,14 @@ class Holds:
         """Object Lock legal hold ON for every object this media's bytes live in (idempotent)."""
         if not _holds_bytes(record):
             return
-        await self.lifecycle.blob_holder(record.sha256, record.media_id, on=True)
+        await self.lifecycle.blob_holder(record.blob_key, record.media_id, on=True)
         await self._set_objects(record, on=True)
 
     async def _set_objects(self, record: MediaRecord, *, on: bool) -> None:
         targets: list[tuple[str, str | None]] = []
         if record.version_id and not record.original_retired:
             targets.append((record.object_key, record.version_id))
-        for version in await self.storage.versions(keys.derivatives_prefix(record.sha256)):
+        for version in await self.storage.versions(keys.derivative_prefix(record.blob_key)):
             if not version.delete_marker:
                 targets.append((version.key, version.version_id))
         for key, version_id in targets:

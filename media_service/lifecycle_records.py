@@ -150,9 +150,9 @@ class LifecycleRecords:
         return {
             "Update": {
                 "TableName": self.blobs_table,
-                "Key": {"sha256": {"S": blob_key}},
+                "Key": {"blob_key": {"S": blob_key}},
                 "UpdateExpression": f"ADD {adds}",
-                "ConditionExpression": "attribute_exists(sha256)",
+                "ConditionExpression": "attribute_exists(blob_key)",
                 "ExpressionAttributeValues": {
                     f":{name}": {"N": str(delta)} for name, delta in deltas.items()
                 },
@@ -181,7 +181,7 @@ class LifecycleRecords:
         }
         items: list[dict[str, Any]] = [{"Update": update}]
         if record.blob_ref:
-            items.append(self._blob_counts(record.sha256, refcount=-1, retired_refs=1))
+            items.append(self._blob_counts(record.blob_key, refcount=-1, retired_refs=1))
         await self._transact(items, record.media_id)
         return await self._reread(record.media_id)
 
@@ -201,7 +201,7 @@ class LifecycleRecords:
         }
         items: list[dict[str, Any]] = [{"Update": update}]
         if record.derivatives_ref:
-            items.append(self._blob_counts(record.sha256, retired_refs=-1))
+            items.append(self._blob_counts(record.blob_key, retired_refs=-1))
         await self._transact(items, record.media_id)
         return await self._reread(record.media_id)
 
@@ -224,9 +224,9 @@ class LifecycleRecords:
             }
         ]
         if record.blob_ref:
-            items.append(self._blob_counts(record.sha256, refcount=-1))
+            items.append(self._blob_counts(record.blob_key, refcount=-1))
         elif record.derivatives_ref:
-            items.append(self._blob_counts(record.sha256, retired_refs=-1))
+            items.append(self._blob_counts(record.blob_key, retired_refs=-1))
         usage = self.records.usage_change(record, NOTHING)
         if usage is not None:
             items.append(dict(usage))  # the owner's usage counters, in the same transaction
@@ -239,7 +239,7 @@ class LifecycleRecords:
                         "TableName": self.media_table,
                         "Item": {
                             "media_id": {"S": OBJECT_MARKER_PREFIX + record.object_key},
-                            "blob": {"S": blob.sha256},
+                            "blob": {"S": blob.blob_key},
                         },
                     }
                 }
@@ -253,7 +253,7 @@ class LifecycleRecords:
         with conditional() as write:
             await self._db.update_item(
                 TableName=self.blobs_table,
-                Key={"sha256": {"S": blob.sha256}},
+                Key={"blob_key": {"S": blob.blob_key}},
                 UpdateExpression="REMOVE object_key, version_id",
                 ConditionExpression="refcount <= :zero AND object_key = :key",
                 ExpressionAttributeValues={
@@ -305,9 +305,9 @@ class LifecycleRecords:
         with conditional() as write:
             response = await self._db.update_item(
                 TableName=self.blobs_table,
-                Key={"sha256": {"S": blob_key}},
+                Key={"blob_key": {"S": blob_key}},
                 UpdateExpression=f"{'ADD' if on else 'DELETE'} held_by :me",
-                ConditionExpression="attribute_exists(sha256)",
+                ConditionExpression="attribute_exists(blob_key)",
                 ExpressionAttributeValues={":me": {"SS": [media_id]}},
                 ReturnValues="ALL_NEW",
             )

@@ -63,7 +63,7 @@ class Reclaimer:
 
     async def delete_media(self, record: MediaRecord) -> Deleted:
         """Delete a media (raises StaleTransition if it changed or is held meanwhile)."""
-        blob = await self.records.get_blob(record.sha256) if record.sha256 else None
+        blob = await self.records.get_blob(record.blob_key)
         await self.lifecycle.delete(record, blob)
         deleted = Deleted()
         if record.upload_id:
@@ -77,20 +77,20 @@ class Reclaimer:
                 )
             )
         if record.blob_ref or record.derivatives_ref:
-            deleted.add(await self.release_blob(record.sha256))
+            deleted.add(await self.release_blob(record.blob_key))
         return deleted
 
     async def retire_original(self, record: MediaRecord) -> tuple[MediaRecord, Deleted]:
         retired = await self.lifecycle.retire_original(record)
         if retired.state is not record.state and self.events is not None:
             await self.events.publish(media_event(retired))
-        return retired, await self.release_blob(record.sha256) if record.blob_ref else Deleted()
+        return retired, await self.release_blob(record.blob_key) if record.blob_ref else Deleted()
 
     async def retire_derivatives(self, record: MediaRecord) -> tuple[MediaRecord, Deleted]:
         retired = await self.lifecycle.retire_derivatives(record)
         if not record.derivatives_ref:
             return retired, Deleted()
-        return retired, await self.release_blob(record.sha256)
+        return retired, await self.release_blob(record.blob_key)
 
     async def release_blob(self, blob_key: str) -> Deleted:
         """Delete whatever of a blob nobody holds any more (each step conditional)."""
@@ -103,7 +103,7 @@ class Reclaimer:
                 await self.storage.delete_key(blob.object_key, blob.version_id, size=blob.size)
             )
         if blob.retired_refs <= 0 and await self.records.forget_blob(blob_key):
-            deleted.add(await self.storage.delete_prefix(keys.derivatives_prefix(blob_key)))
+            deleted.add(await self.storage.delete_prefix(keys.derivative_prefix(blob_key)))
         return deleted
 
 

@@ -82,13 +82,15 @@ async def delete_media(media_id: str, caller: Caller, uploads: UploadsDep) -> Re
 
 @router.get("/{media_id}", response_model=MediaDocument, responses=ERRORS)
 async def get_media(media_id: str, caller: Caller, serving: ServingDep) -> Response:
-    """Admins read any media, and see `legal_hold`; nobody else sees that field."""
+    """Admins read any media, and see `legal_hold` and `nsfw_score`; nobody else sees them."""
     document = await serving.document(caller.user_id, media_id, admin=caller.is_admin)
     payload = document.model_dump(mode="json")
     if document.legal_hold is not None:
         payload["legal_hold"] = document.legal_hold
     if document.quarantined is not None:
         payload["quarantined"] = document.quarantined
+    if document.nsfw_score is not None:
+        payload["nsfw_score"] = document.nsfw_score
     return JSONResponse(payload)
 
 
@@ -129,8 +131,9 @@ async def hls_rendition(
     serving: ServingDep,
     expires: Annotated[int, Query()],
     signature: Annotated[str, Query(max_length=128)],
+    reader: Annotated[str, Query(max_length=256)],
 ) -> Response:
-    text = await serving.hls_rendition(media_id, rendition, expires, signature)
+    text = await serving.hls_rendition(media_id, rendition, expires, signature, reader)
     return Response(text, media_type=PLAYLIST_CONTENT_TYPE, headers=_PRIVATE_SHORT_CACHE)
 
 

@@ -249,7 +249,7 @@ class Sweeper:
                 return True  # the commit step has not read it yet
             if record.version_id == version.version_id and not record.original_retired:
                 return True
-        blob_key = record.sha256 if record is not None else None
+        blob_key = record.blob_key if record is not None else None
         if blob_key is None:
             blob_key = await self.lifecycle.marker_blob(version.key)
         if blob_key is None:

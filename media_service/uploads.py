@@ -84,7 +84,7 @@ class Uploads(UsesMediaParts):
             await self._enforce_pending(owner, now)
             # A user under legal hold: every new media of theirs is held from its first moment.
             held = await self._user_hold_fields(owner)
-            blob = await self.records.get_blob(request.sha256)
+            blob = await self.records.get_blob(keys.blob_key(media_type.value, request.sha256))
             if blob is not None and self._can_dedup(blob, request):
                 return await self._dedup_slot(owner, request, media_type, blob, now, held)
         plan = plan_upload(
@@ -319,7 +319,7 @@ class Uploads(UsesMediaParts):
             raise Forbidden(
                 "the challenge expired; ask for a new upload slot", code="challenge_expired"
             )
-        blob = await self.records.get_blob(record.sha256)
+        blob = await self.records.get_blob(record.blob_key)
         if blob is None or blob.outcome is None or blob.object_key is None:
             await self._fail_quietly(media_id, "dedup_unavailable", "the stored copy is gone")
             raise Conflict(

@@ -20,7 +20,7 @@ from media_service.storage import SignedRequest
 from shared.clock import utcnow
 from shared.media_records import BlobRecord, Challenge, MediaRecord, StaleTransition, StoredVariant
 from shared.media_states import sources_of
-from shared.models import MediaState, ReceivedPart
+from shared.models import ErrorDetail, MediaState, ReceivedPart
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs.client import SQSClient
@@ -130,8 +130,8 @@ class FakeMediaRecords:
     async def get(self, media_id: str) -> MediaRecord | None:
         return self.media.get(media_id)
 
-    async def get_blob(self, sha256: str) -> BlobRecord | None:
-        return self.blobs.get(sha256)
+    async def get_blob(self, blob_key: str) -> BlobRecord | None:
+        return self.blobs.get(blob_key)
 
     async def count_pending(self, owner: str, now: datetime, limit: int) -> int:
         pending = [
@@ -219,11 +219,12 @@ class FakeMediaRecords:
             remove_fields=("pending_owner",),
             only_from=frozenset({MediaState.AWAITING_UPLOAD}),
         )
-        blob = self.blobs.get(record.sha256)
+        blob = self.blobs.get(record.blob_key)
         if blob is not None:  # the first upload's fields stay
-            self.blobs[record.sha256] = blob.model_copy(update={"refcount": blob.refcount + 1})
+            self.blobs[record.blob_key] = blob.model_copy(update={"refcount": blob.refcount + 1})
             return committed
-        self.blobs[record.sha256] = BlobRecord(
+        self.blobs[record.blob_key] = BlobRecord(
+            blob_key=record.blob_key,
             sha256=record.sha256,
             object_key=record.object_key,
             version_id=version_id,
@@ -237,17 +238,30 @@ class FakeMediaRecords:
         return committed
 
     async def settle_blob(
-        self, sha256: str, outcome: MediaState, meta: dict[str, Any], variants: list[StoredVariant]
+        self,
+        blob_key: str,
+        outcome: MediaState,
+        meta: dict[str, Any],
+        variants: list[StoredVariant],
+        *,
+        error: ErrorDetail | None = None,
+        nsfw_score: float | None = None,
     ) -> None:
-        blob = self.blobs[sha256]
-        self.blobs[sha256] = blob.model_copy(
-            update={"outcome": outcome, "meta": meta, "variants": variants}
+        blob = self.blobs[blob_key]
+        self.blobs[blob_key] = blob.model_copy(
+            update={
+                "outcome": outcome,
+                "meta": meta,
+                "variants": variants,
+                "error": error,
+                "nsfw_score": nsfw_score,
+            }
         )
 
     async def attach_to_blob(self, record: MediaRecord, blob: BlobRecord) -> MediaRecord:
-        current = self.blobs.get(blob.sha256)
+        current = self.blobs.get(blob.blob_key)
         if blob.outcome is None or current is None or current.refcount <= 0:
-            raise StaleTransition(f"blob {blob.sha256} cannot be shared")
+            raise StaleTransition(f"blob {blob.blob_key} cannot be shared")
         attached = await self.transition(
             record.media_id,
             blob.outcome,
@@ -256,12 +270,14 @@ class FakeMediaRecords:
                 "version_id": blob.version_id,
                 "meta": blob.meta,
                 "variants": blob.variants,
+                "error": blob.error,
+                "nsfw_score": blob.nsfw_score,
                 "blob_ref": True,
             },
             remove_fields=("challenge", "pending_owner"),
             only_from=frozenset({MediaState.AWAITING_PROOF}),
         )
-        self.blobs[blob.sha256] = current.model_copy(update={"refcount": current.refcount + 1})
+        self.blobs[blob.blob_key] = current.model_copy(update={"refcount": current.refcount + 1})
         return attached
 
     async def delete(self, record: MediaRecord) -> int | None:
@@ -271,15 +287,15 @@ class FakeMediaRecords:
         del self.media[record.media_id]
         if not record.blob_ref:
             return None
-        blob = self.blobs[record.sha256]
-        self.blobs[record.sha256] = blob.model_copy(update={"refcount": blob.refcount - 1})
+        blob = self.blobs[record.blob_key]
+        self.blobs[record.blob_key] = blob.model_copy(update={"refcount": blob.refcount - 1})
         return blob.refcount - 1
 
-    async def forget_blob(self, sha256: str) -> bool:
-        blob = self.blobs.get(sha256)
+    async def forget_blob(self, blob_key: str) -> bool:
+        blob = self.blobs.get(blob_key)
         if blob is None or blob.refcount > 0:
             return False
-        del self.blobs[sha256]
+        del self.blobs[blob_key]
         return True
 
 
@@ -376,10 +392,10 @@ class FakeReclaimer:
         self.bucket = bucket
 
     async def delete_media(self, record: MediaRecord) -> Deleted:
-        blob = await self.records.get_blob(record.sha256)
+        blob = await self.records.get_blob(record.blob_key)
         remaining = await self.records.delete(record)
         if record.upload_id:
             await self.bucket.abort_multipart(record.object_key, upload_id=record.upload_id)
-        if remaining == 0 and blob is not None and await self.records.forget_blob(blob.sha256):
+        if remaining == 0 and blob is not None and await self.records.forget_blob(blob.blob_key):
             await self.bucket.delete_version(blob.object_key or "", version_id=blob.version_id)
         return Deleted()

@@ -26,6 +26,8 @@ MODERATION_OUTCOMES = ("ok", "blocked", "error")
 STORED_KINDS = ("original", "derivative")
 # The media types the worker derives something for (documents are only verified).
 DERIVED_TYPES = (MediaType.IMAGE, MediaType.VOICE, MediaType.VIDEO)
+# ferry_discarded_objects_total{reason} (see transcode_worker.stray_versions).
+DISCARD_REASONS = ("extra_version", "abandoned", "expired")
 # The queues whose depth this worker samples: the uploads queue and the media-events queue.
 SAMPLED_QUEUES = ("uploads", "media_events")
 
@@ -50,6 +52,13 @@ class WorkerMetrics:
             "Originals that arrived with no media record (e.g. uploaded after an abandon)",
             registry=registry,
         )
+        self.discarded_objects = Counter(
+            "ferry_discarded_objects_total",
+            "Object versions deleted on arrival because no slot may yield them: extra versions "
+            "of a committed slot, bytes for an abandoned slot, bytes after a slot expired",
+            ["reason"],
+            registry=registry,
+        )
         self.derivations = Counter(
             "ferry_derivations_total",
             "Derivations by media type and outcome (ok, blocked, or the failure code)",
@@ -72,7 +81,8 @@ class WorkerMetrics:
         )
         self.moderation = Counter(
             "ferry_moderation_total",
-            "Images scanned by moderation, by outcome (ok, blocked, error: the scanner failed)",
+            "Media judged by moderation (images, animations, video frames), by outcome (ok, "
+            "blocked, error: the scanner failed)",
             ["outcome"],
             registry=registry,
         )
@@ -89,6 +99,8 @@ class WorkerMetrics:
         self._create_series()
 
     def _create_series(self) -> None:
+        for reason in DISCARD_REASONS:
+            self.discarded_objects.labels(reason)
         for media_type in MediaType:
             for outcome in VERIFY_OUTCOMES:
                 self.uploads_verified.labels(media_type.value, outcome)

@@ -281,7 +281,7 @@ async def test_erasure_takes_everything_not_held_and_is_safe_to_repeat(
     )
     assert hold.status_code == 200, hold.text
     bucket = fleet.resources.bucket
-    derivatives = f"d/{hashlib.sha256(only_data).hexdigest()}/"
+    derivatives = f"d/image/{hashlib.sha256(only_data).hexdigest()}/"
     assert (await aws.s3.list_objects_v2(Bucket=bucket, Prefix=derivatives)).get("KeyCount", 0)
 
     erased = await http.delete(f"{fleet.media_url}/v1/admin/users/{alice_name}/media", headers=ops)

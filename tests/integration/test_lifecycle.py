@@ -168,7 +168,7 @@ async def test_an_upload_never_sent_is_gone_after_the_ttl(
     media_id = await ready_upload(life, http, alice, photo, "image/jpeg")
     sha = sha256_hex(photo)
     before = await object_bytes(s3, life, f"o/{media_id}") + await object_bytes(
-        s3, life, f"d/{sha}/"
+        s3, life, f"d/image/{sha}/"
     )
     assert before > len(photo)  # the original and its thumbnails
 
@@ -180,7 +180,7 @@ async def test_an_upload_never_sent_is_gone_after_the_ttl(
     assert report["reclaimed_bytes"] >= before
     assert await status(http, life, alice, f"/v1/media/{media_id}") == 404
     assert await object_bytes(s3, life, f"o/{media_id}") == 0
-    assert await object_bytes(s3, life, f"d/{sha}/") == 0
+    assert await object_bytes(s3, life, f"d/image/{sha}/") == 0
 
 
 async def test_a_referenced_photo_stays_and_its_owner_cannot_delete_it(
@@ -194,10 +194,51 @@ async def test_a_referenced_photo_stays_and_its_owner_cannot_delete_it(
 
     await sweep(life, later(TTL + 60))
     await sweep(life, later(2 * TTL + 120))
-    assert await download(http, life.media_url, auth(life, carol), media_id) == photo
+    assert await download(http, life.media_url, auth(life, alice), media_id) == photo
+    assert await download(http, life.media_url, auth(life, carol), media_id)  # her clean copy
     refused = await http.delete(f"{life.media_url}/v1/media/{media_id}", headers=auth(life, alice))
     assert refused.status_code == 409
     assert refused.json()["error"]["code"] == "media_referenced"
+
+
+async def test_a_photo_goes_only_after_its_last_message_is_deleted(
+    life: LocalFleet, s3: AwsClients, http: httpx.AsyncClient
+) -> None:
+    alice, bob, carol = fresh("alice"), fresh("bob"), fresh("carol")
+    photo = make_jpeg(seed=108)
+    media_id = await ready_upload(life, http, alice, photo, "image/jpeg")
+    base = life.url("message_service")
+    sent = []
+    for member in (bob, carol):  # the same photo in two conversations
+        created = await http.post(
+            f"{base}/v1/conversations", json={"members": [member]}, headers=auth(life, alice)
+        )
+        conversation_id = created.json()["conversation_id"]
+        message = await http.post(
+            f"{base}/v1/conversations/{conversation_id}/messages",
+            json={"client_msg_id": secrets.token_hex(4), "media": [{"media_id": media_id}]},
+            headers=auth(life, alice),
+        )
+        assert message.status_code == 201, message.text
+        sent.append((conversation_id, message.json()["message_id"]))
+
+    async def delete_message(conversation_id: str, message_id: str) -> None:
+        deleted = await http.delete(
+            f"{base}/v1/conversations/{conversation_id}/messages/{message_id}",
+            headers=auth(life, alice),
+        )
+        assert deleted.status_code == 204, deleted.text
+
+    await delete_message(*sent[0])
+    await sweep(life, later(3 * TTL))
+    assert await download(http, life.media_url, auth(life, alice), media_id) == photo
+    assert await object_bytes(s3, life, f"o/{media_id}") > 0
+
+    await delete_message(*sent[1])
+    await sweep(life, later(5 * TTL))
+    assert await status(http, life, alice, f"/v1/media/{media_id}") == 404
+    assert await object_bytes(s3, life, f"o/{media_id}") == 0
+    assert await object_bytes(s3, life, f"d/image/{sha256_hex(photo)}/") == 0
 
 
 async def test_shared_bytes_go_only_with_the_last_of_a_dedup_pair(
@@ -232,7 +273,7 @@ async def test_shared_bytes_go_only_with_the_last_of_a_dedup_pair(
     deleted = await http.delete(f"{life.media_url}/v1/media/{second}", headers=auth(life, bob))
     assert deleted.status_code == 204
     assert await object_bytes(s3, life, f"o/{first}") == 0
-    assert await object_bytes(s3, life, f"d/{sha}/") == 0
+    assert await object_bytes(s3, life, f"d/image/{sha}/") == 0
 
 
 async def test_bytes_put_after_an_abandon_are_deleted(

@@ -30,6 +30,8 @@ class DerivedVariant:
     size: int
     width: int | None = None
     height: int | None = None
+    # The SHA-256 of the file, when the media document shows it (`original_clean`).
+    sha256: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -37,10 +39,22 @@ class Derived:
     meta: dict[str, Any] = field(default_factory=dict)
     files: list[DerivedFile] = field(default_factory=list)
     variants: list[DerivedVariant] = field(default_factory=list)
-    # Set by moderation: the media must end `blocked` (no variants are published then).
+    # Set by moderation: the media must end `blocked` (no variants are published then). The
+    # reason is the media's `error.code`: hash_match, nsfw, malware.
     blocked_reason: str | None = None
     # Whether a moderation scanner judged it (blocked or not): counted as a scan.
     scanned: bool = False
+    # The NSFW classifier's highest score over the pictures it saw (admins only), if it ran.
+    nsfw_score: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class FileChecked:
+    """What a check of the downloaded original on the worker's event loop concluded (the
+    documents' malware scan), before any derivation runs."""
+
+    meta: dict[str, Any] = field(default_factory=dict)
+    blocked_reason: str | None = None  # "malware": the media ends blocked, nothing derived
 
 
 # Every code a `DeriveError` carries: the media's `error.code`, and a bounded metric label.
@@ -73,6 +87,12 @@ class DeriveError(Exception):
 
     def __str__(self) -> str:
         return f"{self.code}: {self.message}"
+
+
+class StripError(Exception):
+    """A file is not the well-formed container it claims to be, so no metadata-free copy of it
+    can be made (`strip_images`, `strip_mp4`): the media fails rather than hand out its
+    metadata."""
 
 
 class ScanFailed(Exception):
