@@ -85,6 +85,7 @@ ADMIN_ROUTES = [
     ("DELETE", "/v1/admin/users/alice/media", None),
     ("GET", "/v1/admin/users/alice/usage", None),
     ("GET", "/v1/admin/audit", None),
+    ("GET", "/v1/admin/moderation?state=blocked", None),
 ]
 
 
