@@ -118,6 +118,7 @@ def child(mode: str, fmt: str, sources: list[Path], runs: int) -> dict[str, Any]
         "format": fmt,
         "runs": len(walls),
         "wall_median": statistics.median(walls) if walls else None,
+        "wall_best": min(walls) if walls else None,
         "cpu_median": statistics.median(cpus) if cpus else None,
         "output_bytes": output_bytes,
         "peak_kib": own_peak_kib(),

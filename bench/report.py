@@ -34,17 +34,18 @@ def _thumb_rows(thumbs: dict[str, Any]) -> list[Row]:
         ferry, vips = thumbs.get(f"ferry/{fmt}"), thumbs.get(f"pyvips/{fmt}")
         if ferry is None:
             continue
-        label = f"12 MP → 3 thumbnails ({fmt.upper()}), median per photo"
+        label = f"12 MP → 3 thumbnails ({fmt.upper()}), per photo: best wall, median CPU"
         if vips is None:
             rows.append((label, _s(ferry["wall_median"]), "pyvips missing", "n/a", "≤ 1.0× time"))
             continue
-        wall = _ratio(ferry["wall_median"], vips["wall_median"])
+        # The best wall time: on a shared machine the median measures the neighbours too.
+        wall = _ratio(ferry["wall_best"], vips["wall_best"])
         cpu = _ratio(ferry["cpu_median"], vips["cpu_median"])
         rows.append(
             (
                 label,
-                f"{_s(ferry['wall_median'])} wall, {_s(ferry['cpu_median'])} CPU",
-                f"pyvips {_s(vips['wall_median'])}, {_s(vips['cpu_median'])}",
+                f"{_s(ferry['wall_best'])} wall, {_s(ferry['cpu_median'])} CPU",
+                f"pyvips {_s(vips['wall_best'])}, {_s(vips['cpu_median'])}",
                 f"{_x(wall)} time, {_x(cpu)} CPU",
                 f"≤ 1.0× time: {_verdict(wall, 1.0)}",
             )
@@ -63,14 +64,14 @@ def _thumb_rows(thumbs: dict[str, Any]) -> list[Row]:
                 f"≤ 1.0×: {_verdict(peak, 1.0)}",
             )
         )
-    pillow_wall = _ratio(ferry["wall_median"], pillow["wall_median"]) if ferry and pillow else None
-    if pillow_wall is not None:
+    if ferry and pillow:
         rows.append(
             (
-                "  same, time vs the Pillow cascade (WebP)",
-                _s(ferry["wall_median"] if ferry else None),
-                f"Pillow {_s(pillow['wall_median'] if pillow else None)}",
-                _x(pillow_wall),
+                "  same, time and CPU vs the Pillow cascade (WebP)",
+                f"{_s(ferry['wall_best'])}, {_s(ferry['cpu_median'])} CPU",
+                f"Pillow {_s(pillow['wall_best'])}, {_s(pillow['cpu_median'])} CPU",
+                f"{_x(_ratio(ferry['wall_best'], pillow['wall_best']))} time, "
+                f"{_x(_ratio(ferry['cpu_median'], pillow['cpu_median']))} CPU",
                 "(context)",
             )
         )
