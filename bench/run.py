@@ -26,7 +26,7 @@ import secrets
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -84,6 +84,15 @@ def timed(label: str, work: Callable[[], Any]) -> Any:
     return result
 
 
+async def _section(work: Coroutine[Any, Any, dict[str, Any]]) -> dict[str, Any] | None:
+    """One fleet figure; a failure is printed and the others still run."""
+    try:
+        return await work
+    except fleet_figures.BenchFailed as failure:
+        say(f"  failed: {failure}")
+        return None
+
+
 async def fleet_part(plan: Plan, bases: list[bytes], video: bytes | None) -> dict[str, Any]:
     """The fleet's figures; `bases` are JPEGs, `video` an MP4 (both made unique per upload)."""
     results: dict[str, Any] = {}
@@ -93,13 +102,17 @@ async def fleet_part(plan: Plan, bases: list[bytes], video: bytes | None) -> dic
         extra_env=FLEET_SETTINGS,
     ) as fleet:
         say("- upload slots: service CPU per request, Ferry and bare FastAPI...")
-        results["slots"] = await fleet_figures.slot_costs(fleet, plan.slot_requests)
+        results["slots"] = await _section(fleet_figures.slot_costs(fleet, plan.slot_requests))
         say(f"- {plan.connections} idle WebSockets, the gateway and bare websockets...")
-        results["websockets"] = await fleet_figures.websocket_costs(fleet, plan.connections)
+        results["websockets"] = await _section(
+            fleet_figures.websocket_costs(fleet, plan.connections)
+        )
         burst_photos = [unique_jpeg(bases[n % len(bases)]) for n in range(plan.burst_photos)]
         if plan.photos_only_burst:
             say(f"- burst: {plan.burst_photos} photos, no video...")
-            results["burst_photos_only"] = await fleet_figures.burst(fleet, burst_photos, [])
+            results["burst_photos_only"] = await _section(
+                fleet_figures.burst(fleet, burst_photos, [])
+            )
         videos = []
         if video is not None:
             videos = [unique_mp4(video) for _ in range(plan.burst_videos)]
@@ -107,7 +120,7 @@ async def fleet_part(plan: Plan, bases: list[bytes], video: bytes | None) -> dic
             say("  (no ffmpeg CLI to make the clip: the burst runs without videos)")
         burst_photos = [unique_jpeg(bases[n % len(bases)]) for n in range(plan.burst_photos)]
         say(f"- burst: {plan.burst_photos} photos while {len(videos)} videos transcode...")
-        results["burst"] = await fleet_figures.burst(fleet, burst_photos, videos)
+        results["burst"] = await _section(fleet_figures.burst(fleet, burst_photos, videos))
     for name, code in fleet.unclean_exits.items():
         say(f"warning: {name} did not stop cleanly (exit {code})")
     return results
