@@ -282,6 +282,18 @@ async def websocket_costs(fleet: LocalFleet, count: int) -> dict[str, Any]:
 # --- the burst -------------------------------------------------------------------------------
 
 
+def fleet_cpu(fleet: LocalFleet) -> dict[str, float]:
+    """CPU seconds so far of each service (with its pool processes) and of the emulator (every
+    other descendant of this process: the fleet's processes are this process's children)."""
+    by_name = {
+        name: tree_cpu_seconds(process.pid)
+        for name, process in fleet.processes.items()
+        if process.pid is not None
+    }
+    everything = tree_cpu_seconds(os.getpid()) - cpu_seconds(os.getpid())
+    return {**by_name, "emulator and the rest": everything - sum(by_name.values())}
+
+
 class WorkerLog:
     """The worker's JSON log, read incrementally: when each media was verified and settled."""
 
@@ -428,6 +440,7 @@ async def burst(
             await asyncio.sleep(LOG_READ_SECONDS)
             log.read()
         worker_cpu = tree_cpu_seconds(worker.pid) if worker.pid else math.nan
+        cpu_before = fleet_cpu(fleet)
         gate = asyncio.Semaphore(upload_concurrency)
 
         async def one(n: int, data: bytes) -> tuple[str, float, float]:
@@ -439,6 +452,7 @@ async def burst(
         done = await asyncio.gather(*(one(n, data) for n, data in enumerate(photos)))
         await log.wait([media_id for media_id, _, _ in done], within)
         worker_cpu = (tree_cpu_seconds(worker.pid) if worker.pid else math.nan) - worker_cpu
+        cpu_after = fleet_cpu(fleet)
         drained = max(log.ready[media_id] for media_id, _, _ in done) - started
         # The videos finish before the next measurement starts (it should have the machine).
         await log.wait(video_ids, within)
@@ -462,4 +476,8 @@ async def burst(
         "drain_seconds": drained,
         "videos_done_seconds": videos_done,
         "worker_cpu_seconds": worker_cpu,
+        # Where the machine's CPU went between the first slot and the last photo ready.
+        "cpu_seconds_by_process": {
+            name: round(cpu_after[name] - cpu_before.get(name, 0.0), 2) for name in cpu_after
+        },
     }

@@ -90,7 +90,7 @@ def _av_rows(results: dict[str, Any]) -> list[Row]:
         seconds = inputs.get("clip_seconds") or math.nan
         rows.append(
             (
-                f"{seconds:g} s 720p30 → poster + 360p/720p HLS",
+                f"{seconds:g} s 720p30 → poster + 360p/720p HLS (best of {ferry['repeats']})",
                 f"{_s(ferry['wall'])} wall, {_s(ferry['cpu'])} CPU, "
                 f"{seconds / ferry['wall']:.1f}× realtime, {ferry['peak_kib'] / 1024:.0f} MiB",
                 f"ffmpeg CLI {_s(anchor.get('wall'))}, {_s(anchor.get('cpu'))} CPU",
@@ -197,6 +197,24 @@ def _fleet_rows(fleet: dict[str, Any], thumbs: dict[str, Any], cores: int) -> li
                 f"≤ 1.3×: {_verdict(drain, 1.3)}" if not v else "(videos share the cores)",
             )
         )
+    for key in ("burst_photos_only", "burst"):
+        burst = fleet.get(key)
+        if burst and burst.get("cpu_seconds_by_process"):
+            spent = ", ".join(
+                f"{name} {seconds:.1f}"
+                for name, seconds in sorted(
+                    burst["cpu_seconds_by_process"].items(), key=lambda item: -item[1]
+                )
+            )
+            rows.append(
+                (
+                    f"  CPU seconds during that burst ({burst['videos']} videos), by process",
+                    spent,
+                    "",
+                    "",
+                    "(where the drain goes)",
+                )
+            )
     quiet, loaded = fleet.get("burst_photos_only"), fleet.get("burst")
     if quiet and loaded and loaded["videos"]:
         effect = _ratio(loaded["put_to_ready_p99"], quiet["put_to_ready_p99"])

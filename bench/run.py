@@ -50,6 +50,7 @@ FLEET_SETTINGS = {
 @dataclass(frozen=True, kw_only=True)
 class Plan:
     thumb_runs: int = 6
+    av_repeats: int = 2  # video and voice: each tool this many times, alternating, best kept
     clip_seconds: float = 30.0
     voice_seconds: float = 60.0
     slot_requests: int = 300
@@ -62,6 +63,7 @@ class Plan:
 
 QUICK = Plan(
     thumb_runs=3,
+    av_repeats=1,
     clip_seconds=10.0,
     slot_requests=100,
     connections=500,
@@ -162,11 +164,13 @@ def measure(plan: Plan, scratch: Path) -> dict[str, Any]:
         lambda: image_thumbs.measure(photos, plan.thumb_runs),
     )
     results["voice"] = timed(
-        "voice note: Ferry and ffmpeg", lambda: video_hls.measure("voice", voice, scratch)
+        "voice note: Ferry and ffmpeg",
+        lambda: video_hls.measure("voice", voice, scratch, plan.av_repeats),
     )
     if clip is not None:
         results["video"] = timed(
-            "HLS ladder: Ferry and ffmpeg", lambda: video_hls.measure("video", clip, scratch)
+            "HLS ladder: Ferry and ffmpeg",
+            lambda: video_hls.measure("video", clip, scratch, plan.av_repeats),
         )
         burst_clip = clip
         if plan.burst_video_seconds != plan.clip_seconds:
