@@ -39,6 +39,7 @@ def thumb_settings() -> dict[str, Any]:
         "sizes": sorted(limits.thumb_sizes, reverse=True),
         "quality": limits.quality,
         "webp_method": limits.webp_method,
+        "jpeg_optimize": limits.jpeg_optimize,
     }
 
 

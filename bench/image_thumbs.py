@@ -58,7 +58,9 @@ def _pillow(source: Path, fmt: str, settings: dict[str, Any]) -> int:
                     out, "WEBP", quality=settings["quality"], method=settings["webp_method"]
                 )
             else:
-                current.save(out, "JPEG", quality=settings["quality"], optimize=True)
+                current.save(
+                    out, "JPEG", quality=settings["quality"], optimize=settings["jpeg_optimize"]
+                )
             written += out.tell()
     return written
 
@@ -77,7 +79,9 @@ def _pyvips(source: Path, fmt: str, settings: dict[str, Any]) -> int:
                 Q=settings["quality"], effort=settings["webp_method"], keep="none"
             )
         else:
-            data = current.jpegsave_buffer(Q=settings["quality"], optimize_coding=True, keep="none")
+            data = current.jpegsave_buffer(
+                Q=settings["quality"], optimize_coding=settings["jpeg_optimize"], keep="none"
+            )
         written += len(data)
     return written
 
