@@ -57,6 +57,12 @@ PENDING_RETRY_AFTER_SECONDS = 30
 HINTS_KEPT = 10_000
 
 
+def _number(value: float) -> str:
+    """A DynamoDB number in plain decimal notation (`repr` may say `6e-05`, which the emulator
+    refuses), to the microsecond."""
+    return f"{value:.6f}"
+
+
 @dataclass(frozen=True, kw_only=True)
 class SlotLimits:
     per_minute: int  # SLOT_RATE_PER_MINUTE: also the burst capacity
@@ -142,20 +148,20 @@ class UserCounters:
         self, owner: str, moment: float, limits: SlotLimits, *, busy: bool
     ) -> UpdateTypeDef:
         values: dict[str, Any] = {
-            ":now": {"N": repr(moment)},
+            ":now": {"N": _number(moment)},
             ":one": {"N": "1"},
             ":max_pending": {"N": str(limits.max_pending)},
         }
         pending_ok = "(attribute_not_exists(pending) OR pending < :max_pending)"
         if busy:
             # The bucket is in use: one more interval after what is already taken.
-            values[":interval"] = {"N": repr(limits.interval)}
-            values[":latest"] = {"N": repr(moment + limits.tolerance)}
+            values[":interval"] = {"N": _number(limits.interval)}
+            values[":latest"] = {"N": _number(moment + limits.tolerance)}
             update = "SET slot_tat = slot_tat + :interval ADD pending :one"
             rate_ok = "slot_tat BETWEEN :now AND :latest"
         else:
             # The bucket is full (never used, or idle since `slot_tat`): start from now.
-            values[":next"] = {"N": repr(moment + limits.interval)}
+            values[":next"] = {"N": _number(moment + limits.interval)}
             update = "SET slot_tat = :next ADD pending :one"
             rate_ok = "(attribute_not_exists(slot_tat) OR slot_tat < :now)"
         return {
