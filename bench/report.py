@@ -230,12 +230,21 @@ def _fleet_rows(fleet: dict[str, Any], thumbs: dict[str, Any], cores: int) -> li
     return rows
 
 
+def _moderation_rows(figures: dict[str, float]) -> list[Row]:
+    """Trust and safety's cost per image (issue 13; `python -m bench.safety` for more)."""
+    if not figures:
+        return []
+    ferry = ", ".join(f"{name} {value:.1f}" for name, value in figures.items())
+    return [("moderation per image (ms)", ferry, "", "", "(context)")]
+
+
 def table(results: dict[str, Any], *, cores: int) -> str:
     thumbs = results.get("thumbnails", {})
     rows = [
         *_thumb_rows(thumbs),
         *_av_rows(results),
         *_fleet_rows(results.get("fleet", {}), thumbs, cores),
+        *_moderation_rows(results.get("moderation_per_image") or {}),
     ]
     header: Row = ("figure", "Ferry", "anchor (same run)", "ratio", "issue 14 target")
     lines = [f"| {' | '.join(header)} |", "| --- | --- | --- | --- | --- |"]

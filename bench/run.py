@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import fleet_figures, image_thumbs, video_hls
+from bench import fleet_figures, image_thumbs, safety, video_hls
 from bench.media import detailed_clip, ffmpeg, unique_jpeg, unique_mp4, voice_note
 from bench.procs import run_module
 from devstack.fleet import start_fleet
@@ -177,6 +177,9 @@ def measure(plan: Plan, scratch: Path) -> dict[str, Any]:
             burst_clip = detailed_clip(scratch / "burst.mp4", plan.burst_video_seconds)
     else:
         burst_clip = None
+    results["moderation_per_image"] = timed(
+        "moderation per image: PDQ and NSFW (bench.safety)", safety.per_image
+    )
     bases = [path.read_bytes() for path in photos]
     video = burst_clip.read_bytes() if burst_clip is not None else None
     results["fleet"] = asyncio.run(fleet_part(plan, bases, video))
