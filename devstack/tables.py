@@ -111,8 +111,8 @@ TABLES: tuple[TableSpec, ...] = (
         resource="rate_limits_table",
         owner="media_service",
         purpose=(
-            "per-user token buckets (upload slot rate) and usage counters (`user#` items: "
-            "stored and pending bytes, media and pending counts), shared by every instance"
+            "one counter item per user (`user#<owner>`: upload slot rate, pending count) and "
+            "one usage item per user (`usage#<owner>`: stored and pending bytes, media count)"
         ),
         hash_key=KeyAttribute(name="bucket_key"),
         ttl_attribute="expires_at",

@@ -22,7 +22,11 @@ from shared.usage import NOTHING, QuotaExceeded, Share, share_of, usage_update
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb.client import DynamoDBClient
-    from types_aiobotocore_dynamodb.type_defs import TransactWriteItemTypeDef, UpdateTypeDef
+    from types_aiobotocore_dynamodb.type_defs import (
+        PutTypeDef,
+        TransactWriteItemTypeDef,
+        UpdateTypeDef,
+    )
 
 OWNER_CREATED_INDEX = "owner-created"
 # The recipients' original (API.md "Privacy of originals"): the original without location and
@@ -354,6 +358,34 @@ class MediaRecords:
         # A fresh random id never collides: a refused condition is the quota's.
         with conditional(QuotaExceeded(_quota_message(quota_bytes, record.size))):
             await self._db.transact_write_items(TransactItems=items)
+
+    def counted_slot(
+        self, record: MediaRecord, quota_bytes: int | None
+    ) -> tuple[MediaRecord, TransactWriteItemTypeDef | None]:
+        """The record as a slot stores it (counted in usage) and the usage update to write in
+        the same transaction (None: counting is off); `QuotaExceeded` when it cannot fit."""
+        if self.usage_table is None:
+            return record, None
+        counted = record.model_copy(update={"usage_counted": True})
+        share = counted.usage_share
+        room = None if quota_bytes is None else quota_bytes - share.pending_bytes
+        if room is not None and room < 0:
+            raise QuotaExceeded(_quota_message(quota_bytes, record.size))
+        item: TransactWriteItemTypeDef = usage_update(
+            self.usage_table, record.owner, share, room=room
+        )
+        return counted, item
+
+    def quota_refusal(self, record: MediaRecord, quota_bytes: int | None) -> QuotaExceeded:
+        return QuotaExceeded(_quota_message(quota_bytes, record.size))
+
+    def create_request(self, record: MediaRecord) -> PutTypeDef:
+        """The put `create` makes, for a caller that writes it in a transaction of its own."""
+        return {
+            "TableName": self.media_table,
+            "Item": to_item(_dump(record)),
+            "ConditionExpression": "attribute_not_exists(media_id)",
+        }
 
     def _transition_update(
         self,

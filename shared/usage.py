@@ -22,9 +22,10 @@ from shared.models import ContractModel, MediaState
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb.client import DynamoDBClient
 
-# The item lives in the rate-limits table (the per-user counters of the Media Service), keyed
-# apart from the token buckets, with no expiry attribute: it stays.
-USAGE_KEY_PREFIX = "user#"
+# The item lives in the rate-limits table beside the slot counter item (`user#<owner>`,
+# media_service.user_counters), with no expiry attribute: it stays. A separate item, because a
+# slot's transaction updates both and DynamoDB refuses two operations on one item.
+USAGE_KEY_PREFIX = "usage#"
 COUNTERS = ("stored_bytes", "pending_bytes", "used_bytes", "media_count", "pending_count")
 
 
