@@ -39,6 +39,6 @@ def test_verification_moves_pending_bytes_to_stored_and_keeps_the_quota_total() 
 
 def test_a_slot_is_admitted_only_while_the_total_leaves_room() -> None:
     item = usage_update("t", "alice", Share(pending_bytes=100, pending_count=1), room=900)["Update"]
-    assert item["Key"] == {"bucket_key": {"S": "user#alice"}}
+    assert item["Key"] == {"bucket_key": {"S": "usage#alice"}}
     assert item["ConditionExpression"] == "attribute_not_exists(used_bytes) OR used_bytes <= :room"
     assert item["ExpressionAttributeValues"][":room"] == {"N": "900"}
