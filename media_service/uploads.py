@@ -20,6 +20,7 @@ from media_service.planning import (
     proof_matches,
 )
 from media_service.retention import Policy, next_due
+from media_service.user_counters import SlotLimits, UserCounters
 from shared import keys
 from shared.clock import utcnow
 from shared.content_types import media_type_of
@@ -28,7 +29,6 @@ from shared.errors import (
     Forbidden,
     Gone,
     PayloadTooLarge,
-    RateLimited,
     Unprocessable,
     UnsupportedMediaType,
 )
@@ -53,13 +53,11 @@ from shared.models import (
     UploadRequest,
     UploadSlot,
 )
-from shared.rate_limits import RateLimitContention, RateLimiter
 
 log = logging.getLogger("ferry.media")
 
 # Settled blobs whose outcome a deduplicated media may share (a failed one is never offered).
 DEDUPLICABLE_OUTCOMES = frozenset({MediaState.READY, MediaState.BLOCKED})
-RATE_WINDOW_SECONDS = 60
 
 
 class OpenMultipart(NamedTuple):
@@ -69,9 +67,9 @@ class OpenMultipart(NamedTuple):
 
 
 class Uploads(UsesMediaParts):
-    def __init__(self, parts: MediaParts, *, rate_limiter: RateLimiter) -> None:
+    def __init__(self, parts: MediaParts, *, counters: UserCounters) -> None:
         super().__init__(parts)
-        self.rate_limiter = rate_limiter
+        self.counters = counters
 
     # --- slots -----------------------------------------------------------------------------
 
@@ -79,22 +77,23 @@ class Uploads(UsesMediaParts):
         with counting_refusals(self.metrics.refusals):
             media_type = self._admit(request)
             now = utcnow()
-            await self._enforce_rate(owner, now)
-            # A challenge is pending too: unanswered ones must not pile up either.
-            await self._enforce_pending(owner, now)
             # A user under legal hold: every new media of theirs is held from its first moment.
             held = await self._user_hold_fields(owner)
+            # Two DynamoDB round trips for a single or dedup slot: this lookup, then one
+            # transaction (the user's counter item and the media row: `_take_slot`).
             blob = await self.records.get_blob(keys.blob_key(media_type.value, request.sha256))
             if blob is not None and self._can_dedup(blob, request):
                 return await self._dedup_slot(owner, request, media_type, blob, now, held)
-        plan = plan_upload(
-            request.size,
-            threshold=self.settings.multipart_threshold_bytes,
-            part_size=self.settings.multipart_part_size_bytes,
-        )
-        if isinstance(plan, MultipartPlan):
-            return await self._multipart_slot(owner, request, media_type, plan, now, held)
-        return await self._single_slot(owner, request, media_type, now, held)
+            plan = plan_upload(
+                request.size,
+                threshold=self.settings.multipart_threshold_bytes,
+                part_size=self.settings.multipart_part_size_bytes,
+            )
+            if isinstance(plan, MultipartPlan):
+                # Admitted first: a refused request must not open an S3 session.
+                await self._take_slot(owner, now, None)
+                return await self._multipart_slot(owner, request, media_type, plan, now, held)
+            return await self._single_slot(owner, request, media_type, now, held)
 
     async def _user_hold_fields(self, owner: str) -> dict[str, object]:
         hold = await self.lifecycle.user_hold(owner)
@@ -114,28 +113,23 @@ class Uploads(UsesMediaParts):
             )
         return media_type
 
-    async def _enforce_rate(self, owner: str, now: datetime) -> None:
-        limit = self.settings.slot_rate_per_minute
-        try:
-            wait = await self.rate_limiter.try_acquire(
-                f"slots#{owner}", limit=limit, window_seconds=RATE_WINDOW_SECONDS, now=now
-            )
-        except RateLimitContention:
-            wait = 1  # many requests of one user racing: the limit is surely near
+    async def _take_slot(self, owner: str, now: datetime, record: MediaRecord | None) -> None:
+        """Count a slot against the user's rate and pending limits (a dedup challenge is
+        pending too: unanswered ones must not pile up either), putting `record` with it."""
 
-        if wait is not None:
-            raise RateLimited(
-                f"at most {limit} upload slots a minute; slow down", retry_after_seconds=wait
-            )
+        async def count_pending() -> int:
+            return await self.records.count_pending(owner, now, self.settings.max_pending_uploads)
 
-    async def _enforce_pending(self, owner: str, now: datetime) -> None:
-        limit = self.settings.max_pending_uploads
-        if await self.records.count_pending(owner, now, limit) >= limit:
-            raise RateLimited(
-                f"at most {limit} uploads may be pending at once: finish or abandon one first",
-                retry_after_seconds=30,
-                code="too_many_pending_uploads",
-            )
+        await self.counters.admit(
+            owner,
+            now=now,
+            limits=SlotLimits(
+                per_minute=self.settings.slot_rate_per_minute,
+                max_pending=self.settings.max_pending_uploads,
+            ),
+            count_pending=count_pending,
+            create=self.records.create_request(record) if record is not None else None,
+        )
 
     @staticmethod
     def _can_dedup(blob: BlobRecord, request: UploadRequest) -> bool:
@@ -205,7 +199,7 @@ class Uploads(UsesMediaParts):
             sha256_hex=request.sha256,
             ttl_seconds=ttl,
         )
-        await self.records.create(record)
+        await self._take_slot(owner, now, record)
         self._count_slot(media_type, "single", request.size)
         return UploadSlot(
             media_id=record.media_id,
@@ -288,7 +282,7 @@ class Uploads(UsesMediaParts):
             ),
             **held,
         )
-        await self.records.create(record)
+        await self._take_slot(owner, now, record)
         self._count_slot(media_type, "dedup", request.size)
         return UploadSlot(
             media_id=record.media_id,
