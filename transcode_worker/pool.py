@@ -2,7 +2,9 @@
 
 A decoder that segfaults or is killed for memory (a hostile file is enough) breaks a
 `ProcessPoolExecutor` for good: every later job would fail. The pool is rebuilt instead, and
-the job that broke it is retried like any failure (and fails for good after the DLQ threshold).
+every job in flight then sees `BrokenProcessPool`, the culprit and its bystanders alike.
+`run_isolated` runs one job in a fresh process of its own: a bystander finishes there, and a job
+that breaks its process there is the culprit (`transcode_worker.derive_lane` counts it).
 """
 
 from __future__ import annotations
@@ -45,6 +47,19 @@ class DerivePool:
             self._executor = self._new()
             self.replacements += 1
             executor.shutdown(wait=False, cancel_futures=True)
+
+    async def run_isolated(self, job: Callable[[], T]) -> T:
+        """Run `job` in a process of its own; BrokenProcessPool means this job killed it."""
+        executor = self._new_single()
+        try:
+            return await asyncio.get_running_loop().run_in_executor(executor, job)
+        finally:
+            # Not waiting: its one process exits once its job is done (or is already gone).
+            executor.shutdown(wait=False, cancel_futures=True)
+
+    @staticmethod
+    def _new_single() -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn"))
 
     async def close(self) -> None:
         """Off the event loop: waiting for running jobs to finish blocks."""
