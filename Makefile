@@ -57,9 +57,10 @@ test: $(STAMP) ## run every test (unit and integration, real processes)
 test-unit: $(STAMP) ## run the pure unit tests only
 	$(BIN)/python -m pytest tests/unit
 
-lint: $(STAMP) ## ruff check and format check
+lint: $(STAMP) ## ruff check and format check, import contracts
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-logo
 
 format: $(STAMP) ## apply ruff fixes and formatting
 	$(BIN)/ruff check --fix .
@@ -77,4 +78,4 @@ docs: $(STAMP) ## regenerate docs/ (OpenAPI, configuration, data model) from the
 all: lint typecheck test ## what CI runs
 
 clean: ## remove the virtualenv and caches
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .import_linter_cache

@@ -258,15 +258,20 @@ class LocalFleet:
             "AUTH_JWT_SECRET": self.secret,
             "INTERNAL_TOKEN": self.internal_token,
         }
-        self.env = service_env(
-            emulator_url=self.emulator_url, prefix=self.prefix, ports=self.ports, extra=extra
+        # Off the loop: finding the packages and starting processes (log files, fork and exec).
+        self.env = await asyncio.to_thread(
+            service_env,
+            emulator_url=self.emulator_url,
+            prefix=self.prefix,
+            ports=self.ports,
+            extra=extra,
         )
         for name, package in instances:
             self.processes[name] = ServiceProcess(
                 package, name=name, port=self.ports[name], env=self.env, log_dir=self.log_dir
             )
         for process in self.processes.values():
-            process.launch()
+            await asyncio.to_thread(process.launch)
         # They boot side by side; waiting for each in turn costs nothing extra.
         for process in self.processes.values():
             await asyncio.to_thread(process.wait_healthy)
@@ -306,11 +311,14 @@ async def start_fleet(
     `fleet.unclean_exits`: the caller decides whether that fails it. `s3="localstack"` takes S3
     and SQS from LocalStack (`devstack.localstack`, signatures enforced), DynamoDB from moto.
     """
-    fleet = LocalFleet(log_dir=log_dir, prefix=prefix, emulator_port=emulator_port, s3=s3)
+    # Off the loop: reading settings (.env) and finding the packages look at files.
+    fleet = await asyncio.to_thread(
+        LocalFleet, log_dir=log_dir, prefix=prefix, emulator_port=emulator_port, s3=s3
+    )
     try:
         await fleet.start_emulator()
         await fleet.start_services(
-            available_services() if services is None else services,
+            await asyncio.to_thread(available_services) if services is None else services,
             gateways=gateways,
             extra_env=extra_env or {},
         )

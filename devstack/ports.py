@@ -1,4 +1,4 @@
-"""Where things listen locally: the contract's ports (../shared/API.md) and free-port helpers."""
+"""Where things listen locally: the contract's ports (docs/api.md) and free-port helpers."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 `python -m devstack.run [--emulator-port 4566] [--port-offset 0] [--gateways 1] [--s3 moto]`.
 `--s3 localstack` (`make run S3=localstack`) takes S3 and SQS from LocalStack on :4567 (presigned
 signatures enforced; `make localstack` installs it), DynamoDB still from the embedded emulator.
-Services listen on the contract's ports (../shared/API.md) plus the offset, so a test can run a
+Services listen on the contract's ports (docs/api.md) plus the offset, so a test can run a
 second stack beside a developer's. Each process logs to `.devstack/logs/<name>.log`; the runner
 echoes every log here, prefixed with its name. Services that do not exist yet are skipped.
 """

@@ -5,10 +5,11 @@ from __future__ import annotations
 from gateway.app import create_app
 from gateway.protocol import protocol_class
 from gateway.settings import Settings
-from shared.serve import serve
+from shared.serve import parse_command_line, serve
 
 
 def main() -> None:
+    parse_command_line("gateway")
     settings = Settings()
     # On SIGTERM uvicorn stops listening, our protocol closes every WebSocket with 1001, the
     # sessions deregister themselves, and then the lifespan closes the clients.

@@ -68,7 +68,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = build_app(
         title="Ferry Edge Gateway",
-        version="1.0.0",
         lifespan=lifespan,
         registry=registry,
         settings=settings,

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from media_service.app import create_app
 from media_service.settings import Settings
-from shared.serve import serve
+from shared.serve import parse_command_line, serve
 
 
 def main() -> None:
+    parse_command_line("media_service")
     serve("media_service", create_app, Settings())
 
 

@@ -88,7 +88,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = build_app(
         title="Ferry Media Service",
-        version="1.0.0",
         lifespan=lifespan,
         registry=registry,
         settings=settings,

@@ -1,4 +1,4 @@
-"""HTTP routes of the Media Service (../shared/API.md): thin, every decision is in `uploads` or
+"""HTTP routes of the Media Service (docs/api.md): thin, every decision is in `uploads` or
 `serving`."""
 
 from __future__ import annotations

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from message_service.app import create_app
 from message_service.settings import Settings
-from shared.serve import serve
+from shared.serve import parse_command_line, serve
 
 
 def main() -> None:
+    parse_command_line("message_service")
     serve("message_service", create_app, Settings())
 
 

@@ -110,7 +110,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = build_app(
         title="Ferry Message Service",
-        version="1.0.0",
         lifespan=lifespan,
         registry=registry,
         settings=settings,

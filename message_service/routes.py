@@ -1,4 +1,4 @@
-"""Public HTTP routes of the Message Service (../shared/API.md): thin, decisions in `service`."""
+"""Public HTTP routes of the Message Service (docs/api.md): thin, decisions in `service`."""
 
 from __future__ import annotations
 

@@ -22,6 +22,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import signal
 import sys
 import uuid
 from pathlib import Path
@@ -146,10 +147,19 @@ async def _listen(args: argparse.Namespace) -> None:
                 await ws.send(json.dumps({"type": "received", "message_ids": ids}))
 
 
+async def _listen_until_terminated(args: argparse.Namespace) -> None:
+    # SIGTERM ends the listener like Ctrl-C: a listener started in the background (whose
+    # shell ignores SIGINT for it) can still be stopped cleanly.
+    listening = asyncio.current_task()
+    assert listening is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, listening.cancel)
+    await _listen(args)
+
+
 def listen(args: argparse.Namespace) -> None:
-    # Ctrl-C is how a listener ends.
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_listen(args))
+    # Ctrl-C (or SIGTERM) is how a listener ends.
+    with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):
+        asyncio.run(_listen_until_terminated(args))
 
 
 # --- fetch --------------------------------------------------------------------------------

@@ -33,6 +33,7 @@ from shared.logging import REQUEST_ID_HEADER, accepted_request_id, request_id_va
 from shared.metrics import HttpMetrics
 from shared.request_limits import RequestLimitsMiddleware
 from shared.settings import CommonSettings
+from shared.version import __version__
 
 log = logging.getLogger("ferry.http")
 
@@ -225,7 +226,6 @@ class ReadinessReport:
 def build_app(
     *,
     title: str,
-    version: str,
     lifespan: Callable[[FastAPI], AbstractAsyncContextManager[Any]],
     registry: CollectorRegistry,
     readiness_checks: Callable[[FastAPI], Sequence[ReadinessCheck]] = published_checks,
@@ -236,7 +236,7 @@ def build_app(
     `readiness_checks(app)` is called per request, so checks may use clients the lifespan opened;
     by default they are those the lifespan published on `app.state.readiness_checks`.
     """
-    app = FastAPI(title=title, version=version, lifespan=lifespan)
+    app = FastAPI(title=title, version=__version__, lifespan=lifespan)
     app.state.registry = registry
     if settings is not None:
         # Identity dependencies read the JWT secret and internal token from here.
@@ -258,7 +258,7 @@ def build_app(
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+        return {"status": "ok", "version": __version__}
 
     @app.get("/readyz", include_in_schema=False)
     async def readyz() -> Response:

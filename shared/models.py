@@ -1,4 +1,4 @@
-"""Pydantic models of the public contract (../shared/API.md): the one definition of each shape."""
+"""Pydantic models of the public contract (docs/api.md): the one definition of each shape."""
 
 from __future__ import annotations
 

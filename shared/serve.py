@@ -7,7 +7,8 @@ and a graceful shutdown bounded by the settings' `shutdown_grace_seconds`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import argparse
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import uvicorn
@@ -15,8 +16,22 @@ from fastapi import FastAPI
 
 from shared.logging import configure_logging
 from shared.settings import ServiceSettings
+from shared.version import __version__
 
 S = TypeVar("S", bound=ServiceSettings)
+
+
+def parse_command_line(service: str, argv: Sequence[str] | None = None) -> None:
+    """`--version` and `--help`, and nothing else: every setting comes from the environment.
+
+    Runs before the settings are read, so `--version` answers even where they would not validate.
+    """
+    parser = argparse.ArgumentParser(
+        prog=f"python -m {service}",
+        description="Settings come from the environment (docs/configuration.md).",
+    )
+    parser.add_argument("--version", action="version", version=f"{service} {__version__}")
+    parser.parse_args(argv)
 
 
 def serve(

@@ -113,7 +113,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     return build_app(
         title="Ferry Transcode Worker",
-        version="1.0.0",
         lifespan=lifespan,
         registry=registry,
         settings=settings,

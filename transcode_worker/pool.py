@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
 from typing import TypeVar
@@ -23,9 +23,16 @@ T = TypeVar("T")
 
 
 class DerivePool:
+    """Creating an executor, submitting to it and disposing of one spawn or signal processes
+    (fork, exec, pipe writes): that runs in threads. The pool's state changes only on the event
+    loop, so it needs no thread lock."""
+
     def __init__(self, size: int) -> None:
         self._size = size
-        self._executor = self._new()
+        self._executor: ProcessPoolExecutor | None = None  # created on first use
+        self._creating = asyncio.Lock()  # two first jobs at once make one pool
+        self._generation = 0  # which executor a job ran in, without holding on to it
+        self._broken: list[ProcessPoolExecutor] = []  # disposed of by the next run, or close
         self.replacements = 0
 
     def _new(self) -> ProcessPoolExecutor:
@@ -34,19 +41,27 @@ class DerivePool:
 
     async def run(self, job: Callable[[], T]) -> asyncio.Future[T]:
         """Start `job` in a pool process; the future raises BrokenProcessPool if it died."""
-        executor = self._executor
-        future = asyncio.get_running_loop().run_in_executor(executor, job)
-        future.add_done_callback(lambda done: self._heal(done, executor))
+        async with self._creating:
+            if self._executor is None:
+                self._executor = await asyncio.to_thread(self._new)
+        executor, generation = self._executor, self._generation
+        broken, self._broken = self._broken, []
+        submitted = await asyncio.to_thread(_submit, executor, job, broken)
+        future = asyncio.wrap_future(submitted)
+        future.add_done_callback(lambda done: self._heal(done, generation))
         return future
 
-    def _heal(self, done: asyncio.Future[T], executor: ProcessPoolExecutor) -> None:
+    def _heal(self, done: asyncio.Future[T], generation: int) -> None:
         if done.cancelled() or not isinstance(done.exception(), BrokenProcessPool):
             return
-        if executor is self._executor:
-            log.error("a pool process died; replacing the pool")
-            self._executor = self._new()
-            self.replacements += 1
-            executor.shutdown(wait=False, cancel_futures=True)
+        if generation != self._generation or self._executor is None:
+            return  # another job of the same broken pool got here first
+        log.error("a pool process died; replacing the pool")
+        # The next `run` creates the new pool and disposes of this one, in its thread.
+        self._broken.append(self._executor)
+        self._executor = None
+        self._generation += 1
+        self.replacements += 1
 
     async def run_isolated(self, job: Callable[[], T]) -> T:
         """Run `job` in a process of its own; BrokenProcessPool means this job killed it."""
@@ -63,4 +78,21 @@ class DerivePool:
 
     async def close(self) -> None:
         """Off the event loop: waiting for running jobs to finish blocks."""
-        await asyncio.to_thread(self._executor.shutdown, wait=True, cancel_futures=True)
+        executor, self._executor = self._executor, None
+        broken, self._broken = self._broken, []
+        await asyncio.to_thread(_shut_down, executor, broken)
+
+
+def _submit(
+    executor: ProcessPoolExecutor, job: Callable[[], T], broken: list[ProcessPoolExecutor]
+) -> Future[T]:
+    _shut_down(None, broken)
+    return executor.submit(job)
+
+
+def _shut_down(executor: ProcessPoolExecutor | None, broken: list[ProcessPoolExecutor]) -> None:
+    for dead in broken:
+        dead.shutdown(wait=False, cancel_futures=True)
+    broken.clear()  # the last references go here, in this thread (their finalizers write pipes)
+    if executor is not None:
+        executor.shutdown(wait=True, cancel_futures=True)

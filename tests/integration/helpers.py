@@ -1,23 +1,17 @@
-"""What integration tests share besides fixtures: the `Fleet` they drive, and `eventually`."""
+"""What integration tests share besides fixtures: the `Fleet` they drive.
+
+How they wait (`eventually`, the timeout factor) is in `tests.waiting`, shared with unit tests.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import os
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
 
 from devstack.processes import ServiceProcess
 from shared.auth import DEFAULT_DEVICE, INTERNAL_TOKEN_HEADER, issue_token
 from shared.resources import ResourceNames
 from shared.settings import CommonSettings
-
-T = TypeVar("T")
-
-# Every wait in the suite scales by this one factor (FERRY_TEST_TIMEOUT_FACTOR=3 on a slow box).
-TIMEOUT_FACTOR = float(os.environ.get("FERRY_TEST_TIMEOUT_FACTOR", "1"))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -55,31 +49,3 @@ class Fleet:
     def log(self, name: str) -> str:
         """Everything a process has logged so far (for assertions and failure messages)."""
         return (self.log_dir / f"{name}.log").read_text(encoding="utf-8", errors="replace")
-
-
-async def eventually(
-    check: Callable[[], Awaitable[T | None]],
-    *,
-    timeout: float = 20.0,  # noqa: ASYNC109 - a polling deadline, not a cancellation scope
-    interval: float = 0.1,
-) -> T:
-    """Await `check()` until it returns something truthy, and return that.
-
-    An `AssertionError` from `check` counts as "not yet" (so checks may use `assert`); any other
-    exception ends the wait at once. On timeout, raises `AssertionError` with the last outcome.
-    """
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout * TIMEOUT_FACTOR
-    while True:
-        last: object
-        try:
-            value = await check()
-        except AssertionError as error:
-            last = error
-        else:
-            if value:
-                return value
-            last = value
-        if loop.time() >= deadline:
-            raise AssertionError(f"still not true after {timeout * TIMEOUT_FACTOR:.1f}s: {last!r}")
-        await asyncio.sleep(interval)

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 from PIL import Image
 
-from tests.integration.helpers import eventually
+from tests.waiting import eventually
 
 TERMINAL = {"ready", "failed", "blocked", "expired"}
 

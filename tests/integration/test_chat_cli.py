@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 from devstack.processes import REPO_ROOT
 from tests.integration.conftest import Fleet
-from tests.integration.helpers import TIMEOUT_FACTOR
 from tests.integration.media_client import make_jpeg
+from tests.waiting import scaled
 
 
 def chat_command(fleet: Fleet, user: str, *arguments: str) -> list[str]:
@@ -39,7 +38,7 @@ async def run_chat(fleet: Fleet, user: str, *arguments: str) -> str:
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )
-    output, _ = await asyncio.wait_for(process.communicate(), 60 * TIMEOUT_FACTOR)
+    output, _ = await asyncio.wait_for(process.communicate(), scaled(60))
     text = output.decode()
     assert process.returncode == 0, text
     return text
@@ -61,21 +60,24 @@ async def test_alice_sends_bob_a_photo_from_two_terminals(
     )
     try:
         assert listener.stdout is not None
-        connected = await asyncio.wait_for(listener.stdout.readline(), 30 * TIMEOUT_FACTOR)
+        connected = await asyncio.wait_for(listener.stdout.readline(), scaled(30))
         assert b"connected" in connected
 
         sent = await run_chat(fleet, alice, "send", "--to", bob, "--text", "the view", str(photo))
         assert "sent" in sent
 
         # The message and the photo's media_update travel separately: either may come first.
-        line = await asyncio.wait_for(listener.stdout.readline(), 30 * TIMEOUT_FACTOR)
+        line = await asyncio.wait_for(listener.stdout.readline(), scaled(30))
         if line.startswith(b"media_update"):
-            line = await asyncio.wait_for(listener.stdout.readline(), 30 * TIMEOUT_FACTOR)
+            line = await asyncio.wait_for(listener.stdout.readline(), scaled(30))
         assert f"from {alice}: the view".encode() in line, line
         media_id = line.decode().split("image ")[1].split(" ")[0]
     finally:
-        listener.send_signal(signal.SIGINT)
-        await asyncio.wait_for(listener.wait(), 10)
+        # SIGTERM, not Ctrl-C's SIGINT: a shell running the suite in the background starts it
+        # with SIGINT ignored, and children inherit that (the listener would never stop).
+        listener.terminate()
+        await asyncio.wait_for(listener.wait(), scaled(10))
+    assert listener.returncode == 0, "the listener did not stop cleanly on SIGTERM"
 
     saved = tmp_path / "saved.jpg"
     await run_chat(fleet, bob, "fetch", media_id, "--out", str(saved))

@@ -11,11 +11,11 @@ from pathlib import Path
 import httpx
 
 from tests.integration.conftest import Fleet
-from tests.integration.helpers import eventually
 from tests.integration.media_client import make_jpeg, upload_single, wait_for_state
 from tests.integration.test_message_path import create_conversation, ready_photo
 from tests.integration.ws_client import next_frame, of_type, open_socket, quiet_for, send_frame
 from tests.media_factory.av import h264_mp4
+from tests.waiting import eventually
 
 
 async def test_alice_on_gateway_1_sends_a_photo_to_bob_on_gateway_2(

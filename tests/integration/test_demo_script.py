@@ -11,8 +11,8 @@ from pathlib import Path
 
 from devstack.processes import REPO_ROOT
 from tests.integration.conftest import Fleet
-from tests.integration.helpers import TIMEOUT_FACTOR
 from tests.integration.media_client import make_jpeg
+from tests.waiting import scaled
 
 DEMO = REPO_ROOT / "scripts" / "upload_demo.py"
 MIB = 1024 * 1024
@@ -30,7 +30,7 @@ async def _run_demo(fleet: Fleet, token: str, *args: str) -> subprocess.Complete
         env=env,
         capture_output=True,
         text=True,
-        timeout=120 * TIMEOUT_FACTOR,
+        timeout=scaled(120),
         check=False,
     )
 

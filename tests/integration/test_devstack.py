@@ -29,7 +29,8 @@ from shared.auth import verify_token
 from shared.aws import AwsClients
 from shared.media_records import OWNER_CREATED_INDEX, PENDING_INDEX
 from tests.integration.conftest import TEST_GATEWAYS
-from tests.integration.helpers import TIMEOUT_FACTOR, Fleet, eventually
+from tests.integration.helpers import Fleet
+from tests.waiting import eventually, scaled
 
 # --- bootstrap -----------------------------------------------------------------------------------
 
@@ -321,10 +322,11 @@ async def test_make_run_starts_everything_and_stops_cleanly_on_sigterm(
         env=env,
     )
     assert runner.stdout is not None
+    services = await asyncio.to_thread(available_services)  # looks at files: off the loop
     seen: list[str] = []
     try:
         await asyncio.wait_for(
-            _read_until(runner.stdout, "Ctrl-C stops everything.", seen), 90 * TIMEOUT_FACTOR
+            _read_until(runner.stdout, "Ctrl-C stops everything.", seen), scaled(90)
         )
         output = "".join(seen)
         assert "Ferry is running (embedded AWS emulator)" in output
@@ -332,14 +334,14 @@ async def test_make_run_starts_everything_and_stops_cleanly_on_sigterm(
         (token_line,) = [line for line in seen if "dev token (alice):" in line]
         identity = verify_token(token_line.rsplit(":", 1)[1].strip(), secret)
         assert identity.user_id == "alice"
-        for package in available_services():
+        for package in services:
             url = f"http://{LOCALHOST}:{CONTRACT_PORTS[package] + offset}"
             assert url in output
             assert (await http.get(f"{url}/healthz")).status_code == 200
         assert (tmp_path / "logs" / "emulator.log").is_file()
 
         runner.send_signal(signal.SIGTERM)
-        rest, _ = await asyncio.wait_for(runner.communicate(), 60 * TIMEOUT_FACTOR)
+        rest, _ = await asyncio.wait_for(runner.communicate(), scaled(60))
     finally:
         if runner.returncode is None:
             runner.kill()
@@ -347,7 +349,7 @@ async def test_make_run_starts_everything_and_stops_cleanly_on_sigterm(
     assert runner.returncode == 0, "".join(seen) + rest.decode()
     assert "stopped." in rest.decode()
     assert port_is_free(LOCALHOST, emulator_port)
-    for package in available_services():
+    for package in services:
         assert port_is_free(LOCALHOST, CONTRACT_PORTS[package] + offset)
 
 
@@ -365,6 +367,6 @@ async def test_make_run_refuses_a_taken_port_clearly(tmp_path: Path) -> None:
             str(tmp_path / "logs"),
             env=dict(os.environ),
         )
-        output, _ = await asyncio.wait_for(runner.communicate(), 60 * TIMEOUT_FACTOR)
+        output, _ = await asyncio.wait_for(runner.communicate(), scaled(60))
     assert runner.returncode == 1
     assert f"port {port} (AWS emulator) already in use" in output.decode()

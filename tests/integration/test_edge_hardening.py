@@ -12,8 +12,9 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from tests.integration.helpers import Fleet, eventually
+from tests.integration.helpers import Fleet
 from tests.integration.media_client import slot_request
+from tests.waiting import eventually
 
 MAX_REQUEST_BYTES = 65_536  # the contract's default
 

@@ -26,9 +26,10 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from devstack.processes import ServiceProcess, free_port, stopped_cleanly
 from shared.auth import issue_token
 from shared.aws import AwsClients
-from tests.integration.helpers import TIMEOUT_FACTOR, Fleet, eventually
+from tests.integration.helpers import Fleet
+from tests.waiting import eventually, scaled
 
-WAIT = 10.0 * TIMEOUT_FACTOR
+WAIT = scaled(10.0)
 
 
 @pytest.fixture

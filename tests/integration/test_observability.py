@@ -11,7 +11,6 @@ from typing import Any
 import httpx
 
 from tests.integration.conftest import Fleet
-from tests.integration.helpers import eventually
 from tests.integration.media_client import (
     make_jpeg,
     put_to_slot,
@@ -23,6 +22,7 @@ from tests.integration.prometheus import Samples, scrape
 from tests.integration.test_message_path import create_conversation, send
 from tests.integration.ws_client import next_frame, of_type, open_socket
 from tests.metric_catalogue import documented_for
+from tests.waiting import eventually
 
 # A 2-core box runs the rest of the suite's processing meanwhile.
 PROCESSING_WITHIN = 60.0

@@ -23,9 +23,9 @@ from websockets.exceptions import ConnectionClosed
 from devstack.fleet import LocalFleet, start_fleet
 from devstack.processes import available_services
 from gateway.close_codes import CloseCode
-from tests.integration.helpers import eventually
 from tests.integration.media_client import make_jpeg, slot_request, upload_single, wait_for_state
 from tests.integration.ws_client import ws_url
+from tests.waiting import eventually
 
 SERVICES = available_services()
 # One attempt per AWS call (no botocore retries to sit through), short polls, quick retries.

@@ -12,10 +12,10 @@ import httpx
 from PIL import Image
 
 from tests.integration.conftest import Fleet, banned_photo
-from tests.integration.helpers import eventually
 from tests.integration.media_client import download, upload_single, wait_for_state
 from tests.media_factory import av as av_media
 from tests.media_factory import images
+from tests.waiting import eventually
 
 # A 2-core CI box transcodes while the rest of the suite runs.
 PROCESSING_WITHIN = 90.0

@@ -11,7 +11,6 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 
 from tests.integration.conftest import Fleet
-from tests.integration.helpers import eventually
 from tests.integration.media_client import (
     download,
     make_jpeg,
@@ -22,6 +21,7 @@ from tests.integration.media_client import (
     wait_for_state,
 )
 from tests.integration.prometheus import scrape
+from tests.waiting import eventually
 
 MIB = 1024 * 1024
 

@@ -27,7 +27,7 @@ import pytest
 from devstack.fleet import LocalFleet, aws_environment, start_fleet
 from devstack.processes import available_services
 from shared.aws import AwsClients, open_aws_clients
-from tests.integration.helpers import eventually
+from tests.waiting import eventually
 from tests.integration.media_client import make_jpeg, sha256_hex, upload_single, wait_for_state
 from tests.integration.prometheus import scrape
 from tests.media_factory import av as av_media

@@ -9,7 +9,8 @@ from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 
-from tests.integration.helpers import TIMEOUT_FACTOR, Fleet
+from tests.integration.helpers import Fleet
+from tests.waiting import scaled
 
 
 def ws_url(http_url: str) -> str:
@@ -32,7 +33,7 @@ async def next_frame(
     within: float = 20.0,
 ) -> dict[str, Any]:
     """The next frame `wanted` accepts; frames before it are skipped."""
-    async with asyncio.timeout(within * TIMEOUT_FACTOR):
+    async with asyncio.timeout(scaled(within)):
         while True:
             frame: dict[str, Any] = json.loads(await ws.recv())
             if wanted(frame):

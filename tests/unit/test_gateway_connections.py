@@ -19,6 +19,7 @@ from gateway.metrics import DisconnectReason, GatewayMetrics
 from gateway.settings import Settings
 from shared.connections import Connection
 from shared.frames import PongFrame
+from tests.waiting import scaled
 
 
 def message(message_id: str) -> dict[str, Any]:
@@ -175,7 +176,7 @@ async def test_a_client_gone_ends_the_writer(metrics: GatewayMetrics) -> None:
     conn.deliver_pending([message("m1")["message"]])
     client = Client()
     client.gone = True
-    await asyncio.wait_for(conn.write_loop(client.send), 1)
+    await asyncio.wait_for(conn.write_loop(client.send), scaled(1))
     request = await conn.wait_closing()
     assert (request.why, request.code) == (DisconnectReason.CONNECTION_LOST, None)
 
@@ -215,7 +216,7 @@ async def test_a_device_holds_one_connection_and_the_newer_wins(metrics: Gateway
     connections.remove(newer)
     connections.remove(other)
     assert len(connections) == 0
-    await asyncio.wait_for(connections.wait_empty(), 1)
+    await asyncio.wait_for(connections.wait_empty(), scaled(1))
 
 
 async def test_close_all_closes_everything_and_stops_accepting(metrics: GatewayMetrics) -> None:

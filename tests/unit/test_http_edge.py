@@ -57,7 +57,6 @@ def _app(dependency: Dependency) -> FastAPI:
 
     app = build_app(
         title="edge",
-        version="0",
         lifespan=lifespan,
         readiness_checks=readiness,
         registry=CollectorRegistry(),

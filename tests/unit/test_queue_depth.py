@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable
-from typing import Any
 
 import pytest
-from botocore.exceptions import EndpointConnectionError
 from prometheus_client import CollectorRegistry
 
 from shared.queue_depth import (
@@ -18,46 +14,13 @@ from shared.queue_depth import (
     dead_letters,
     depths,
 )
+from tests.fakes import FakeSqs
+from tests.waiting import eventually, scaled
 
 QUEUES = [
     SampledQueue(role="uploads", name="p-uploads", dlq_name="p-uploads-dlq"),
     SampledQueue(role="media_events", name="p-media-events", dlq_name="p-media-events-dlq"),
 ]
-
-
-class FakeSqs:
-    def __init__(self) -> None:
-        self.attributes: dict[str, dict[str, str]] = {}
-        self.down = False
-        self.calls = 0
-        self.hang = False
-
-    def url(self, name: str) -> str:
-        return f"http://sqs.local/123/{name}"
-
-    async def get_queue_url(self, QueueName: str) -> dict[str, Any]:  # noqa: N803 - boto's name
-        if self.down:
-            raise EndpointConnectionError(endpoint_url="http://sqs.local")
-        return {"QueueUrl": self.url(QueueName)}
-
-    async def get_queue_attributes(self, QueueUrl: str, AttributeNames: list[str]) -> Any:  # noqa: N803
-        self.calls += 1
-        if self.hang:
-            await asyncio.Event().wait()
-        if self.down:
-            raise EndpointConnectionError(endpoint_url="http://sqs.local")
-        return {"Attributes": self.attributes.get(QueueUrl.rsplit("/", 1)[1], {})}
-
-
-DEADLINE_SECONDS = 5.0
-
-
-async def eventually(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + DEADLINE_SECONDS
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
 
 
 def _value(registry: CollectorRegistry, name: str, **labels: str) -> float | None:
@@ -138,7 +101,7 @@ async def test_samples_set_the_gauges_and_survive_an_outage() -> None:
         "a sample after the outage",
     )
     sampler.stop()
-    await asyncio.wait_for(task, 1)
+    await asyncio.wait_for(task, scaled(1))
 
 
 async def test_queues_are_resolved_with_retries_while_sqs_is_away() -> None:
@@ -149,10 +112,10 @@ async def test_queues_are_resolved_with_retries_while_sqs_is_away() -> None:
         sqs, QUEUES, interval_seconds=0.01, metrics=QueueDepthMetrics(registry, ["uploads"])
     )
     task = asyncio.create_task(sampler.run())
-    await asyncio.sleep(0.05)
+    await eventually(lambda: sqs.url_lookups >= 2, "a retried look-up")
     assert not task.done()
     sampler.stop()
-    await asyncio.wait_for(task, 1)  # a stop does not wait for the retry pause
+    await asyncio.wait_for(task, scaled(1))  # a stop does not wait for the retry pause
     assert sqs.calls == 0
 
 
@@ -167,4 +130,4 @@ async def test_a_stop_does_not_wait_for_a_hanging_call_or_the_interval(hang: boo
     task = asyncio.create_task(sampler.run())
     await eventually(lambda: sqs.calls > 0, "a first call")
     sampler.stop()
-    await asyncio.wait_for(task, 1)
+    await asyncio.wait_for(task, scaled(1))

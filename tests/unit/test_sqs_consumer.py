@@ -1,7 +1,6 @@
 """The consumer's queue mechanics, against an in-memory stand-in for SQS."""
 
 import asyncio
-import itertools
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -18,63 +17,11 @@ from shared.sqs_consumer import (
     QueueMetrics,
     backoff_seconds,
 )
+from tests.fakes import FakeSqs
+from tests.waiting import eventually, scaled
 
 QUEUE_URL = "http://sqs.local/000000000000/uploads"
-DEADLINE_SECONDS = 5.0
-
-
-async def eventually(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + DEADLINE_SECONDS
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
-
-
-class FakeSqs:
-    """Just enough SQS: receive (long polls until a message is there), delete, visibility."""
-
-    def __init__(self) -> None:
-        self.waiting: list[dict[str, Any]] = []
-        self.arrived = asyncio.Event()
-        self.receives: list[dict[str, Any]] = []
-        self.deleted: list[str] = []
-        self.visibility: list[tuple[str, int]] = []
-        self._ids = itertools.count(1)
-
-    def put(self, body: str, *, receive_count: int = 1) -> str:
-        handle = f"handle-{next(self._ids)}"
-        self.waiting.append(
-            {
-                "MessageId": handle.replace("handle", "id"),
-                "ReceiptHandle": handle,
-                "Body": body,
-                "Attributes": {"ApproximateReceiveCount": str(receive_count)},
-            }
-        )
-        self.arrived.set()
-        return handle
-
-    async def receive_message(self, **request: Any) -> dict[str, Any]:
-        self.receives.append(request)
-        while not self.waiting:
-            self.arrived.clear()
-            await self.arrived.wait()  # a long poll: only cancellation ends it early
-        count = request["MaxNumberOfMessages"]
-        taken, self.waiting = self.waiting[:count], self.waiting[count:]
-        return {"Messages": taken}
-
-    async def delete_message(self, *, QueueUrl: str, ReceiptHandle: str) -> None:  # noqa: N803
-        self.deleted.append(ReceiptHandle)
-
-    async def change_message_visibility(
-        self,
-        *,
-        QueueUrl: str,  # noqa: N803
-        ReceiptHandle: str,  # noqa: N803
-        VisibilityTimeout: int,  # noqa: N803
-    ) -> None:
-        self.visibility.append((ReceiptHandle, VisibilityTimeout))
+DEADLINE_SECONDS = scaled(5.0)
 
 
 class ScriptedHandler:
@@ -274,7 +221,7 @@ async def test_stop_cancels_a_long_poll_at_once() -> None:
     started = time.monotonic()
     consumer.stop()
     await asyncio.wait_for(run, DEADLINE_SECONDS)
-    assert time.monotonic() - started < 1
+    assert time.monotonic() - started < scaled(1)
 
 
 async def test_stop_lets_jobs_in_flight_finish_within_the_grace() -> None:
