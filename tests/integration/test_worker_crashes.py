@@ -27,10 +27,10 @@ import pytest
 from devstack.fleet import LocalFleet, aws_environment, start_fleet
 from devstack.processes import available_services
 from shared.aws import AwsClients, open_aws_clients
-from tests.waiting import eventually
 from tests.integration.media_client import make_jpeg, sha256_hex, upload_single, wait_for_state
 from tests.integration.prometheus import scrape
 from tests.media_factory import av as av_media
+from tests.waiting import eventually
 
 WORKER = "transcode_worker"
 SERVICES = [name for name in ("media_service", WORKER) if name in available_services()]
