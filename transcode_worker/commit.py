@@ -136,11 +136,17 @@ class CommitStep:
             record = await self._store.get(created.media_id)
             if record is None:
                 return "orphan"
-            if record.state in (MediaState.UPLOADED, MediaState.PROCESSING):
-                return await self._process(record, created)
-            if redelivered and record.state in _ANNOUNCED_BY_WORKER:
-                await self._publisher.publish(record)
-            return "duplicate"
+            # Log lines of this job carry the id of the request that opened the slot.
+            token = request_id_var.set(record.request_id) if record.request_id else None
+            try:
+                if record.state in (MediaState.UPLOADED, MediaState.PROCESSING):
+                    return await self._process(record, created)
+                if redelivered and record.state in _ANNOUNCED_BY_WORKER:
+                    await self._publisher.publish(record)
+                return "duplicate"
+            finally:
+                if token is not None:
+                    request_id_var.reset(token)
 
     async def give_up(self, media_id: str) -> None:
         """The last attempt failed: fail the media from whatever live state it is in, so it

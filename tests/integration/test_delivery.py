@@ -51,7 +51,10 @@ async def test_alice_on_gateway_1_sends_a_photo_to_bob_on_gateway_2(
         assert message["media"][0]["media_id"] == media_id
         assert message["media"][0]["thumbnail"] == thumbnail
         if message["media"][0]["state"] != "ready":
-            update = await next_frame(bob_ws, of_type("media_update", media_id=media_id))
+            # `processing` may be announced first: derivation runs in its own lane.
+            update = await next_frame(
+                bob_ws, of_type("media_update", media_id=media_id, state="ready")
+            )
             assert update["state"] == "ready"
 
     url = await http.get(f"{fleet.media_url}/v1/media/{media_id}/url", headers=fleet.auth(bob))

@@ -169,6 +169,44 @@ async def test_last_receive_gives_up_and_leaves_the_message() -> None:
     assert messages_counted(registry, "gave_up") == 1
 
 
+async def test_a_message_on_its_last_receive_is_settled_without_another_try() -> None:
+    tried: list[QueueMessage] = []
+
+    async def crashing(message: QueueMessage) -> str:
+        tried.append(message)  # stands for a job that would kill its process
+        return "ok"
+
+    handler = ScriptedHandler(crashing)
+    consumer, sqs, registry = build(handler, max_receive_count=5, settle_on_last_receive=True)
+    earlier = sqs.put("{}", receive_count=4)
+    last = sqs.put("{}", receive_count=5)
+    run = asyncio.create_task(consumer.run())
+    await eventually(lambda: sorted(sqs.deleted) == sorted([earlier, last]), "both deletes")
+    consumer.stop()
+    await asyncio.wait_for(run, DEADLINE_SECONDS)
+    assert [message.receipt_handle for message in tried] == [earlier]
+    assert [message.receipt_handle for message in handler.given_up] == [last]
+    assert messages_counted(registry, "last_receive") == 1
+
+
+async def test_the_queues_own_redrive_policy_says_which_receive_is_the_last() -> None:
+    class RedriveSqs(FakeSqs):
+        async def get_queue_attributes(self, **_: Any) -> dict[str, Any]:
+            return {"Attributes": {"RedrivePolicy": '{"maxReceiveCount": "3"}'}}
+
+    handler = ScriptedHandler(ok)
+    consumer, _, _ = build(handler, settle_on_last_receive=True)
+    sqs = RedriveSqs()
+    consumer._sqs = sqs  # the same consumer, on a queue whose policy says 3
+    handle = sqs.put("{}", receive_count=3)
+    run = asyncio.create_task(consumer.run())
+    await eventually(lambda: sqs.deleted == [handle], "the delete")
+    consumer.stop()
+    await asyncio.wait_for(run, DEADLINE_SECONDS)
+    assert consumer.max_receive_count == 3
+    assert len(handler.given_up) == 1
+
+
 async def test_heartbeat_extends_visibility_while_the_job_runs() -> None:
     release = asyncio.Event()
 
