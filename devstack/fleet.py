@@ -208,19 +208,24 @@ class LocalFleet:
         old = self.processes[name]
         if not isinstance(old, ServiceProcess):
             raise TypeError(f"{name} is not a service")
-        old.stop()
-        runs = sum(1 for path in self.log_dir.glob(f"{name}-*.log")) + 2
-        new = ServiceProcess(
-            old.package,
-            name=f"{name}-{runs}",
-            port=old.port,
-            env=self.env,
-            log_dir=self.log_dir,
-        )
-        self.processes[name] = new
-        new.launch()
-        await asyncio.to_thread(new.wait_healthy)
-        return new
+
+        def launch() -> ServiceProcess:
+            old.stop()
+            runs = sum(1 for _ in self.log_dir.glob(f"{name}-*.log")) + 2
+            new = ServiceProcess(
+                old.package,
+                name=f"{name}-{runs}",
+                port=old.port,
+                env=self.env,
+                log_dir=self.log_dir,
+            )
+            self.processes[name] = new
+            new.launch()
+            new.wait_healthy()
+            return new
+
+        # Off the event loop: stopping, listing logs and waiting all block.
+        return await asyncio.to_thread(launch)
 
     async def start_emulator(self) -> str:
         """Start an emulator (after the first, on the first one's port) and bootstrap it."""

@@ -104,7 +104,7 @@ CONSUMER_OUTCOMES = (
     "ignored",  # nothing to act on
     "retried",  # failed; the message comes back after a backoff
     "gave_up",  # failed on its last receive: work settled, message left for the DLQ
-    "last_receive",  # arrived on its last allowed receive: work settled at once, message deleted
+    "last_receive",  # arrived on its last allowed receive: work settled, left for the DLQ
     "poison",  # malformed; left for the DLQ
 )
 
@@ -181,8 +181,8 @@ class ConsumerConfig:
     # (read from the queue itself when the consumer starts; this is the fallback).
     max_receive_count: int = MAX_RECEIVE_COUNT
     # A message arriving on its last allowed receive is not tried again: its work is settled
-    # (`give_up`) and it is deleted. For work that may kill its process (a crash on the last
-    # try would skip `give_up`); SQS-side, one crash may cost more than one receive.
+    # (`give_up`) and it is left for the dead-letter queue. For work that may kill its process
+    # (a crash on the last try would skip `give_up`).
     settle_on_last_receive: bool = False
 
     @classmethod
@@ -364,12 +364,13 @@ class Consumer:
         try:
             await self._handler.give_up(message)
         except Exception:
-            # Left for the dead-letter queue, whose consumer settles it.
+            # Its dead-letter queue's consumer (if any) settles it.
             log.exception("could not settle a message on its last receive", extra=context)
             await self._set_visibility(message, 0)
             return
-        await self._delete(message, context)
         self._metrics.count("last_receive")
+        # Settled; its next receive moves it to the dead-letter queue, which keeps the record.
+        await self._set_visibility(message, 0)
 
     async def _delete(self, message: QueueMessage, context: dict[str, Any]) -> None:
         try:

@@ -463,8 +463,9 @@ async def test_a_message_that_keeps_failing_settles_its_media_and_poison_is_drai
     assert document["state"] == "failed"
     assert document["error"]["code"] == "processing_failed"
 
-    # The event was settled on its last allowed receive (never tried a fifth time); the
-    # poison went to the dead-letter queue, whose consumer in the worker logged and dropped it.
+    # The event was settled on its last allowed receive (never tried a fifth time); both went
+    # to the dead-letter queue, whose consumer in the worker found the media settled already
+    # and logged and dropped the poison.
     async def counted() -> bool:
         after = await scrape(http, fleet.worker_url)
 
@@ -475,6 +476,7 @@ async def test_a_message_that_keeps_failing_settles_its_media_and_poison_is_drai
             moved("ferry_queue_messages_total", queue="uploads", outcome="last_receive") >= 1
             and moved("ferry_stuck_media_failed_total", reason="last_receive") >= 1
             and moved("ferry_dead_letters_total", queue="uploads", outcome="unreadable") >= 1
+            and moved("ferry_dead_letters_total", queue="uploads", outcome="already_settled") >= 1
         )
 
     await eventually(counted, timeout=60)

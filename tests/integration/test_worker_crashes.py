@@ -11,6 +11,7 @@ Recovery times (restart → settled) are written to the test's report section an
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import secrets
@@ -50,10 +51,15 @@ class CrashFleet:
     def worker_url(self) -> str:
         return self.fleet.url(WORKER)
 
-    def report(self, line: str) -> None:
+    async def report(self, line: str) -> None:
         self.lines.append(line)
-        with REPORT.open("a", encoding="utf-8") as out:
-            out.write(f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {line}\n")
+        stamped = f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {line}\n"
+        await asyncio.to_thread(_append, REPORT, stamped)
+
+
+def _append(path: Path, text: str) -> None:
+    with path.open("a", encoding="utf-8") as out:
+        out.write(text)
 
 
 def _clip(tmp: Path, name: str, **shape: Any) -> bytes:
@@ -130,8 +136,8 @@ async def _runs(crashes: CrashFleet, media_id: str) -> int:
 async def _kill_when(crashes: CrashFleet, what: str, ready: Any) -> None:
     """Poll `ready()` closely; kill -9 the worker's process tree as soon as it is true."""
     await eventually(ready, timeout=60, interval=0.02)
-    killed = crashes.fleet.crash(WORKER)
-    crashes.report(f"killed the worker ({len(killed)} processes) {what}")
+    killed = await asyncio.to_thread(crashes.fleet.crash, WORKER)
+    await crashes.report(f"killed the worker ({len(killed)} processes) {what}")
 
 
 async def _restart(crashes: CrashFleet) -> float:
@@ -178,7 +184,7 @@ async def test_killed_mid_commit_and_mid_derive_the_media_still_ends_ready(
     assert document["state"] == "ready", document
     _assert_no_duplicate_variants(document)
     assert {variant["name"] for variant in document["variants"]} >= {"poster", "hls"}
-    crashes.report(
+    await crashes.report(
         f"kill mid-commit + kill mid-derive: ready {settled - second:.1f} s after the second "
         f"restart ({settled - first:.1f} s after the first)"
     )
@@ -214,7 +220,7 @@ async def test_a_job_killed_every_time_ends_failed_not_stuck(
     assert after.value("ferry_stuck_media_failed_total") >= 1, after.labels_of(
         "ferry_stuck_media_failed_total"
     )
-    crashes.report(
+    await crashes.report(
         f"job killed 3 times (MAX_JOB_CRASHES=3): failed/processing_failed "
         f"{settled - restarted:.1f} s after the last restart"
     )
@@ -256,9 +262,10 @@ async def test_a_job_that_crashes_its_pool_process_fails_alone(
         samples.value("ferry_derive_isolated_runs_total", media_type="video", outcome="crashed")
         >= 3
     )
-    log = (crashes.fleet.log_dir / f"{crashes.fleet.processes[WORKER].name}.log").read_text()
+    log_path = crashes.fleet.log_dir / f"{crashes.fleet.processes[WORKER].name}.log"
+    log = await asyncio.to_thread(log_path.read_text)
     bystanders_rerun = log.count("the pool broke under this job")
-    crashes.report(
+    await crashes.report(
         f"poison job (pool process killed on every run) beside a 4 s 720p video and a photo: "
         f"poison failed/processing_failed, others ready, all settled in {settled - started:.1f} s; "
         f"{bystanders_rerun} jobs saw the pool break and reran alone"
@@ -269,7 +276,7 @@ async def test_a_lost_s3_event_is_found_by_the_reconciler(
     crashes: CrashFleet, http: httpx.AsyncClient
 ) -> None:
     alice = crashes.fleet.auth(f"alice-{secrets.token_hex(4)}")
-    crashes.fleet.crash(WORKER)
+    await asyncio.to_thread(crashes.fleet.crash, WORKER)
     photo = make_jpeg(seed=secrets.randbelow(10**9))
     media_id = await upload_single(http, crashes.fleet.media_url, alice, photo)
     # The event never reaches a worker: the queue loses it (purged while the worker is down).
@@ -296,7 +303,7 @@ async def test_a_lost_s3_event_is_found_by_the_reconciler(
         samples.value("ferry_reconciler_actions_total", state="awaiting_upload", action="requeued")
         >= 1
     )
-    crashes.report(
+    await crashes.report(
         f"lost S3 event (STUCK_AFTER_SECONDS=20): ready {settled - restarted:.1f} s after the "
         "restart, found by the reconciler"
     )
