@@ -239,7 +239,10 @@ class LocalFleet:
         self._emulator_port = httpx.URL(self.emulator_url).port or self._emulator_port
         if self.s3 == "localstack" and self._localstack is None:
             # S3 and SQS from LocalStack (it checks presigned signatures); DynamoDB stays on moto.
-            self._localstack = LocalStack(log_path=self.log_dir / "localstack.log")
+            # Off the loop: it makes its data folder.
+            self._localstack = await asyncio.to_thread(
+                LocalStack, log_path=self.log_dir / "localstack.log"
+            )
             self.endpoints = localstack_endpoints(await asyncio.to_thread(self._localstack.start))
         # Bootstrapped from this process, with botocore pointed at this emulator for the while.
         with aws_environment(self.emulator_url, self.endpoints):

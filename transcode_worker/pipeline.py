@@ -26,7 +26,7 @@ from collections.abc import Callable
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from shared.keys import derivative_object_key
 from shared.media_records import MediaRecord, MediaRecords, StaleTransition, StoredVariant
@@ -41,6 +41,9 @@ from transcode_worker.derivatives.types import (
 from transcode_worker.metrics import WorkerMetrics
 from transcode_worker.pool import DerivePool
 from transcode_worker.publisher import Publisher
+
+if TYPE_CHECKING:
+    from types_aiobotocore_s3.client import S3Client
 
 log = logging.getLogger("ferry.worker.derive")
 
@@ -111,7 +114,7 @@ class DerivingProcessor:
     def __init__(
         self,
         *,
-        s3: Any,
+        s3: S3Client,
         bucket: str,
         store: MediaRecords,
         publisher: Publisher,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING
 
 from shared.media_records import MediaRecords
 from shared.sqs_consumer import Consumer, ConsumerConfig, Handler, QueueMetrics
@@ -30,6 +30,10 @@ from transcode_worker.settings import Settings
 from transcode_worker.settle import MediaSettler
 from transcode_worker.uploads import UploadsHandler
 from transcode_worker.variant_plans import derive_plans
+
+if TYPE_CHECKING:
+    from types_aiobotocore_s3.client import S3Client
+    from types_aiobotocore_sqs.client import SQSClient
 
 # Never reached: a dead-letter consumer retries for as long as it takes.
 DEAD_LETTER_RECEIVES = 2**31
@@ -49,8 +53,8 @@ class Worker:
         self,
         *,
         settings: Settings,
-        s3: Any,
-        sqs: Any,
+        s3: S3Client,
+        sqs: SQSClient,
         store: MediaRecords,
         metrics: WorkerMetrics,
         pool: DerivePool | None = None,

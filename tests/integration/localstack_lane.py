@@ -8,6 +8,7 @@ fleet's tests build clients from it): `lane_aws` has S3/SQS/DynamoDB clients on 
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
@@ -35,7 +36,7 @@ LANE_SERVICES = ("media_service", "message_service", "transcode_worker")
 async def localstack_fleet(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[Fleet]:
-    if not localstack_available():
+    if not await asyncio.to_thread(localstack_available):
         pytest.skip(missing_reason())
     # Imported here: the moto fleet's settings are defined there, and conftest imports this.
     from tests.integration.conftest import TEST_SETTINGS

@@ -43,7 +43,7 @@ def build(handler: ScriptedHandler, **config: Any) -> tuple[Consumer, FakeSqs, C
     registry = CollectorRegistry()
     settings = {"wait_seconds": 20, "retry_base_seconds": 5.0, "shutdown_grace_seconds": 5.0}
     consumer = Consumer(
-        sqs,
+        sqs.client,
         QUEUE_URL,
         handler,
         config=ConsumerConfig(**{**settings, **config}),
@@ -191,14 +191,9 @@ async def test_a_message_on_its_last_receive_is_settled_without_another_try() ->
 
 
 async def test_the_queues_own_redrive_policy_says_which_receive_is_the_last() -> None:
-    class RedriveSqs(FakeSqs):
-        async def get_queue_attributes(self, **_: Any) -> dict[str, Any]:
-            return {"Attributes": {"RedrivePolicy": '{"maxReceiveCount": "3"}'}}
-
     handler = ScriptedHandler(ok)
-    consumer, _, _ = build(handler, settle_on_last_receive=True)
-    sqs = RedriveSqs()
-    consumer._sqs = sqs  # the same consumer, on a queue whose policy says 3
+    consumer, sqs, _ = build(handler, settle_on_last_receive=True)
+    sqs.attributes["uploads"] = {"RedrivePolicy": '{"maxReceiveCount": "3"}'}
     sqs.put("{}", receive_count=3)
     run = asyncio.create_task(consumer.run())
     await eventually(lambda: bool(handler.given_up), "the give-up")
