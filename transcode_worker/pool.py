@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -20,6 +21,15 @@ from typing import TypeVar
 log = logging.getLogger("ferry.worker.pool")
 
 T = TypeVar("T")
+
+# Pool processes run at a lower CPU priority than the worker's event loop: on a busy machine the
+# loop (verification, heartbeats, uploads of finished derivatives) and whatever else shares the
+# cores come first, and derivation takes what is left.
+POOL_NICENESS = 5
+
+
+def _lower_priority() -> None:
+    os.nice(POOL_NICENESS)
 
 
 class DerivePool:
@@ -37,7 +47,9 @@ class DerivePool:
 
     def _new(self) -> ProcessPoolExecutor:
         # Spawned, not forked: a fork of a process running an event loop and threads is unsafe.
-        return ProcessPoolExecutor(max_workers=self._size, mp_context=get_context("spawn"))
+        return ProcessPoolExecutor(
+            max_workers=self._size, mp_context=get_context("spawn"), initializer=_lower_priority
+        )
 
     async def run(self, job: Callable[[], T]) -> asyncio.Future[T]:
         """Start `job` in a pool process; the future raises BrokenProcessPool if it died."""
@@ -74,7 +86,9 @@ class DerivePool:
 
     @staticmethod
     def _new_single() -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn"))
+        return ProcessPoolExecutor(
+            max_workers=1, mp_context=get_context("spawn"), initializer=_lower_priority
+        )
 
     async def close(self) -> None:
         """Off the event loop: waiting for running jobs to finish blocks."""
