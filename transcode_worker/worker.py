@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from shared.media_records import MediaRecords
@@ -102,6 +103,7 @@ class Worker:
             processor=self._processor(publisher, pool),
             metrics=self._metrics,
             read_chunk_bytes=self._settings.read_chunk_bytes,
+            expiry_grace=timedelta(seconds=self._settings.expiry_grace_seconds),
             handoff=feeder,
         )
 
