@@ -66,9 +66,10 @@ async def test_alice_sends_bob_a_photo_from_two_terminals(
         sent = await run_chat(fleet, alice, "send", "--to", bob, "--text", "the view", str(photo))
         assert "sent" in sent
 
-        # The message and the photo's media_update travel separately: either may come first.
+        # The message and the photo's media_updates (processing, ready) travel separately:
+        # any of them may come first.
         line = await asyncio.wait_for(listener.stdout.readline(), scaled(30))
-        if line.startswith(b"media_update"):
+        while line.startswith(b"media_update"):
             line = await asyncio.wait_for(listener.stdout.readline(), scaled(30))
         assert f"from {alice}: the view".encode() in line, line
         media_id = line.decode().split("image ")[1].split(" ")[0]
