@@ -18,6 +18,7 @@ from shared.settings import DEV_JWT_SECRET
 ALGORITHM = "HS256"
 DEFAULT_DEVICE = "default"
 INTERNAL_TOKEN_HEADER = "X-Internal-Token"
+ADMIN_ROLE = "admin"
 
 
 class Identity(BaseModel):
@@ -25,6 +26,12 @@ class Identity(BaseModel):
 
     user_id: str
     device_id: str = DEFAULT_DEVICE
+    # From the token's `roles` claim (`["admin"]` for operators); anything odd counts as none.
+    roles: tuple[str, ...] = ()
+
+    @property
+    def is_admin(self) -> bool:
+        return ADMIN_ROLE in self.roles
 
 
 @contextmanager
@@ -42,10 +49,14 @@ def issue_token(
     *,
     device_id: str = DEFAULT_DEVICE,
     ttl: timedelta = timedelta(days=1),
+    roles: tuple[str, ...] = (),
 ) -> str:
     expires = datetime.now(UTC) + ttl
+    claims: dict[str, object] = {"sub": user_id, "device": device_id, "exp": expires}
+    if roles:
+        claims["roles"] = list(roles)
     with _quiet_about_the_dev_secret(secret):
-        return jwt.encode({"sub": user_id, "device": device_id, "exp": expires}, secret, ALGORITHM)
+        return jwt.encode(claims, secret, ALGORITHM)
 
 
 def verify_token(token: str, secret: str) -> Identity:
@@ -69,7 +80,13 @@ def verify_token(token: str, secret: str) -> Identity:
     if not (user_id.isprintable() and device_id.isprintable()):
         # Ids become parts of storage keys: control characters would let keys collide.
         raise Unauthorized("the token's subject or device has unprintable characters")
-    return Identity(user_id=user_id, device_id=device_id or DEFAULT_DEVICE)
+    raw_roles = claims.get("roles", [])
+    roles = (
+        tuple(role for role in raw_roles if isinstance(role, str))
+        if isinstance(raw_roles, list)
+        else ()
+    )
+    return Identity(user_id=user_id, device_id=device_id or DEFAULT_DEVICE, roles=roles)
 
 
 def bearer_token(authorization: str | None) -> str:
