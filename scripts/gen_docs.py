@@ -404,6 +404,17 @@ QUEUE_ROLES: dict[str, tuple[str, str, str]] = {
         "`transcode_worker`",
         "an `s3:ObjectCreated:*` event for a new original `o/{media_id}`: run the commit step",
     ),
+    "derive_queue": (
+        "`transcode_worker` (commit step)",
+        "`transcode_worker` (derive lane)",
+        "a `DeriveJob` (JSON: `media_id`, `created_at`): thumbnails or a voice note of a "
+        "verified original",
+    ),
+    "derive_video_queue": (
+        "`transcode_worker` (commit step, reconciler)",
+        "`transcode_worker` (video lane)",
+        "a `DeriveJob` for a video: poster and HLS ladder, on the video lane's own pool",
+    ),
     "media_events_queue": (
         "`transcode_worker`",
         "`message_service`",

@@ -166,10 +166,22 @@ def test_worker_reads_originals_and_writes_derivatives_only(resources: dict[str,
         "s3:DeleteObjectVersion": {ORIGINALS},  # rejected bytes, by version only
         "s3:PutObject": {DERIVATIVES},
     }
-    assert grants["sqs:ReceiveMessage"] == {"UploadsQueue.Arn"}
-    assert grants["sqs:DeleteMessage"] == {"UploadsQueue.Arn"}
-    assert grants["sqs:ChangeMessageVisibility"] == {"UploadsQueue.Arn"}
-    assert grants["sqs:SendMessage"] == {"MediaEventsQueue.Arn"}
+    # Its three lanes and their dead-letter queues (whose letters it settles).
+    consumed = {
+        f"{queue}{kind}.Arn"
+        for queue in ("Uploads", "Derive", "DeriveVideo")
+        for kind in ("Queue", "DeadLetterQueue")
+    }
+    assert grants["sqs:ReceiveMessage"] == consumed
+    assert grants["sqs:DeleteMessage"] == consumed
+    assert grants["sqs:ChangeMessageVisibility"] == consumed
+    # Media events; hand-offs to the derivation lanes; the reconciler's S3 events sent again.
+    assert grants["sqs:SendMessage"] == {
+        "MediaEventsQueue.Arn",
+        "UploadsQueue.Arn",
+        "DeriveQueue.Arn",
+        "DeriveVideoQueue.Arn",
+    }
 
 
 def test_message_service_consumes_media_events_only(resources: dict[str, Any]) -> None:
