@@ -98,6 +98,14 @@ async def new_page(chromium: object, request: pytest.FixtureRequest) -> AsyncIte
     failed = any(report.failed for report in reports.values())
     for name, page in pages:
         if failed:
+            try:
+                state = await page.evaluate(
+                    "JSON.stringify({uploads: document.getElementById('uploads')?.innerText,"
+                    " lastUpload: window.ferry?.lastUpload, current: window.ferry?.current})"
+                )
+                print(f"page state of {name}: {state}")
+            except Exception as error:
+                print(f"no page state of {name}: {error}")
             ARTIFACTS.mkdir(parents=True, exist_ok=True)
             stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.nodeid)[-120:]
             target = ARTIFACTS / f"{stem}-{name}.png"

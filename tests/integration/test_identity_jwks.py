@@ -5,7 +5,7 @@ issuer and audience, follows a key rotation, and still takes the local HS256 dev
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
@@ -19,9 +19,9 @@ EC_KEY = SigningKey.ec("ec-live-1")
 
 
 @pytest.fixture(scope="module")
-def idp() -> JwksServer:
+def idp() -> Iterator[JwksServer]:
     with serve_jwks(RSA_KEY, EC_KEY) as server:
-        yield server  # type: ignore[misc]
+        yield server
 
 
 @pytest.fixture(scope="module")

@@ -259,6 +259,7 @@ function uploadRow(file) {
   return {
     row,
     update({ phase, sent, total }) {
+      if (phase !== row.dataset.phase) console.info(`upload ${file.name}: ${phase}`);
       label.textContent = `${file.name}: ${phase} ${Math.round((100 * sent) / Math.max(1, total))}%`;
       bar.value = sent;
       row.dataset.phase = phase;
@@ -291,7 +292,11 @@ async function onSend(event) {
   if (!text && media.length === 0) return;
   const client_msg_id = crypto.randomUUID();
   try {
-    await sendFrame({ client_msg_id, conversation_id, text: text || null, media });
+    const sent = await sendFrame({ client_msg_id, conversation_id, text: text || null, media });
+    // The sending device gets `sent`, not the message (its other devices get the message):
+    // read it back so it shows with its seq and time.
+    const page = await state.api.history(conversation_id, sent.seq - 1);
+    for (const message of page.messages) if (message.seq === sent.seq) addMessage(message);
   } catch (error) {
     const note = document.createElement("div");
     note.className = "upload error";
@@ -299,7 +304,6 @@ async function onSend(event) {
     note.textContent = `Not sent: ${error.message}`;
     $("uploads").append(note);
   }
-  // The message itself arrives over the WebSocket like everyone else's (the sender's devices too).
 }
 
 function showResumable() {

@@ -16,7 +16,13 @@ export function renderMedia(state, reference) {
 export function updateMedia(state, frame) {
   const known = state.media.get(frame.media_id) || {};
   state.media.set(frame.media_id, { ...known, state: frame.state, meta: frame.meta || known.meta, variants: frame.variants });
-  for (const box of document.querySelectorAll(`.media[data-media-id="${CSS.escape(frame.media_id)}"]`)) draw(state, box);
+  for (const box of document.querySelectorAll(`.media[data-media-id="${CSS.escape(frame.media_id)}"]`)) {
+    // Never pull a voice note or video from under someone listening to it (it plays on from
+    // the original); the processed variant is used the next time it is drawn.
+    const playing = [...box.querySelectorAll("audio, video")].some((element) => !element.paused && !element.ended);
+    if (playing && frame.state === "ready") { box.dataset.state = frame.state; continue; }
+    draw(state, box);
+  }
 }
 
 function hasVariant(media, name) { return (media.variants || []).some((v) => v.name === name); }
