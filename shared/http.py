@@ -17,6 +17,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -24,9 +25,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from shared.auth import (
     INTERNAL_TOKEN_HEADER,
     Identity,
+    TokenVerifier,
     bearer_token,
     check_internal_token,
-    verify_token,
 )
 from shared.errors import FerryError
 from shared.logging import REQUEST_ID_HEADER, accepted_request_id, request_id_var
@@ -236,11 +237,14 @@ def build_app(
     `readiness_checks(app)` is called per request, so checks may use clients the lifespan opened;
     by default they are those the lifespan published on `app.state.readiness_checks`.
     """
-    app = FastAPI(title=title, version=__version__, lifespan=lifespan)
+    # Swagger UI and ReDoc from assets shipped in the fastapi-offline wheel, not a CDN:
+    # `/docs` works on a machine (or in a browser) with no internet access.
+    app = FastAPIOffline(title=title, version=__version__, lifespan=lifespan)
     app.state.registry = registry
     if settings is not None:
-        # Identity dependencies read the JWT secret and internal token from here.
+        # Identity dependencies read the internal token and the token verifier from here.
         app.state.settings = settings
+        app.state.token_verifier = token_verifier(settings)
     install_error_handlers(app)
     http_metrics = HttpMetrics(registry)
     # Added first, so it runs inside the request-id middleware: refusals carry an id and a log line.
@@ -277,11 +281,23 @@ def build_app(
     return app
 
 
-def current_identity(request: Request) -> Identity:
+def token_verifier(settings: CommonSettings) -> TokenVerifier:
+    """The verifier of a service's bearer tokens (one per app: it holds the JWKS key cache)."""
+    return TokenVerifier(
+        settings.auth_jwt_secret,
+        jwks_url=settings.auth_jwks_url,
+        issuer=settings.auth_issuer,
+        audience=settings.auth_audience,
+        roles_claim=settings.auth_roles_claim,
+        jwks_cache_seconds=settings.auth_jwks_cache_seconds,
+        refresh_cooldown_seconds=settings.auth_jwks_refresh_cooldown_seconds,
+    )
+
+
+async def current_identity(request: Request) -> Identity:
     """The caller of a public endpoint, from `Authorization: Bearer <JWT>` (401 otherwise)."""
-    settings: CommonSettings = request.app.state.settings
-    token = bearer_token(request.headers.get("authorization"))
-    return verify_token(token, settings.auth_jwt_secret)
+    verifier: TokenVerifier = request.app.state.token_verifier
+    return await verifier.verify(bearer_token(request.headers.get("authorization")))
 
 
 def require_internal_caller(request: Request) -> None:

@@ -29,6 +29,12 @@ class CommonSettings(BaseSettings):
     aws_max_attempts: int = Field(3, ge=1, le=10)
     auth_jwt_secret: str = DEV_JWT_SECRET
     internal_token: str = DEV_INTERNAL_TOKEN
+    auth_jwks_url: str | None = None
+    auth_issuer: str | None = None
+    auth_audience: str | None = None
+    auth_roles_claim: str = Field("roles", min_length=1, max_length=200)
+    auth_jwks_cache_seconds: float = Field(300, gt=0, le=86400)
+    auth_jwks_refresh_cooldown_seconds: float = Field(30, ge=0, le=3600)
     log_level: str = "INFO"
     log_json: bool = True
     # request bodies above this get 413 `request_too_large` before any route or auth runs
