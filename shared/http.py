@@ -17,7 +17,6 @@ from botocore.exceptions import BotoCoreError, ClientError
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
-from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -32,6 +31,7 @@ from shared.auth import (
 from shared.errors import FerryError
 from shared.logging import REQUEST_ID_HEADER, accepted_request_id, request_id_var
 from shared.metrics import HttpMetrics
+from shared.offline_docs import offline_docs_app
 from shared.request_limits import RequestLimitsMiddleware
 from shared.settings import CommonSettings
 from shared.version import __version__
@@ -237,9 +237,8 @@ def build_app(
     `readiness_checks(app)` is called per request, so checks may use clients the lifespan opened;
     by default they are those the lifespan published on `app.state.readiness_checks`.
     """
-    # Swagger UI and ReDoc from assets shipped in the fastapi-offline wheel, not a CDN:
-    # `/docs` works on a machine (or in a browser) with no internet access.
-    app = FastAPIOffline(title=title, version=__version__, lifespan=lifespan)
+    # `/docs` and `/redoc` from assets in the fastapi-offline wheel: no CDN, no internet needed.
+    app = offline_docs_app(title=title, version=__version__, lifespan=lifespan)
     app.state.registry = registry
     if settings is not None:
         # Identity dependencies read the internal token and the token verifier from here.
