@@ -86,4 +86,6 @@ def install_web_client(app: FastAPI, settings: Settings) -> None:
     """Add the web client's routes; call last: the static mount at `/` takes what is left."""
     app.include_router(router)
     if settings.web_client_enabled:
-        app.mount("/", StaticFiles(directory=WEB_ROOT, html=True, check_dir=False), name="web-client")
+        app.mount(
+            "/", StaticFiles(directory=WEB_ROOT, html=True, check_dir=False), name="web-client"
+        )
