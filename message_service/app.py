@@ -113,6 +113,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         registry=registry,
         settings=settings,
+        cors=True,
     )
     app.include_router(router)
     app.include_router(internal_router)

@@ -28,6 +28,7 @@ from shared.auth import (
     bearer_token,
     check_internal_token,
 )
+from shared.cors import install_cors, parse_origins
 from shared.errors import FerryError
 from shared.logging import REQUEST_ID_HEADER, accepted_request_id, request_id_var
 from shared.metrics import HttpMetrics
@@ -231,11 +232,13 @@ def build_app(
     registry: CollectorRegistry,
     readiness_checks: Callable[[FastAPI], Sequence[ReadinessCheck]] = published_checks,
     settings: CommonSettings | None = None,
+    cors: bool = False,
 ) -> FastAPI:
     """A FastAPI app with the fleet's error bodies, request ids, `/healthz`, `/readyz`, `/metrics`.
 
     `readiness_checks(app)` is called per request, so checks may use clients the lifespan opened;
     by default they are those the lifespan published on `app.state.readiness_checks`.
+    `cors`: browsers on `settings.cors_allowed_origins` may call it (the public HTTP services).
     """
     # `/docs` and `/redoc` from assets in the fastapi-offline wheel: no CDN, no internet needed.
     app = offline_docs_app(title=title, version=__version__, lifespan=lifespan)
@@ -257,6 +260,9 @@ def build_app(
             internal_token=settings.internal_token,
         )
     app.add_middleware(RequestContextMiddleware, metrics=http_metrics)
+    if cors and settings is not None:
+        # Last added, so outermost: every answer, refusals by the layers above included.
+        install_cors(app, parse_origins(settings.cors_allowed_origins))
     readiness = ReadinessReport(http_metrics)
 
     @app.get("/healthz", include_in_schema=False)

@@ -41,6 +41,9 @@ class CommonSettings(BaseSettings):
     max_request_bytes: int = Field(65_536, ge=1024)
     # request headers above this in total get 431 `request_headers_too_large`
     max_header_bytes: int = Field(16_384, ge=4096)
+    # Origins whose pages may call the public HTTP services (comma-separated, `*` for any, empty:
+    # none); the default is the web client the gateway serves locally (`make run`).
+    cors_allowed_origins: str = "http://127.0.0.1:8080,http://localhost:8080"
 
     @model_validator(mode="after")
     def _refuse_dev_secrets_in_production(self) -> Self:

@@ -14,7 +14,6 @@ import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator
 from pathlib import Path
 
-import httpx
 import pytest
 
 CHROMIUM = Path(os.environ.get("FERRY_CHROMIUM", "/usr/bin/chromium"))
@@ -34,9 +33,6 @@ ARTIFACTS = (
     Path(os.environ.get("FERRY_ARTIFACTS_DIR", Path(__file__).parents[2] / "tmp" / "artifacts"))
     / "browser"
 )
-# A developer's aid while the services have no CORS yet (API.md v1.1): `=1` runs the
-# cross-origin tests in a browser that ignores the same-origin policy. Never set in CI.
-NO_CORS_VARIABLE = "FERRY_BROWSER_DISABLE_WEB_SECURITY"
 REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
 
 if not CHROMIUM.exists():
@@ -60,11 +56,8 @@ async def chromium() -> AsyncIterator[object]:
     from playwright.async_api import async_playwright
 
     async with async_playwright() as playwright:
-        args = list(CHROMIUM_ARGS)
-        if os.environ.get(NO_CORS_VARIABLE) == "1":
-            args.append("--disable-web-security")
         browser = await playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=args
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
         )
         try:
             yield browser
@@ -121,35 +114,6 @@ async def new_page(chromium: object, request: pytest.FixtureRequest) -> AsyncIte
 
 def fresh_user(base: str) -> str:
     return f"{base}-{secrets.token_hex(3)}"
-
-
-async def require_cors(fleet: object, page_origin: str) -> None:
-    """Skip a test whose page calls the Media and Message Services cross-origin, while they do
-    not answer preflights (unless the developer's aid above is set)."""
-    from devstack.fleet import LocalFleet
-
-    assert isinstance(fleet, LocalFleet)
-    if os.environ.get(NO_CORS_VARIABLE) == "1":
-        return
-    for service in ("media_service", "message_service"):
-        if not await cors_answers(fleet.url(service), page_origin):
-            pytest.skip(f"{service} answers no CORS preflight yet (API.md v1.1, issue 11)")
-
-
-async def cors_answers(service_url: str, origin: str) -> bool:
-    """Whether `service_url` answers a browser's preflight from `origin` (CORS, API.md v1.1)."""
-    async with httpx.AsyncClient(timeout=10) as http:
-        answer = await http.request(
-            "OPTIONS",
-            f"{service_url}/v1/media/uploads",
-            headers={
-                "Origin": origin,
-                "Access-Control-Request-Method": "POST",
-                "Access-Control-Request-Headers": "authorization,content-type",
-            },
-        )
-    allowed = answer.headers.get("access-control-allow-origin")
-    return answer.status_code < 300 and allowed in ("*", origin)
 
 
 # Multipart from 5 MiB (S3's smallest part), so a resumable upload stays small in tests.

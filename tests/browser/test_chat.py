@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from devstack.fleet import LocalFleet
-from tests.browser.conftest import PageFactory, fresh_user, require_cors
+from tests.browser.conftest import PageFactory, fresh_user
 from tests.media_factory import av, images
 
 VIDEO_SECONDS = 30
@@ -35,7 +35,6 @@ async def test_photo_voice_note_and_video_between_two_browsers(
     web_fleet: LocalFleet, new_page: PageFactory, tmp_path: Path
 ) -> None:
     alice_gateway, bob_gateway = web_fleet.url("gateway"), web_fleet.url("gateway-2")
-    await require_cors(web_fleet, alice_gateway)
     alice_name, bob_name = fresh_user("alice"), fresh_user("bob")
     alice: Any = await new_page("alice")
     bob: Any = await new_page("bob")
@@ -96,7 +95,6 @@ async def test_a_multipart_upload_resumes_after_a_reload(
     web_fleet: LocalFleet, new_page: PageFactory, tmp_path: Path
 ) -> None:
     gateway = web_fleet.url("gateway")
-    await require_cors(web_fleet, gateway)
     page: Any = await new_page("alice")
     await sign_in(page, gateway, fresh_user("alice"))
     await page.fill("#new-chat-peer", fresh_user("bob"))
