@@ -35,6 +35,8 @@ class Identity(BaseModel):
     user_id: str
     device_id: str = DEFAULT_DEVICE
     roles: frozenset[str] = frozenset()
+    # The token's `exp` (Unix seconds): a WebSocket session ends then unless re-authenticated.
+    expires_at: int | None = None
 
     def has_role(self, role: str) -> bool:
         return role in self.roles
@@ -95,7 +97,15 @@ def identity_from_claims(claims: Mapping[str, Any], roles_claim: str) -> Identit
         user_id=user_id,
         device_id=device_id or DEFAULT_DEVICE,
         roles=roles_from_claims(claims, roles_claim),
+        expires_at=_expiry(claims),
     )
+
+
+def _expiry(claims: Mapping[str, Any]) -> int | None:
+    value = claims.get("exp")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return int(value)
 
 
 def roles_from_claims(claims: Mapping[str, Any], roles_claim: str) -> frozenset[str]:
