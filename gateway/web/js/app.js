@@ -68,8 +68,43 @@ async function enter(session) {
   $("new-chat").addEventListener("submit", onOpenChat);
   $("composer").addEventListener("submit", onSend);
   showResumable();
+  scheduleRenewal();
   connect();
   await refreshConversations();
+}
+
+// --- keeping the token fresh (the gateway closes a WebSocket with 4001 when its token expires) --
+
+const RENEW_BEFORE_MS = 60_000;
+
+function tokenExpiry(token) {
+  try {
+    const payload = JSON.parse(atob(token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/")));
+    return typeof payload.exp === "number" ? payload.exp * 1000 : null;
+  } catch { return null; }
+}
+
+async function renewToken() {
+  // Dev mode only: a real deployment gets new tokens from its identity provider instead.
+  if (!state.config.dev_login) return false;
+  const session = await devLogin(state.me.user_id, state.me.device_id);
+  state.me = session;
+  state.api.token = session.token;
+  sessionStorage.setItem(SESSION_KEY, JSON.stringify(session));
+  // The open WebSocket lives on with the new token (same user and device).
+  if (state.socket && state.socket.readyState === WebSocket.OPEN) {
+    state.socket.send(JSON.stringify({ type: "auth", token: session.token }));
+  }
+  scheduleRenewal();
+  return true;
+}
+
+function scheduleRenewal() {
+  clearTimeout(state.renewTimer);
+  const expiry = tokenExpiry(state.me.token);
+  if (expiry === null) return;
+  const wait = Math.max(0, expiry - Date.now() - RENEW_BEFORE_MS);
+  state.renewTimer = setTimeout(() => renewToken().catch((error) => console.warn("token renewal failed", error)), wait);
 }
 
 // --- conversations ---------------------------------------------------------------------------
@@ -211,10 +246,14 @@ function connect(delay = 500) {
   const socket = new WebSocket(`${scheme}://${location.host}/v1/ws?token=${encodeURIComponent(state.me.token)}`);
   state.socket = socket;
   socket.onopen = () => { $("ws-state").textContent = "online"; delay = 500; };
-  socket.onclose = () => {
+  socket.onclose = async (event) => {
     $("ws-state").textContent = "offline";
     for (const pending of state.pendingSends.values()) pending.reject(new Error("connection closed"));
     state.pendingSends.clear();
+    if (event.code === 4001) {
+      // The token expired (the tab slept through the renewal): a new one, then reconnect.
+      await renewToken().catch((error) => console.warn("token renewal failed", error));
+    }
     setTimeout(() => connect(Math.min(delay * 2, 15000)), delay);
   };
   socket.onmessage = (event) => {
