@@ -67,7 +67,7 @@ format: $(STAMP) ## apply ruff fixes and formatting
 	$(BIN)/ruff format .
 
 typecheck: $(STAMP) ## mypy, strict
-	$(BIN)/mypy $(PACKAGES) scripts bench
+	$(BIN)/mypy $(PACKAGES) scripts bench tests
 
 bench: $(STAMP) ## benchmarks (numbers, never assertions)
 	$(BIN)/python -m bench

@@ -15,9 +15,9 @@ import asyncio
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AsyncExitStack
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from botocore.exceptions import ClientError
 
@@ -28,6 +28,13 @@ from shared.aws import AwsClients, error_code, open_aws_clients
 from shared.logging import configure_logging
 from shared.resources import ResourceNames
 from shared.settings import CommonSettings
+
+if TYPE_CHECKING:
+    from types_aiobotocore_dynamodb.client import DynamoDBClient
+    from types_aiobotocore_s3.client import S3Client
+    from types_aiobotocore_s3.literals import FilterRuleNameType
+    from types_aiobotocore_sqs.client import SQSClient
+    from types_aiobotocore_sqs.literals import QueueAttributeNameType
 
 log = logging.getLogger("ferry.devstack.bootstrap")
 
@@ -107,7 +114,7 @@ def _same_queue_attribute(name: str, actual: str | None, wanted: str) -> bool:
 # --- the bucket --------------------------------------------------------------------------------
 
 
-async def _ensure_bucket(s3: Any, name: str, region: str) -> None:
+async def _ensure_bucket(s3: S3Client, name: str, region: str) -> None:
     try:
         await s3.head_bucket(Bucket=name)
     except ClientError as error:
@@ -140,7 +147,7 @@ async def _ensure_bucket(s3: Any, name: str, region: str) -> None:
 
 
 async def _ensure_bucket_setting(
-    s3: Any,
+    s3: S3Client,
     name: str,
     what: str,
     wanted: dict[str, Any],
@@ -164,13 +171,14 @@ async def _ensure_bucket_setting(
     log.info("bucket %s %s %s", name, what, "updated" if current else "created")
 
 
-async def _ensure_notification(s3: Any, name: str, queue_arn: str) -> None:
+async def _ensure_notification(s3: S3Client, name: str, queue_arn: str) -> None:
     wanted = bucket_config.notification_configuration(queue_arn)
     current = await s3.get_bucket_notification_configuration(Bucket=name)
     # The API documents "prefix", but S3 may answer "Prefix": compare case-blind.
     for queue in current.get("QueueConfigurations", []):
         for rule in queue.get("Filter", {}).get("Key", {}).get("FilterRules", []):
-            rule["Name"] = str(rule.get("Name", "")).lower()
+            # Lowered, S3's "Prefix" is the stubs' "prefix": the cast only forgets the case.
+            rule["Name"] = cast("FilterRuleNameType", str(rule.get("Name", "")).lower())
     if _covers(current, wanted):
         log.info("bucket %s notification to the uploads queue already present", name)
         return
@@ -201,7 +209,11 @@ async def _ensure_queues(aws: AwsClients, resources: ResourceNames) -> str:
 
 
 async def _ensure_queue(
-    sqs: Any, name: str, attributes: dict[str, str], *, s3_bucket: str | None = None
+    sqs: SQSClient,
+    name: str,
+    attributes: Mapping[QueueAttributeNameType, str],
+    *,
+    s3_bucket: str | None = None,
 ) -> str:
     """Create a queue or bring its attributes to `attributes`; returns its ARN.
 
@@ -243,7 +255,9 @@ async def _ensure_queue(
 # --- tables ------------------------------------------------------------------------------------
 
 
-async def _ensure_table(dynamodb: Any, spec: TableSpec, resources: ResourceNames) -> None:
+async def _ensure_table(
+    dynamodb: DynamoDBClient, spec: TableSpec, resources: ResourceNames
+) -> None:
     name = spec.name(resources)
     try:
         described = (await dynamodb.describe_table(TableName=name))["Table"]
@@ -269,7 +283,7 @@ async def _ensure_table(dynamodb: Any, spec: TableSpec, resources: ResourceNames
         await _ensure_ttl(dynamodb, name, spec.ttl_attribute)
 
 
-async def _ensure_ttl(dynamodb: Any, table: str, attribute: str) -> None:
+async def _ensure_ttl(dynamodb: DynamoDBClient, table: str, attribute: str) -> None:
     described = (await dynamodb.describe_time_to_live(TableName=table))["TimeToLiveDescription"]
     status = described.get("TimeToLiveStatus")
     if status in ("ENABLED", "ENABLING") and described.get("AttributeName") == attribute:

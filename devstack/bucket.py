@@ -7,9 +7,13 @@ and change only what differs (a re-run changes nothing, and sends no second S3 t
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shared.keys import DERIVATIVES_PREFIX, ORIGINALS_PREFIX
+
+if TYPE_CHECKING:
+    from types_aiobotocore_s3.literals import EventType
+    from types_aiobotocore_s3.type_defs import NotificationConfigurationTypeDef
 
 # Originals are rarely read after the first days: cold storage, then gone (the sweeper retires
 # media earlier; these rules are the production backstop, the emulator runs no lifecycle).
@@ -24,7 +28,7 @@ NONCURRENT_VERSIONS_EXPIRE_DAYS = 7
 COLD_STORAGE_CLASS = "GLACIER_IR"
 
 NOTIFICATION_ID = "ferry-originals-to-uploads"
-UPLOAD_EVENTS = ("s3:ObjectCreated:*",)
+UPLOAD_EVENTS: tuple[EventType, ...] = ("s3:ObjectCreated:*",)
 
 # The browser PUTs to a signed URL and must read back what storage says it stored.
 CORS_METHODS = ("PUT", "GET", "HEAD")
@@ -79,7 +83,7 @@ def lifecycle_configuration() -> dict[str, Any]:
     }
 
 
-def notification_configuration(uploads_queue_arn: str) -> dict[str, Any]:
+def notification_configuration(uploads_queue_arn: str) -> NotificationConfigurationTypeDef:
     """Every new original (`o/...`) is announced on the uploads queue; derivatives are not."""
     return {
         "QueueConfigurations": [

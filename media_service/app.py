@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING
 
 import aioboto3
 from fastapi import FastAPI
@@ -28,6 +28,9 @@ from shared.http import build_app, table_check
 from shared.internal_client import internal_client
 from shared.media_records import MediaRecords
 from shared.rate_limits import RateLimiter
+
+if TYPE_CHECKING:
+    from types_aiobotocore_s3.client import S3Client
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -98,16 +101,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-async def _open_presigner(stack: AsyncExitStack, settings: Settings) -> Any:
+async def _open_presigner(stack: AsyncExitStack, settings: Settings) -> S3Client | None:
     """An S3 client for signing only, naming the endpoint clients reach (None: sign with the
     service's own client). Same credentials, region and SigV4 config; it never calls out."""
     if settings.s3_public_endpoint_url is None:
         return None
-    return await stack.enter_async_context(
+    # aioboto3 has no stubs: the client is Any until it lands in this typed name.
+    presigner: S3Client = await stack.enter_async_context(
         aioboto3.Session().client(
             "s3", endpoint_url=settings.s3_public_endpoint_url, config=client_config(settings)
         )
     )
+    return presigner
 
 
 def _cdn_signer(settings: Settings) -> CloudFrontUrlSigner | None:

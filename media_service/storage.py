@@ -9,13 +9,16 @@ import asyncio
 import base64
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from media_service.cdn import CloudFrontUrlSigner
 from shared.aws import error_code
 from shared.errors import Conflict, Unprocessable
 from shared.models import ReceivedPart
+
+if TYPE_CHECKING:
+    from types_aiobotocore_s3.client import S3Client
 
 
 @dataclass(frozen=True)
@@ -35,10 +38,10 @@ class MediaBucket:
 
     def __init__(
         self,
-        s3: Any,
+        s3: S3Client,
         bucket: str,
         *,
-        presigner: Any = None,
+        presigner: S3Client | None = None,
         cdn: CloudFrontUrlSigner | None = None,
     ) -> None:
         self._s3 = s3

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shared.clock import iso
 from shared.dynamo import batch_get, batch_put, conditional
 from shared.models import Conversation
+
+if TYPE_CHECKING:
+    from types_aiobotocore_dynamodb.client import DynamoDBClient
+    from types_aiobotocore_dynamodb.type_defs import TransactWriteItemTypeDef
 
 # DynamoDB's limit on one transaction.
 TRANSACTION_ITEMS = 100
@@ -19,14 +23,16 @@ class ConversationMissing(Exception):
 
 
 class ConversationStore:
-    def __init__(self, dynamodb: Any, *, conversations_table: str, members_table: str) -> None:
+    def __init__(
+        self, dynamodb: DynamoDBClient, *, conversations_table: str, members_table: str
+    ) -> None:
         self._db = dynamodb
         self._conversations = conversations_table
         self._members = members_table
 
     async def create(self, conversation: Conversation, created_by: str) -> None:
         """The conversation row and its first members in one transaction (all or nothing)."""
-        row = {
+        row: TransactWriteItemTypeDef = {
             "Put": {
                 "TableName": self._conversations,
                 "Item": {
@@ -41,9 +47,10 @@ class ConversationStore:
         }
         items = [self._member_item(conversation, user) for user in conversation.members]
         first, rest = items[: TRANSACTION_ITEMS - 1], items[TRANSACTION_ITEMS - 1 :]
-        await self._db.transact_write_items(
-            TransactItems=[row, *({"Put": {"TableName": self._members, "Item": i}} for i in first)]
-        )
+        joins: list[TransactWriteItemTypeDef] = [
+            {"Put": {"TableName": self._members, "Item": item}} for item in first
+        ]
+        await self._db.transact_write_items(TransactItems=[row, *joins])
         # Large groups: the rest join right after (idempotent puts, retried until all land).
         await batch_put(self._db, self._members, rest)
 

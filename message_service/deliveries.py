@@ -8,12 +8,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from message_service.ids import device_key, parse_message_id
 from shared.clock import iso
 from shared.dynamo import batch_delete, batch_put
 from shared.models import Message
+
+if TYPE_CHECKING:
+    from types_aiobotocore_dynamodb.client import DynamoDBClient
 
 
 @dataclass(frozen=True)
@@ -42,7 +45,7 @@ def delivery_order(messages: list[Message]) -> list[Message]:
 
 
 class DeliveryStore:
-    def __init__(self, dynamodb: Any, *, pending_table: str, devices_table: str) -> None:
+    def __init__(self, dynamodb: DynamoDBClient, *, pending_table: str, devices_table: str) -> None:
         self._db = dynamodb
         self._pending = pending_table
         self._devices = devices_table

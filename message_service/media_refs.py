@@ -6,19 +6,23 @@ conversation; media events keep its state current, so stored messages read as fr
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shared.dynamo import batch_get, conditional, from_item, to_value
 from shared.media_states import sources_of
 from shared.models import MediaEvent, MessageMedia
 
+if TYPE_CHECKING:
+    from types_aiobotocore_dynamodb.client import DynamoDBClient
+    from types_aiobotocore_dynamodb.type_defs import TransactWriteItemTypeDef
+
 
 class MediaRefStore:
-    def __init__(self, dynamodb: Any, table: str) -> None:
+    def __init__(self, dynamodb: DynamoDBClient, table: str) -> None:
         self._db = dynamodb
         self.table = table
 
-    def upsert(self, media: MessageMedia, conversation_id: str) -> dict[str, Any]:
+    def upsert(self, media: MessageMedia, conversation_id: str) -> TransactWriteItemTypeDef:
         """A transaction item recording the reference; a later event's state is never undone."""
         return {
             "Update": {

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import random
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from message_service.ids import idempotency_key
 from message_service.media_refs import MediaRefStore
@@ -22,6 +22,10 @@ from shared.dynamo import (
     to_item,
 )
 from shared.models import Message
+
+if TYPE_CHECKING:
+    from types_aiobotocore_dynamodb.client import DynamoDBClient
+    from types_aiobotocore_dynamodb.type_defs import TransactWriteItemTypeDef
 
 
 @dataclass(frozen=True)
@@ -43,7 +47,12 @@ class ClaimLost(Exception):
 
 class MessageStore:
     def __init__(
-        self, dynamodb: Any, *, messages_table: str, idempotency_table: str, refs: MediaRefStore
+        self,
+        dynamodb: DynamoDBClient,
+        *,
+        messages_table: str,
+        idempotency_table: str,
+        refs: MediaRefStore,
     ) -> None:
         self._db = dynamodb
         self._messages = messages_table
@@ -101,7 +110,7 @@ class MessageStore:
     async def store(self, message: Message, *, claim_token: str) -> None:
         """The message, the send's outcome and the media references, atomically."""
         refs = {media.media_id: media for media in message.media}
-        items: list[dict[str, Any]] = [
+        items: list[TransactWriteItemTypeDef] = [
             {
                 "Put": {
                     "TableName": self._messages,

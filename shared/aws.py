@@ -8,12 +8,20 @@ from __future__ import annotations
 
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import aioboto3
 from botocore.config import Config
 
 from shared.settings import CommonSettings
+
+if TYPE_CHECKING:
+    # Stubs from the dev extra (types-aiobotocore): the runtime images never import them.
+    from types_aiobotocore_dynamodb.client import DynamoDBClient
+    from types_aiobotocore_s3.client import S3Client
+    from types_aiobotocore_sqs.client import SQSClient
+
+ClientT = TypeVar("ClientT")
 
 # A long poll holds its response up to 20 s: its client must wait longer than that, so a quiet
 # queue's poll never ends in a read timeout (and a retry that strands what it received).
@@ -36,11 +44,33 @@ def client_config(settings: CommonSettings, *, read_timeout: float = 20) -> Conf
 
 @dataclass(frozen=True)
 class AwsClients:
-    """The clients a service uses; an absent one is None (a service opens only what it needs)."""
+    """The clients a service uses; a service opens only what it needs.
 
-    s3: Any = None
-    sqs: Any = None
-    dynamodb: Any = None
+    Reading a client the service did not open is a programming error: it raises at once
+    rather than handing None to a store that would fail later, far from the cause.
+    """
+
+    opened_s3: S3Client | None = None
+    opened_sqs: SQSClient | None = None
+    opened_dynamodb: DynamoDBClient | None = None
+
+    @property
+    def s3(self) -> S3Client:
+        return _required(self.opened_s3, "s3")
+
+    @property
+    def sqs(self) -> SQSClient:
+        return _required(self.opened_sqs, "sqs")
+
+    @property
+    def dynamodb(self) -> DynamoDBClient:
+        return _required(self.opened_dynamodb, "dynamodb")
+
+
+def _required(client: ClientT | None, name: str) -> ClientT:
+    if client is None:
+        raise RuntimeError(f"this service opened no {name} client (open_aws_clients)")
+    return client
 
 
 async def open_aws_clients(
@@ -64,7 +94,12 @@ async def open_aws_clients(
                 settings, read_timeout=sqs_long_poll_seconds + LONG_POLL_MARGIN_SECONDS
             )
         opened[name] = await stack.enter_async_context(session.client(name, config=config))
-    return AwsClients(**opened)
+    # aioboto3 has no stubs: each opened client is Any until it lands in its typed field.
+    return AwsClients(
+        opened_s3=opened.get("s3"),
+        opened_sqs=opened.get("sqs"),
+        opened_dynamodb=opened.get("dynamodb"),
+    )
 
 
 def error_code(error: Exception) -> str:

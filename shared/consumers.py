@@ -12,9 +12,12 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shared.sqs_consumer import Consumer, wait_for_queue_urls
+
+if TYPE_CHECKING:
+    from types_aiobotocore_sqs.client import SQSClient
 
 log = logging.getLogger("ferry.consumers")
 
@@ -51,7 +54,7 @@ class QueueConsumerTask:
 
     def __init__(
         self,
-        sqs: Any,
+        sqs: SQSClient,
         queue_names: Sequence[str],
         build: Callable[[Sequence[str]], Consumer],
         *,
@@ -86,7 +89,7 @@ class QueueConsumerTask:
 
 @asynccontextmanager
 async def running_consumer(
-    sqs: Any,
+    sqs: SQSClient,
     queue_names: Sequence[str],
     build: Callable[[Sequence[str]], Consumer],
     *,

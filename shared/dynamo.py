@@ -6,12 +6,15 @@ Numbers come back as Decimal; integral ones become int, others float. Floats go 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from decimal import Decimal
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+
+if TYPE_CHECKING:
+    from types_aiobotocore_dynamodb.client import DynamoDBClient
 
 # DynamoDB's limits on one batch write and one batch get.
 BATCH_WRITE_ITEMS = 25
@@ -124,8 +127,8 @@ def _backoff(attempt: int) -> float:
 
 
 async def _with_leftovers(
-    call: Callable[..., Awaitable[dict[str, Any]]], request: dict[str, Any], leftovers: str
-) -> AsyncIterator[dict[str, Any]]:
+    call: Callable[..., Awaitable[Mapping[str, Any]]], request: dict[str, Any], leftovers: str
+) -> AsyncIterator[Mapping[str, Any]]:
     """Each response to a batch call, then to its leftovers (`leftovers` names them in the
     response), backing off exponentially, until nothing is left."""
     attempt = 0
@@ -138,7 +141,7 @@ async def _with_leftovers(
         attempt += 1
 
 
-async def batch_write(dynamodb: Any, table: str, requests: list[dict[str, Any]]) -> None:
+async def batch_write(dynamodb: DynamoDBClient, table: str, requests: list[dict[str, Any]]) -> None:
     """Put or delete requests (`{"PutRequest": ...}`, `{"DeleteRequest": ...}`), 25 a call,
     until every one applied."""
     for start in range(0, len(requests), BATCH_WRITE_ITEMS):
@@ -147,15 +150,17 @@ async def batch_write(dynamodb: Any, table: str, requests: list[dict[str, Any]])
             pass
 
 
-async def batch_put(dynamodb: Any, table: str, items: list[dict[str, Any]]) -> None:
+async def batch_put(dynamodb: DynamoDBClient, table: str, items: list[dict[str, Any]]) -> None:
     await batch_write(dynamodb, table, [{"PutRequest": {"Item": item}} for item in items])
 
 
-async def batch_delete(dynamodb: Any, table: str, keys: list[dict[str, Any]]) -> None:
+async def batch_delete(dynamodb: DynamoDBClient, table: str, keys: list[dict[str, Any]]) -> None:
     await batch_write(dynamodb, table, [{"DeleteRequest": {"Key": key}} for key in keys])
 
 
-async def batch_get(dynamodb: Any, table: str, keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
+async def batch_get(
+    dynamodb: DynamoDBClient, table: str, keys: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = []
     for start in range(0, len(keys), BATCH_GET_ITEMS):
         chunk = {table: {"Keys": keys[start : start + BATCH_GET_ITEMS], "ConsistentRead": True}}

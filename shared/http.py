@@ -10,7 +10,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import aiohttp
 from botocore.exceptions import BotoCoreError, ClientError
@@ -36,6 +36,9 @@ from shared.offline_docs import offline_docs_app
 from shared.request_limits import RequestLimitsMiddleware
 from shared.settings import CommonSettings
 from shared.version import __version__
+
+if TYPE_CHECKING:
+    from types_aiobotocore_dynamodb.client import DynamoDBClient
 
 log = logging.getLogger("ferry.http")
 
@@ -168,7 +171,7 @@ def published_checks(app: FastAPI) -> Sequence[ReadinessCheck]:
     return (_not_started,) if checks is None else checks
 
 
-def table_check(dynamodb: Any, table: str, *, name: str) -> ReadinessCheck:
+def table_check(dynamodb: DynamoDBClient, table: str, *, name: str) -> ReadinessCheck:
     """DynamoDB describes `table`; `/readyz` calls the check `name` when it fails."""
 
     async def check() -> None:

@@ -8,7 +8,7 @@ the same transaction as the state change that justifies it, so retries and repla
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 
@@ -16,6 +16,10 @@ from shared.clock import iso, utcnow
 from shared.dynamo import conditional, from_item, to_item, to_value
 from shared.media_states import sources_of
 from shared.models import ErrorDetail, MediaDocument, MediaInfo, MediaState, MediaType, Variant
+
+if TYPE_CHECKING:
+    from types_aiobotocore_dynamodb.client import DynamoDBClient
+    from types_aiobotocore_dynamodb.type_defs import TransactWriteItemTypeDef, UpdateTypeDef
 
 OWNER_CREATED_INDEX = "owner-created"
 PENDING_INDEX = "pending-by-owner"
@@ -147,7 +151,7 @@ def _dump(model: BaseModel) -> dict[str, Any]:
 class MediaRecords:
     """DynamoDB access for media and blob rows (low-level client, conditional writes)."""
 
-    def __init__(self, dynamodb: Any, *, media_table: str, blobs_table: str) -> None:
+    def __init__(self, dynamodb: DynamoDBClient, *, media_table: str, blobs_table: str) -> None:
         self._db = dynamodb
         self.media_table = media_table
         self.blobs_table = blobs_table
@@ -197,7 +201,7 @@ class MediaRecords:
         set_fields: dict[str, Any] | None = None,
         remove_fields: tuple[str, ...] = (),
         only_from: frozenset[MediaState] | None = None,
-    ) -> dict[str, Any]:
+    ) -> UpdateTypeDef:
         sources = sources_of(target) if only_from is None else only_from & sources_of(target)
         if not sources:
             raise ValueError(f"no state may move to {target}")
@@ -267,7 +271,7 @@ class MediaRecords:
             only_from=only_from,
         )
 
-    def _release(self, sha256: str) -> dict[str, Any]:
+    def _release(self, sha256: str) -> TransactWriteItemTypeDef:
         return {
             "Update": {
                 "TableName": self.blobs_table,
@@ -330,7 +334,7 @@ class MediaRecords:
         names = {f"#b{i}": key for i, key in enumerate(blob_fields)}
         values = {f":b{i}": to_value(value) for i, value in enumerate(blob_fields.values())}
         keep_first = ", ".join(f"#b{i} = if_not_exists(#b{i}, :b{i})" for i in range(len(names)))
-        blob_update = {
+        blob_update: UpdateTypeDef = {
             "TableName": self.blobs_table,
             "Key": {"sha256": {"S": record.sha256}},
             "UpdateExpression": f"SET {keep_first} ADD refcount :one",
@@ -380,7 +384,7 @@ class MediaRecords:
             remove_fields=("challenge", "pending_owner"),
             only_from=frozenset({MediaState.AWAITING_PROOF}),
         )
-        blob_update = {
+        blob_update: UpdateTypeDef = {
             "TableName": self.blobs_table,
             "Key": {"sha256": {"S": blob.sha256}},
             "UpdateExpression": "ADD refcount :one",
@@ -398,7 +402,7 @@ class MediaRecords:
 
         Returns the blob's remaining reference count, or None when no blob was held.
         """
-        delete = {
+        delete: TransactWriteItemTypeDef = {
             "Delete": {
                 "TableName": self.media_table,
                 "Key": {"media_id": {"S": record.media_id}},
@@ -425,6 +429,6 @@ class MediaRecords:
             )
         return write.applied
 
-    async def _transact(self, items: list[dict[str, Any]], media_id: str) -> None:
+    async def _transact(self, items: list[TransactWriteItemTypeDef], media_id: str) -> None:
         with conditional(StaleTransition(f"{media_id}: a guarded write did not apply")):
             await self._db.transact_write_items(TransactItems=items)

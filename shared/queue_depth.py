@@ -19,18 +19,22 @@ import logging
 import time
 from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from shared.sqs_consumer import wait_for_queue_urls
+
+if TYPE_CHECKING:
+    from types_aiobotocore_sqs.client import SQSClient
+    from types_aiobotocore_sqs.literals import QueueAttributeNameType
 
 log = logging.getLogger("ferry.sqs.depth")
 
 T = TypeVar("T")
 
 # The `state` label of ferry_queue_depth → the SQS attribute it reads.
-DEPTH_ATTRIBUTES: Mapping[str, str] = {
+DEPTH_ATTRIBUTES: Mapping[str, QueueAttributeNameType] = {
     "visible": "ApproximateNumberOfMessages",  # waiting to be received
     "in_flight": "ApproximateNumberOfMessagesNotVisible",  # received, not yet deleted
     "delayed": "ApproximateNumberOfMessagesDelayed",  # sent with a delay, not yet visible
@@ -101,7 +105,7 @@ class QueueDepthSampler:
 
     def __init__(
         self,
-        sqs: Any,
+        sqs: SQSClient,
         queues: Sequence[SampledQueue],
         *,
         interval_seconds: float,
@@ -160,12 +164,12 @@ class QueueDepthSampler:
         self._metrics.dlq_depth.labels(role).set(dead_letters(dlq))
         return True
 
-    async def _attributes(self, url: str) -> Mapping[str, Any]:
+    async def _attributes(self, url: str) -> Mapping[str, str]:
         response = await self._sqs.get_queue_attributes(
             QueueUrl=url, AttributeNames=list(DEPTH_ATTRIBUTES.values())
         )
-        attributes: Mapping[str, Any] = response.get("Attributes") or {}
-        return attributes
+        # Keyed by the stubs' attribute-name literals: re-keyed by plain str for `depths`.
+        return {name: value for name, value in (response.get("Attributes") or {}).items()}
 
     async def _unless_stopped(self, work: Awaitable[T]) -> T | None:
         """`work`'s result; None (and `work` cancelled) if a stop comes first: a call to an

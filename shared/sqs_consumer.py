@@ -15,11 +15,15 @@ import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from shared.resources import MAX_RECEIVE_COUNT
+
+if TYPE_CHECKING:
+    from types_aiobotocore_sqs.client import SQSClient
+    from types_aiobotocore_sqs.type_defs import MessageTypeDef
 
 log = logging.getLogger("ferry.sqs.consumer")
 
@@ -174,7 +178,7 @@ class Consumer:
 
     def __init__(
         self,
-        sqs: Any,
+        sqs: SQSClient,
         queue_url: str,
         handler: Handler,
         *,
@@ -217,7 +221,7 @@ class Consumer:
 
     # --- receiving --------------------------------------------------------------------------
 
-    async def _receive(self, count: int, stop_requested: asyncio.Task[Any]) -> list[dict[str, Any]]:
+    async def _receive(self, count: int, stop_requested: asyncio.Task[Any]) -> list[MessageTypeDef]:
         receive = asyncio.create_task(
             self._sqs.receive_message(
                 QueueUrl=self._queue_url,
@@ -244,8 +248,7 @@ class Consumer:
             await self._pause_after_receive_failure(error, stop_requested)
             return []
         self._receive_failures = 0
-        messages: list[dict[str, Any]] = receive.result().get("Messages", [])
-        return messages
+        return receive.result().get("Messages", [])
 
     async def _pause_after_receive_failure(
         self, error: BaseException, stop_requested: asyncio.Task[Any]
@@ -372,7 +375,7 @@ MAX_RESOLVE_PAUSE_SECONDS = 30.0
 
 
 async def wait_for_queue_urls(
-    sqs: Any, names: Sequence[str], stopping: asyncio.Event
+    sqs: SQSClient, names: Sequence[str], stopping: asyncio.Event
 ) -> list[str] | None:
     """The URLs of these queues, retried with backoff while AWS is away; None once stopping.
 
@@ -406,5 +409,5 @@ async def wait_for_queue_urls(
     return None
 
 
-async def _queue_urls(sqs: Any, names: Sequence[str]) -> list[str]:
+async def _queue_urls(sqs: SQSClient, names: Sequence[str]) -> list[str]:
     return [str((await sqs.get_queue_url(QueueName=name))["QueueUrl"]) for name in names]

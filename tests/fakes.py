@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from botocore.exceptions import EndpointConnectionError
 
@@ -20,6 +20,9 @@ from shared.clock import utcnow
 from shared.media_records import BlobRecord, Challenge, MediaRecord, StaleTransition, StoredVariant
 from shared.media_states import sources_of
 from shared.models import MediaState, ReceivedPart
+
+if TYPE_CHECKING:
+    from types_aiobotocore_sqs.client import SQSClient
 
 FAKE_SQS_ENDPOINT = "http://sqs.local"
 
@@ -47,6 +50,12 @@ class FakeSqs:
         self.hang = False
         self.url_lookups = 0
         self.calls = 0  # get_queue_attributes calls
+
+    @property
+    def client(self) -> SQSClient:
+        """This fake where code takes the real client. A cast: the fake has only the calls our
+        code makes, not the whole client the stubs describe."""
+        return cast("SQSClient", self)
 
     # --- messages --------------------------------------------------------------------------
 

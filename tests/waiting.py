@@ -11,7 +11,7 @@ import asyncio
 import inspect
 import os
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar, overload
 
 T = TypeVar("T")
 
@@ -28,13 +28,35 @@ def scaled(seconds: float) -> float:
     return seconds * TIMEOUT_FACTOR
 
 
+# Two overloads, so mypy infers T from a coroutine function's result as well as from a plain
+# function's (one signature taking either kind leaves T unsolved).
+@overload
 async def eventually(
-    check: Callable[[], Awaitable[T | None]] | Callable[[], T | None],
+    check: Callable[[], Awaitable[T | None]],
+    what: str = ...,
+    *,
+    timeout: float = ...,  # noqa: ASYNC109
+    interval: float | None = ...,
+) -> T: ...
+
+
+@overload
+async def eventually(
+    check: Callable[[], T | None],
+    what: str = ...,
+    *,
+    timeout: float = ...,  # noqa: ASYNC109
+    interval: float | None = ...,
+) -> T: ...
+
+
+async def eventually(
+    check: Callable[[], Any],
     what: str = "the condition",
     *,
     timeout: float = 20.0,  # noqa: ASYNC109 - a polling deadline, not a cancellation scope
     interval: float | None = None,
-) -> T:
+) -> Any:
     """Call `check()` (a function or a coroutine function) until it returns something truthy,
     and return that.
 
@@ -57,7 +79,7 @@ async def eventually(
             last = error
         else:
             if outcome:
-                return outcome  # type: ignore[return-value]
+                return outcome
             last = outcome
         if loop.time() >= deadline:
             raise AssertionError(f"{what}: still not true after {scaled(timeout):.1f}s: {last!r}")

@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from contextvars import Token
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from botocore.exceptions import ClientError
 
@@ -36,6 +36,10 @@ from transcode_worker.metrics import WorkerMetrics
 from transcode_worker.pipeline import Processed, Processor, record_ids
 from transcode_worker.publisher import Publisher
 from transcode_worker.verify import StreamVerifier, Verified, mismatch
+
+if TYPE_CHECKING:
+    from types_aiobotocore_s3.client import S3Client
+    from types_aiobotocore_s3.type_defs import DeleteObjectRequestTypeDef, GetObjectRequestTypeDef
 
 log = logging.getLogger("ferry.worker.commit")
 
@@ -59,7 +63,7 @@ class CommitStep:
     def __init__(
         self,
         *,
-        s3: Any,
+        s3: S3Client,
         bucket: str,
         store: MediaRecords,
         publisher: Publisher,
@@ -190,7 +194,7 @@ class CommitStep:
 
         The version is pinned: it is the one the blob will point at, or the one deleted.
         """
-        request = {"Bucket": self._bucket, "Key": record.object_key}
+        request: GetObjectRequestTypeDef = {"Bucket": self._bucket, "Key": record.object_key}
         if version_id is not None:
             request["VersionId"] = version_id
         try:
@@ -245,7 +249,7 @@ class CommitStep:
 
     async def _discard(self, record: MediaRecord, version_id: str | None) -> None:
         """Delete rejected bytes; best effort (the lifecycle rules are the backstop)."""
-        request = {"Bucket": self._bucket, "Key": record.object_key}
+        request: DeleteObjectRequestTypeDef = {"Bucket": self._bucket, "Key": record.object_key}
         if version_id is not None:
             request["VersionId"] = version_id
         try:

@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from shared.keys import derivative_object_key
 from shared.media_records import MediaRecord, MediaRecords, StaleTransition, StoredVariant
@@ -39,6 +39,9 @@ from transcode_worker.derivatives.types import (
 from transcode_worker.metrics import WorkerMetrics
 from transcode_worker.pool import DerivePool
 from transcode_worker.publisher import Publisher
+
+if TYPE_CHECKING:
+    from types_aiobotocore_s3.client import S3Client
 
 log = logging.getLogger("ferry.worker.derive")
 
@@ -95,7 +98,7 @@ class DerivingProcessor:
     def __init__(
         self,
         *,
-        s3: Any,
+        s3: S3Client,
         bucket: str,
         store: MediaRecords,
         publisher: Publisher,

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from shared.media_records import MediaRecord
 from shared.models import MediaEvent
+
+if TYPE_CHECKING:
+    from types_aiobotocore_sqs.client import SQSClient
 
 log = logging.getLogger("ferry.worker.publisher")
 
@@ -31,7 +34,7 @@ class Publisher(Protocol):
 class EventPublisher:
     """Sends a `MediaEvent` (JSON body) per call; at least once, so consumers deduplicate."""
 
-    def __init__(self, sqs: Any, queue_url: str) -> None:
+    def __init__(self, sqs: SQSClient, queue_url: str) -> None:
         self._sqs = sqs
         self._queue_url = queue_url
 

@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 from shared.media_records import MediaRecords
 from shared.sqs_consumer import Consumer, ConsumerConfig
@@ -19,14 +19,18 @@ from transcode_worker.settings import Settings
 from transcode_worker.uploads import UploadsHandler
 from transcode_worker.variant_plans import derive_plans
 
+if TYPE_CHECKING:
+    from types_aiobotocore_s3.client import S3Client
+    from types_aiobotocore_sqs.client import SQSClient
+
 
 class Worker:
     def __init__(
         self,
         *,
         settings: Settings,
-        s3: Any,
-        sqs: Any,
+        s3: S3Client,
+        sqs: SQSClient,
         store: MediaRecords,
         metrics: WorkerMetrics,
         pool: DerivePool | None = None,

@@ -11,7 +11,7 @@ import socket
 import sys
 import textwrap
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -32,10 +32,13 @@ from tests.integration.conftest import TEST_GATEWAYS
 from tests.integration.helpers import Fleet
 from tests.waiting import eventually, scaled
 
+if TYPE_CHECKING:
+    from types_aiobotocore_sqs.literals import QueueAttributeNameType
+
 # --- bootstrap -----------------------------------------------------------------------------------
 
 
-async def _queue_arn(aws: AwsClients, name: str) -> tuple[str, dict[str, str]]:
+async def _queue_arn(aws: AwsClients, name: str) -> tuple[str, dict[QueueAttributeNameType, str]]:
     url = (await aws.sqs.get_queue_url(QueueName=name))["QueueUrl"]
     attributes = await aws.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])
     return url, attributes["Attributes"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import hashlib
 from collections.abc import Callable
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import httpx
@@ -28,12 +29,12 @@ def _with_query(url: str, **changes: str) -> str:
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
-async def _slot(http: httpx.AsyncClient, fleet: Fleet, who: str, data: bytes) -> dict[str, str]:
+async def _slot(http: httpx.AsyncClient, fleet: Fleet, who: str, data: bytes) -> dict[str, Any]:
     answer = await http.post(
         f"{fleet.media_url}/v1/media/uploads", json=slot_request(data), headers=fleet.auth(who)
     )
     assert answer.status_code == 201, answer.text
-    upload: dict[str, str] = answer.json()["upload"]
+    upload: dict[str, Any] = answer.json()["upload"]
     return upload
 
 
@@ -46,7 +47,8 @@ async def test_storage_refuses_tampered_expired_resized_and_wrong_checksum_puts(
     fleet = localstack_fleet
     photo = make_jpeg(seed=91)
     upload = await _slot(http, fleet, user(), photo)
-    url, headers = upload["url"], upload["headers"]
+    url: str = upload["url"]
+    headers: dict[str, str] = upload["headers"]
     signature = dict(parse_qsl(urlsplit(url).query))["X-Amz-Signature"]
     flipped = ("0" if signature[0] != "0" else "1") + signature[1:]
 

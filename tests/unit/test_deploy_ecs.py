@@ -81,6 +81,7 @@ def test_there_is_one_task_definition_per_service() -> None:
 @pytest.mark.parametrize("name", sorted(SERVICES))
 def test_task_definitions_fit_botocores_register_task_definition_model(name: str) -> None:
     shape = get_session().get_service_model("ecs").operation_model("RegisterTaskDefinition")
+    assert shape.input_shape is not None
     validator = ParamValidator()
     for params in (json.loads(_raw(name)), _rendered(name)):
         report = validator.validate(params, shape.input_shape)

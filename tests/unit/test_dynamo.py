@@ -1,11 +1,16 @@
 """`shared.dynamo`: conditional writes mapped to domain errors, batches that finish."""
 
-from typing import Any
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 from botocore.exceptions import ClientError
 
 from shared.dynamo import batch_delete, batch_get, batch_put, conditional
+
+if TYPE_CHECKING:
+    from types_aiobotocore_dynamodb.client import DynamoDBClient
 
 
 class Refused(Exception):
@@ -13,8 +18,9 @@ class Refused(Exception):
 
 
 def failed_condition() -> ClientError:
-    error = {"Code": "ConditionalCheckFailedException", "Message": "no"}
-    return ClientError({"Error": error}, "PutItem")
+    return ClientError(
+        {"Error": {"Code": "ConditionalCheckFailedException", "Message": "no"}}, "PutItem"
+    )
 
 
 def cancelled(*reasons: str) -> ClientError:
@@ -61,6 +67,12 @@ class Throttled:
         self.writes: list[list[dict[str, Any]]] = []
         self.items: dict[str, dict[str, Any]] = {}
 
+    @property
+    def client(self) -> DynamoDBClient:
+        """This fake where code takes the real client. A cast: the fake has only the two batch
+        calls, not the whole client the stubs describe."""
+        return cast("DynamoDBClient", self)
+
     async def batch_write_item(self, RequestItems: dict[str, Any]) -> dict[str, Any]:  # noqa: N803
         ((table, requests),) = RequestItems.items()
         self.writes.append(requests)
@@ -96,14 +108,14 @@ def item(number: int) -> dict[str, Any]:
 
 async def test_batches_of_25_are_retried_until_nothing_is_left() -> None:
     dynamodb = Throttled(leftovers=3)
-    await batch_put(dynamodb, "t", [item(n) for n in range(30)])
+    await batch_put(dynamodb.client, "t", [item(n) for n in range(30)])
     assert len(dynamodb.items) == 30
     assert [len(requests) for requests in dynamodb.writes] == [25, 1, 1, 1, 5]
 
     dynamodb.leftovers = 2
-    found = await batch_get(dynamodb, "t", [item(n) for n in range(30)])
+    found = await batch_get(dynamodb.client, "t", [item(n) for n in range(30)])
     assert sorted(row["k"]["S"] for row in found) == sorted(f"k{n}" for n in range(30))
 
     dynamodb.leftovers = 1
-    await batch_delete(dynamodb, "t", [item(n) for n in range(30)])
+    await batch_delete(dynamodb.client, "t", [item(n) for n in range(30)])
     assert dynamodb.items == {}

@@ -64,7 +64,7 @@ async def test_samples_set_the_gauges_and_survive_an_outage() -> None:
     }
     registry = CollectorRegistry()
     sampler = QueueDepthSampler(
-        sqs, QUEUES, interval_seconds=0.01, metrics=QueueDepthMetrics(registry, ["uploads"])
+        sqs.client, QUEUES, interval_seconds=0.01, metrics=QueueDepthMetrics(registry, ["uploads"])
     )
     task = asyncio.create_task(sampler.run())
 
@@ -109,7 +109,7 @@ async def test_queues_are_resolved_with_retries_while_sqs_is_away() -> None:
     sqs.down = True
     registry = CollectorRegistry()
     sampler = QueueDepthSampler(
-        sqs, QUEUES, interval_seconds=0.01, metrics=QueueDepthMetrics(registry, ["uploads"])
+        sqs.client, QUEUES, interval_seconds=0.01, metrics=QueueDepthMetrics(registry, ["uploads"])
     )
     task = asyncio.create_task(sampler.run())
     await eventually(lambda: sqs.url_lookups >= 2, "a retried look-up")
@@ -125,7 +125,7 @@ async def test_a_stop_does_not_wait_for_a_hanging_call_or_the_interval(hang: boo
     sqs.hang = hang
     registry = CollectorRegistry()
     sampler = QueueDepthSampler(
-        sqs, QUEUES, interval_seconds=3600, metrics=QueueDepthMetrics(registry, ["uploads"])
+        sqs.client, QUEUES, interval_seconds=3600, metrics=QueueDepthMetrics(registry, ["uploads"])
     )
     task = asyncio.create_task(sampler.run())
     await eventually(lambda: sqs.calls > 0, "a first call")

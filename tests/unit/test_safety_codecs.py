@@ -31,7 +31,7 @@ def test_clip_encodes_and_decodes(
     path = make(tmp_path / name)
     with av.open(str(path)) as container:
         assert [stream.codec_context.name for stream in container.streams] == expected
-        decoded = {stream.type: 0 for stream in container.streams}
+        decoded: dict[str, int] = {stream.type: 0 for stream in container.streams}
         for frame in container.decode(*container.streams):
             kind = "video" if isinstance(frame, av.VideoFrame) else "audio"
             decoded[kind] += 1

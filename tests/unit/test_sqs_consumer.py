@@ -43,7 +43,7 @@ def build(handler: ScriptedHandler, **config: Any) -> tuple[Consumer, FakeSqs, C
     registry = CollectorRegistry()
     settings = {"wait_seconds": 20, "retry_base_seconds": 5.0, "shutdown_grace_seconds": 5.0}
     consumer = Consumer(
-        sqs,
+        sqs.client,
         QUEUE_URL,
         handler,
         config=ConsumerConfig(**{**settings, **config}),
