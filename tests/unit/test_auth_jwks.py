@@ -118,7 +118,7 @@ async def test_algorithm_confusion_and_none_are_refused(idp: JwksServer) -> None
         "HS256",
         headers={"kid": RSA_KEY.kid},
     )
-    unsigned = jwt.encode({"sub": "mallory", "exp": 4102444800}, None, "none")
+    unsigned = jwt.encode({"sub": "mallory", "exp": 4102444800}, "", "none")
     for token in (confused, unsigned, "not-a-jwt", ""):
         with pytest.raises(Unauthorized):
             await verifier(idp).verify(token)

@@ -109,13 +109,8 @@ function drawVideo(state, box, media, ready) {
   state.api.downloadUrl(media.media_id, "hls").then(({ url }) => {
     // A signed master URL that plays with no headers (API.md v1.1, Browsers and players).
     if (window.Hls && window.Hls.isSupported()) {
-      const hls = new window.Hls({
-        // Until every server hands out a signed master URL (v1.1), playlists served by the
-        // Media Service itself need the bearer token; signed storage URLs get no header.
-        xhrSetup: (xhr, target) => {
-          if (target.startsWith(state.api.media)) xhr.setRequestHeader("Authorization", `Bearer ${state.api.token}`);
-        },
-      });
+      // No xhrSetup: the master, rendition and segment URLs are all signed (no header needed).
+      const hls = new window.Hls();
       players.set(media.media_id, hls);
       hls.on(window.Hls.Events.ERROR, (_, data) => {
         if (data.fatal) { box.dataset.hlsError = data.details; hls.destroy(); playOriginal(); }
