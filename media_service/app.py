@@ -23,6 +23,7 @@ from media_service.serving import Serving
 from media_service.settings import Settings
 from media_service.storage import MediaBucket
 from media_service.uploads import Uploads
+from media_service.uppy_routes import router as uppy_router
 from shared.aws import client_config, open_aws_clients
 from shared.http import build_app, table_check
 from shared.internal_client import internal_client
@@ -98,6 +99,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.include_router(router)
     app.include_router(internal_router)
+    app.include_router(uppy_router)
     return app
 
 
