@@ -11,7 +11,8 @@ import { proofFor, sha256OfFile } from "./hashing.js";
 const $ = (id) => document.getElementById(id);
 const SESSION_KEY = "ferry.session";
 const PLAN_PREFIX = "ferry.uppy.";
-const state = { results: [], uppy: null };
+// The plugin asks `getChunkSize({size})` with the size only: Ferry's part size by file size.
+const state = { results: [], uppy: null, partSizes: new Map() };
 window.ferryUppy = state;
 
 function contentTypeOf(file) {
@@ -40,6 +41,7 @@ async function prepare(api, uppy, fileIDs) {
     if (saved) {
       // After a reload: the same slot; the plugin lists what storage has and sends the rest.
       uppy.setFileMeta(id, { media_id: saved.media_id, part_size: saved.part_size, ferry_multipart: true, resumed: true, plan_key: planKey });
+      state.partSizes.set(data.size, saved.part_size);
       uppy.setFileState(id, { s3Multipart: { key: saved.media_id, uploadId: saved.media_id } });
       continue;
     }
@@ -54,6 +56,7 @@ async function prepare(api, uppy, fileIDs) {
     const multipart = slot.upload.method === "MULTIPART";
     uppy.setFileMeta(id, { media_id: slot.media_id, part_size: multipart ? slot.upload.part_size : 0, ferry_multipart: multipart, resumed: false, plan_key: planKey });
     if (multipart) {
+      state.partSizes.set(data.size, slot.upload.part_size);
       localStorage.setItem(planKey, JSON.stringify({ media_id: slot.media_id, part_size: slot.upload.part_size }));
       // The slot's multipart upload exists already: the plugin resumes into it (with no parts yet).
       uppy.setFileState(id, { s3Multipart: { key: slot.media_id, uploadId: slot.media_id } });
@@ -80,7 +83,7 @@ async function enter(config, session) {
       companionEndpoint,
       // Ferry decided at slot time: its part size is the plan's, never Uppy's own guess.
       shouldUseMultipart: (file) => file.meta.ferry_multipart === true,
-      getChunkSize: (file) => file.meta.part_size || 5 * 1024 * 1024,
+      getChunkSize: ({ size }) => state.partSizes.get(size) || 5 * 1024 * 1024,
       limit: 2,
     });
   uppy.addPreProcessor((fileIDs) => prepare(api, uppy, fileIDs));
