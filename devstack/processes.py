@@ -56,7 +56,9 @@ STRIPPED_VARIABLES = (
     "AWS_SECURITY_TOKEN",
     "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS",
 )
-START_TIMEOUT_SECONDS = 30.0
+# Generous: on a busy 2-core machine a service's imports and first AWS calls can take tens of
+# seconds; a healthy start returns as soon as /healthz answers.
+START_TIMEOUT_SECONDS = 90.0
 STOP_TIMEOUT_SECONDS = 10.0
 POLL_SECONDS = 0.1
 LOG_TAIL_LINES = 40

@@ -78,8 +78,11 @@ TABLES: tuple[TableSpec, ...] = (
     TableSpec(
         resource="blobs_table",
         owner="media_service",
-        purpose="verified bytes by SHA-256, with a reference count (deduplication)",
-        hash_key=KeyAttribute(name="sha256"),
+        purpose=(
+            "verified bytes by media type family and SHA-256 (`{family}/{sha256}`), with a "
+            "reference count (deduplication; families never share a blob)"
+        ),
+        hash_key=KeyAttribute(name="blob_key"),
     ),
     TableSpec(
         resource="rate_limits_table",

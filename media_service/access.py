@@ -57,6 +57,12 @@ class AccessPolicy:
             return False
         return await self._readers.can_read(record.media_id, user_id)
 
+    async def ask_as_for_hidden(self, user_id: str, media_id: str) -> None:
+        """For a media that does not exist: the same question a hidden media costs (the answer
+        is known and ignored), so that missing and hidden ids take the same time to refuse."""
+        if self._readers is not None:
+            await self._readers.can_read(media_id, user_id)
+
     async def is_referenced(self, media_id: str) -> bool:
         """Whether any message references the media (never, without a Message Service)."""
         return self._readers is not None and await self._readers.is_referenced(media_id)

@@ -3,7 +3,9 @@
 Storage signs one key per URL, so the Media Service serves the playlists itself (text only,
 never segment bytes): the master playlist's rendition URIs point back here with a short-lived
 HMAC signature (a player cannot add an Authorization header), and each rendition playlist's
-segment URIs are presigned storage URLs.
+segment URIs are presigned storage URLs. The signature names the reader it was made for, so
+the rendition playlist re-checks that reader's access every time it signs segments: a member
+who left stops getting fresh segment URLs at once, not when the link expires.
 """
 
 from __future__ import annotations
@@ -30,14 +32,14 @@ def is_segment_name(name: str) -> bool:
 
 
 class PlaylistSigner:
-    """HMAC tokens for rendition playlists: (media, rendition, expiry) → signature."""
+    """HMAC tokens for rendition playlists: (media, rendition, expiry, reader) → signature."""
 
     def __init__(self, secret: str) -> None:
         # Domain-separated from every other use of the secret.
         self._key = hashlib.sha256(b"ferry-hls-playlist\x00" + secret.encode()).digest()
 
-    def sign(self, media_id: str, rendition: str, expires: int) -> str:
-        message = f"{media_id}\x00{rendition}\x00{expires}".encode()
+    def sign(self, media_id: str, rendition: str, expires: int, reader: str) -> str:
+        message = f"{media_id}\x00{rendition}\x00{expires}\x00{reader}".encode()
         return hmac.new(self._key, message, hashlib.sha256).hexdigest()
 
     def verify(
@@ -46,13 +48,14 @@ class PlaylistSigner:
         rendition: str,
         expires: int,
         signature: str,
+        reader: str,
         *,
         now: float | None = None,
     ) -> bool:
         if expires < (time.time() if now is None else now):
             return False
         # Bytes: compare_digest refuses non-ASCII text, and the signature comes from a URL.
-        expected = self.sign(media_id, rendition, expires).encode()
+        expected = self.sign(media_id, rendition, expires, reader).encode()
         return hmac.compare_digest(expected, signature.encode("utf-8", "replace"))
 
 
@@ -83,9 +86,9 @@ def rendition_of(uri: str) -> str | None:
 
 
 def rendition_url(
-    base_url: str, media_id: str, rendition: str, expires: int, signature: str
+    base_url: str, media_id: str, rendition: str, expires: int, signature: str, reader: str
 ) -> str:
     return (
         f"{base_url.rstrip('/')}/v1/media/{quote(media_id, safe='')}/hls/{rendition}/index.m3u8"
-        f"?expires={expires}&signature={signature}"
+        f"?expires={expires}&reader={quote(reader, safe='')}&signature={signature}"
     )

@@ -137,8 +137,9 @@ async def hls_rendition(
     serving: ServingDep,
     expires: Annotated[int, Query()],
     signature: Annotated[str, Query(max_length=128)],
+    reader: Annotated[str, Query(max_length=256)],
 ) -> Response:
-    text = await serving.hls_rendition(media_id, rendition, expires, signature)
+    text = await serving.hls_rendition(media_id, rendition, expires, signature, reader)
     return Response(text, media_type=PLAYLIST_CONTENT_TYPE, headers=_PRIVATE_SHORT_CACHE)
 
 

@@ -32,6 +32,8 @@ from shared.models import DownloadUrl, MediaDocument, MediaInfo, MediaState, Med
 ORIGINAL = "original"
 HLS_VARIANT = "hls"
 PLAYLIST_LIMIT_BYTES = 1024 * 1024
+# Media types whose original carries location or camera metadata that processing removes.
+STRIPPED_TYPES = frozenset({MediaType.IMAGE, MediaType.VIDEO})
 
 
 class Serving(UsesMediaParts):
@@ -40,9 +42,17 @@ class Serving(UsesMediaParts):
         self.playlist_signer = playlist_signer
 
     async def readable(self, user_id: str, media_id: str) -> MediaRecord:
-        """The media if `user_id` may read it; 404 alike for missing and hidden media."""
+        """The media if `user_id` may read it; 404 alike for missing and hidden media.
+
+        Alike in time too: a hidden media costs an access check at the Message Service, so a
+        missing one asks the same question (whose answer is known), or the latency would tell
+        which ids exist (a timing oracle)."""
         record = await self.lookup.load(media_id)
-        if record is None or not await self.access.can_read(user_id, record):
+        if record is None:
+            if keys.is_media_id(media_id):
+                await self.access.ask_as_for_hidden(user_id, media_id)
+            raise NotFound("no such media")
+        if not await self.access.can_read(user_id, record):
             raise NotFound("no such media")
         return record
 
@@ -54,7 +64,7 @@ class Serving(UsesMediaParts):
         return record.info()
 
     async def document(self, user_id: str, media_id: str) -> MediaDocument:
-        return (await self.readable(user_id, media_id)).document()
+        return (await self.readable(user_id, media_id)).document(reader=user_id)
 
     async def download_url(
         self, user_id: str, media_id: str, variant: str, base_url: str
@@ -62,7 +72,7 @@ class Serving(UsesMediaParts):
         # An AWS failure is answered 503 `dependency_unavailable` at the edge: counted as that.
         with counting_refusals(self.metrics.download_urls, dependency_errors=True):
             record = await self.readable(user_id, media_id)
-            url = await self._sign_download(record, variant, base_url)
+            url = await self._sign_download(record, variant, base_url, user_id)
         self.metrics.download_urls.labels("ok").inc()
         return url
 
@@ -118,31 +128,33 @@ class Serving(UsesMediaParts):
             rendition = rendition_of(uri)
             if rendition is None:
                 return None
-            signature = self.playlist_signer.sign(media_id, rendition, expires)
+            signature = self.playlist_signer.sign(media_id, rendition, expires, user_id)
             public = self.settings.public_url or base_url
-            return rendition_url(public, media_id, rendition, expires, signature)
+            return rendition_url(public, media_id, rendition, expires, signature, user_id)
 
         self.metrics.download_urls.labels("ok").inc()
         return rewrite_uris(text, signed)
 
     async def hls_rendition(
-        self, media_id: str, rendition: str, expires: int, signature: str
+        self, media_id: str, rendition: str, expires: int, signature: str, reader: str
     ) -> str:
         """A rendition playlist whose segments are presigned storage URLs.
 
         No bearer token: players cannot send one; the signature from the master playlist,
-        which only a reader could get, is the grant, and it expires with the URLs.
+        which only a reader could get, names that reader and expires with the URLs. The
+        reader's access is checked again here, each time segments are signed: a member who
+        left the conversation gets no fresh segment URL from a link fetched before.
         """
         if not (
             is_rendition(rendition)
-            and self.playlist_signer.verify(media_id, rendition, expires, signature)
+            and self.playlist_signer.verify(media_id, rendition, expires, signature, reader)
         ):
             raise NotFound("no such playlist, or its link expired")
         record = await self.records.get(media_id) if keys.is_media_id(media_id) else None
-        if record is None:
+        if record is None or not await self.access.can_read(reader, record):
             raise NotFound("no such playlist, or its link expired")
         self._servable(record)
-        prefix = f"{keys.hls_prefix(record.sha256)}{rendition}/"
+        prefix = f"{keys.hls_prefix(record.blob_key)}{rendition}/"
         try:
             text = await self.bucket.read_text(f"{prefix}index.m3u8", limit=PLAYLIST_LIMIT_BYTES)
         except Exception as error:
@@ -161,6 +173,32 @@ class Serving(UsesMediaParts):
                 )
         return rewrite_uris(text, segments.get)
 
+    async def _sign_recipients_original(
+        self, record: MediaRecord, ttl: int, expires_at: datetime
+    ) -> DownloadUrl:
+        """What a reader other than the owner downloads as `original`: the copy without
+        location and camera metadata when processing made one (API.md "Privacy of originals"),
+        and for images and videos nothing before processing has had the chance to."""
+        clean = record.clean_original()
+        if clean is not None:
+            url = await self.bucket.sign_get(
+                clean.key, version_id=None, ttl_seconds=ttl, content_type=clean.content_type
+            )
+            return DownloadUrl(url=url, expires_at=expires_at)
+        if record.media_type in STRIPPED_TYPES and record.state is not MediaState.READY:
+            raise NotFound(
+                "the original is not ready for readers yet (processing removes its metadata)",
+                code="no_such_variant",
+            )
+        url = await self.bucket.sign_get(
+            record.object_key,
+            version_id=record.version_id,
+            ttl_seconds=ttl,
+            content_type=record.content_type,
+            download_name=record.filename if record.media_type is MediaType.DOCUMENT else None,
+        )
+        return DownloadUrl(url=url, expires_at=expires_at)
+
     def _servable(self, record: MediaRecord) -> None:
         if record.state is MediaState.BLOCKED:
             raise UnavailableForLegalReasons("this media was blocked by moderation")
@@ -169,7 +207,9 @@ class Serving(UsesMediaParts):
         if record.state is MediaState.FAILED:
             raise Conflict("this media failed; it cannot be served", code="media_unusable")
 
-    async def _sign_download(self, record: MediaRecord, variant: str, base_url: str) -> DownloadUrl:
+    async def _sign_download(
+        self, record: MediaRecord, variant: str, base_url: str, reader: str
+    ) -> DownloadUrl:
         self._servable(record)
         if record.state not in BYTES_VERIFIED:
             raise NotFound("the bytes of this media have not arrived yet", code="no_such_variant")
@@ -181,6 +221,8 @@ class Serving(UsesMediaParts):
             public = self.settings.public_url or base_url
             url = f"{public.rstrip('/')}/v1/media/{record.media_id}/hls/master.m3u8"
             return DownloadUrl(url=url, expires_at=expires_at)
+        if variant == ORIGINAL and reader != record.owner:
+            return await self._sign_recipients_original(record, ttl, expires_at)
         if variant == ORIGINAL:
             url = await self.bucket.sign_get(
                 record.object_key,

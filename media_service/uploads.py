@@ -80,7 +80,7 @@ class Uploads(UsesMediaParts):
             await self._enforce_rate(owner, now)
             # A challenge is pending too: unanswered ones must not pile up either.
             await self._enforce_pending(owner, now)
-            blob = await self.records.get_blob(request.sha256)
+            blob = await self.records.get_blob(keys.blob_key(media_type.value, request.sha256))
             if blob is not None and self._can_dedup(blob, request):
                 return await self._dedup_slot(owner, request, media_type, blob, now)
         plan = plan_upload(
@@ -292,7 +292,7 @@ class Uploads(UsesMediaParts):
             raise Forbidden(
                 "the challenge expired; ask for a new upload slot", code="challenge_expired"
             )
-        blob = await self.records.get_blob(record.sha256)
+        blob = await self.records.get_blob(record.blob_key)
         if blob is None or blob.outcome is None:
             await self._fail_quietly(media_id, "dedup_unavailable", "the stored copy is gone")
             raise Conflict(
@@ -412,7 +412,7 @@ class Uploads(UsesMediaParts):
             )
         if record.state is MediaState.AWAITING_UPLOAD and record.upload_id:
             await self.bucket.abort_multipart(record.object_key, upload_id=record.upload_id)
-        blob = await self.records.get_blob(record.sha256)
+        blob = await self.records.get_blob(record.blob_key)
         try:
             remaining = await self.records.delete(record)
         except StaleTransition as error:
@@ -422,5 +422,5 @@ class Uploads(UsesMediaParts):
         owns_object = blob is None or blob.object_key != record.object_key
         if record.version_id and owns_object and record.upload_kind != "dedup":
             await self.bucket.delete_version(record.object_key, version_id=record.version_id)
-        if remaining == 0 and blob is not None and await self.records.forget_blob(blob.sha256):
+        if remaining == 0 and blob is not None and await self.records.forget_blob(blob.blob_key):
             await self.bucket.delete_version(blob.object_key, version_id=blob.version_id)

@@ -503,9 +503,12 @@ def _bucket_section(names: ResourceNames) -> list[str]:
         "| --- | --- |",
         f"| `{keys.ORIGINALS_PREFIX}{{media_id}}` | an original, at its upload slot's key; "
         "once verified it is also the blob's copy for every later deduplicated media |",
-        f"| `{keys.DERIVATIVES_PREFIX}{{sha256}}/{{variant}}.{{ext}}` | a derivative of some "
-        "verified bytes (thumbnail, poster, voice...), content-addressed |",
-        f"| `{keys.DERIVATIVES_PREFIX}{{sha256}}/hls/...` | the HLS playlists and segments "
+        f"| `{keys.DERIVATIVES_PREFIX}{{family}}/{{sha256}}/{{variant}}.{{ext}}` | a derivative "
+        "of some verified bytes as one media type family (`image`, `voice`, `video`, "
+        "`document`): thumbnail, poster, voice..., content-addressed |",
+        f"| `{keys.DERIVATIVES_PREFIX}{{family}}/{{sha256}}/original_clean.{{ext}}` | the "
+        "original without location and camera metadata (lossless), what non-owners download |",
+        f"| `{keys.DERIVATIVES_PREFIX}video/{{sha256}}/hls/...` | the HLS playlists and segments "
         "of a video |",
         "",
         f"Media ids (`new_media_id`): {_lower_first(_docstring(keys.new_media_id))} "

@@ -1,8 +1,10 @@
 """The bucket's key layout, in one place.
 
 Originals live at `o/{media_id}` (the key of the first verified upload of some bytes);
-derivatives are content-addressed at `d/{sha256}/...`, so deduplicated media share them and a
-re-run overwrites identical objects.
+derivatives are content-addressed at `d/{family}/{sha256}/...`, so deduplicated media share them
+and a re-run overwrites identical objects. A blob's identity is its media type family and its
+SHA-256 (`{family}/{sha256}`, e.g. `video/9f86...`): the same bytes declared as audio and as
+video are two blobs, so their dedup, derivatives and outcomes never mix.
 """
 
 from __future__ import annotations
@@ -44,19 +46,42 @@ def media_id_from_event_key(raw_key: str) -> str | None:
     return media_id if is_media_id(media_id) else None
 
 
+# The media type families (`shared.models.MediaType` values): a blob belongs to exactly one.
+FAMILIES = frozenset({"image", "voice", "video", "document"})
+_BLOB_KEY = re.compile(r"^(image|voice|video|document)/[0-9a-f]{64}$")
+
+
+def blob_key(family: str, sha256: str) -> str:
+    """`{family}/{sha256}`: the identity of some verified bytes as one kind of media."""
+    if family not in FAMILIES:
+        raise ValueError(f"not a media type family: {family!r}")
+    if not _SHA256.fullmatch(sha256):
+        raise ValueError("blobs are addressed by a lowercase sha256")
+    return f"{family}/{sha256}"
+
+
+def _checked_blob_key(value: str) -> str:
+    if not _BLOB_KEY.fullmatch(value):
+        raise ValueError(f"derivative keys are addressed by a blob key (family/sha256): {value!r}")
+    return value
+
+
 _RELATIVE = re.compile(r"^[a-z0-9_]{1,32}(/[A-Za-z0-9_-]{1,32})*/?[A-Za-z0-9_.-]{0,64}$")
 
 
-def derivative_object_key(sha256: str, relative: str) -> str:
-    """`d/{sha256}/{relative}` for a derivative file (`thumb_320.webp`, `hls/360p/seg_00001.ts`)."""
-    if not _SHA256.fullmatch(sha256):
-        raise ValueError("derivative keys are addressed by a lowercase sha256")
+def derivative_prefix(blob: str) -> str:
+    """`d/{family}/{sha256}/`: every derivative of one blob (see `blob_key`)."""
+    return f"{DERIVATIVES_PREFIX}{_checked_blob_key(blob)}/"
+
+
+def derivative_object_key(blob: str, relative: str) -> str:
+    """`d/{family}/{sha256}/{relative}` for a derivative file (`thumb_320.webp`,
+    `hls/360p/seg_00001.ts`) of the blob `blob` (see `blob_key`)."""
+    prefix = derivative_prefix(blob)
     if ".." in relative or not _RELATIVE.fullmatch(relative):
         raise ValueError(f"not a derivative path: {relative!r}")
-    return f"{DERIVATIVES_PREFIX}{sha256}/{relative}"
+    return f"{prefix}{relative}"
 
 
-def hls_prefix(sha256: str) -> str:
-    if not _SHA256.fullmatch(sha256):
-        raise ValueError("derivative keys are addressed by a lowercase sha256")
-    return f"{DERIVATIVES_PREFIX}{sha256}/hls/"
+def hls_prefix(blob: str) -> str:
+    return f"{derivative_prefix(blob)}hls/"

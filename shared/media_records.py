@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 
+from shared import keys
 from shared.clock import iso, utcnow
 from shared.dynamo import conditional, from_item, to_item, to_value
 from shared.media_states import sources_of
@@ -22,6 +23,10 @@ if TYPE_CHECKING:
     from types_aiobotocore_dynamodb.type_defs import TransactWriteItemTypeDef, UpdateTypeDef
 
 OWNER_CREATED_INDEX = "owner-created"
+# The recipients' original (API.md "Privacy of originals"): the original without location and
+# camera metadata, made losslessly during processing. Not listed in the media document: readers
+# other than the owner download it as `original`, and the document shows them its hash and size.
+CLEAN_ORIGINAL_VARIANT = "original_clean"
 PENDING_INDEX = "pending-by-owner"
 
 
@@ -41,10 +46,12 @@ class StoredVariant(BaseModel):
     size: int
     width: int | None = None
     height: int | None = None
+    # Set for `original_clean`, whose hash the media document shows to recipients.
+    sha256: str | None = None
     key: str
 
     def public(self) -> Variant:
-        return Variant(**self.model_dump(exclude={"key"}))
+        return Variant(**self.model_dump(exclude={"key", "sha256"}))
 
 
 class Challenge(BaseModel):
@@ -93,18 +100,24 @@ class MediaRecord(BaseModel):
     # Percent done of a long derivation; meaningful only while processing.
     progress: int | None = None
 
-    def document(self) -> MediaDocument:
+    def document(self, reader: str | None = None) -> MediaDocument:
+        """The media document as `reader` sees it (None: the owner): a reader other than the
+        owner downloads the metadata-free copy as `original`, so sees its hash and size."""
+        size, sha256 = self.size, self.sha256
+        clean = self.clean_original()
+        if reader is not None and reader != self.owner and clean is not None and clean.sha256:
+            size, sha256 = clean.size, clean.sha256
         return MediaDocument(
             media_id=self.media_id,
             state=self.state,
             media_type=self.media_type,
             content_type=self.content_type,
-            size=self.size,
-            sha256=self.sha256,
+            size=size,
+            sha256=sha256,
             created_at=self.created_at,
             filename=self.filename,
             meta=self.meta,
-            variants=[variant.public() for variant in self.variants],
+            variants=self.public_variants(),
             error=self.error,
             progress=self.progress if self.state is MediaState.PROCESSING else None,
         )
@@ -117,18 +130,34 @@ class MediaRecord(BaseModel):
             state=self.state,
             media_type=self.media_type,
             meta=self.meta,
-            variants=[variant.public() for variant in self.variants],
+            variants=self.public_variants(),
         )
+
+    def public_variants(self) -> list[Variant]:
+        return [
+            variant.public() for variant in self.variants if variant.name != CLEAN_ORIGINAL_VARIANT
+        ]
+
+    def clean_original(self) -> StoredVariant | None:
+        return self.variant(CLEAN_ORIGINAL_VARIANT)
 
     def variant(self, name: str) -> StoredVariant | None:
         return next((variant for variant in self.variants if variant.name == name), None)
 
+    @property
+    def blob_key(self) -> str:
+        """The blob these bytes are as this media's type family (`shared.keys.blob_key`)."""
+        return keys.blob_key(self.media_type.value, self.sha256)
+
 
 class BlobRecord(BaseModel):
-    """Some verified bytes, by SHA-256: where they live and how many media hold them."""
+    """Some verified bytes as one media type family (`blob_key`, `{family}/{sha256}`): where
+    they live and how many media hold them. The same bytes declared as another family are
+    another blob, so dedup and the shared outcome never cross media types."""
 
     model_config = ConfigDict(frozen=True)
 
+    blob_key: str
     sha256: str
     object_key: str
     version_id: str | None = None
@@ -165,9 +194,10 @@ class MediaRecords:
         item = response.get("Item")
         return MediaRecord.model_validate(from_item(item)) if item else None
 
-    async def get_blob(self, sha256: str) -> BlobRecord | None:
+    async def get_blob(self, blob_key: str) -> BlobRecord | None:
+        """The blob `{family}/{sha256}` (`MediaRecord.blob_key`), if some media committed it."""
         response = await self._db.get_item(
-            TableName=self.blobs_table, Key={"sha256": {"S": sha256}}, ConsistentRead=True
+            TableName=self.blobs_table, Key={"blob_key": {"S": blob_key}}, ConsistentRead=True
         )
         item = response.get("Item")
         return BlobRecord.model_validate(from_item(item)) if item else None
@@ -271,13 +301,13 @@ class MediaRecords:
             only_from=only_from,
         )
 
-    def _release(self, sha256: str) -> TransactWriteItemTypeDef:
+    def _release(self, blob_key: str) -> TransactWriteItemTypeDef:
         return {
             "Update": {
                 "TableName": self.blobs_table,
-                "Key": {"sha256": {"S": sha256}},
+                "Key": {"blob_key": {"S": blob_key}},
                 "UpdateExpression": "ADD refcount :minus",
-                "ConditionExpression": "attribute_exists(sha256)",
+                "ConditionExpression": "attribute_exists(blob_key)",
                 "ExpressionAttributeValues": {":minus": {"N": "-1"}},
             }
         }
@@ -322,6 +352,7 @@ class MediaRecords:
             only_from=frozenset({MediaState.AWAITING_UPLOAD}),
         )
         blob_fields = {
+            "sha256": record.sha256,
             "object_key": record.object_key,
             "version_id": version_id,
             "size": record.size,
@@ -336,7 +367,7 @@ class MediaRecords:
         keep_first = ", ".join(f"#b{i} = if_not_exists(#b{i}, :b{i})" for i in range(len(names)))
         blob_update: UpdateTypeDef = {
             "TableName": self.blobs_table,
-            "Key": {"sha256": {"S": record.sha256}},
+            "Key": {"blob_key": {"S": record.blob_key}},
             "UpdateExpression": f"SET {keep_first} ADD refcount :one",
             "ExpressionAttributeNames": names,
             "ExpressionAttributeValues": {**values, ":one": {"N": "1"}},
@@ -349,7 +380,7 @@ class MediaRecords:
 
     async def settle_blob(
         self,
-        sha256: str,
+        blob_key: str,
         outcome: MediaState,
         meta: dict[str, Any],
         variants: list[StoredVariant],
@@ -357,9 +388,9 @@ class MediaRecords:
         """Record processing's outcome on the blob, so a later dedup hit can copy it."""
         await self._db.update_item(
             TableName=self.blobs_table,
-            Key={"sha256": {"S": sha256}},
+            Key={"blob_key": {"S": blob_key}},
             UpdateExpression="SET outcome = :outcome, meta = :meta, variants = :variants",
-            ConditionExpression="attribute_exists(sha256)",
+            ConditionExpression="attribute_exists(blob_key)",
             ExpressionAttributeValues={
                 ":outcome": {"S": outcome.value},
                 ":meta": to_value(meta),
@@ -370,7 +401,7 @@ class MediaRecords:
     async def attach_to_blob(self, record: MediaRecord, blob: BlobRecord) -> MediaRecord:
         """awaiting_proof → the blob's outcome, sharing its bytes and derivatives, atomically."""
         if blob.outcome is None:
-            raise StaleTransition(f"blob {blob.sha256} has not settled")
+            raise StaleTransition(f"blob {blob.blob_key} has not settled")
         update = self._transition_update(
             record.media_id,
             blob.outcome,
@@ -386,9 +417,9 @@ class MediaRecords:
         )
         blob_update: UpdateTypeDef = {
             "TableName": self.blobs_table,
-            "Key": {"sha256": {"S": blob.sha256}},
+            "Key": {"blob_key": {"S": blob.blob_key}},
             "UpdateExpression": "ADD refcount :one",
-            "ConditionExpression": "attribute_exists(sha256) AND refcount > :zero",
+            "ConditionExpression": "attribute_exists(blob_key) AND refcount > :zero",
             "ExpressionAttributeValues": {":one": {"N": "1"}, ":zero": {"N": "0"}},
         }
         await self._transact([{"Update": update}, {"Update": blob_update}], record.media_id)
@@ -414,16 +445,16 @@ class MediaRecords:
         if not record.blob_ref:
             await self._transact([delete], record.media_id)
             return None
-        await self._transact([delete, self._release(record.sha256)], record.media_id)
-        blob = await self.get_blob(record.sha256)
+        await self._transact([delete, self._release(record.blob_key)], record.media_id)
+        blob = await self.get_blob(record.blob_key)
         return blob.refcount if blob else 0
 
-    async def forget_blob(self, sha256: str) -> bool:
+    async def forget_blob(self, blob_key: str) -> bool:
         """Delete a blob row nobody references any more (False if someone took it meanwhile)."""
         with conditional() as write:
             await self._db.delete_item(
                 TableName=self.blobs_table,
-                Key={"sha256": {"S": sha256}},
+                Key={"blob_key": {"S": blob_key}},
                 ConditionExpression="refcount <= :zero",
                 ExpressionAttributeValues={":zero": {"N": "0"}},
             )

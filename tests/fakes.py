@@ -129,8 +129,8 @@ class FakeMediaRecords:
     async def get(self, media_id: str) -> MediaRecord | None:
         return self.media.get(media_id)
 
-    async def get_blob(self, sha256: str) -> BlobRecord | None:
-        return self.blobs.get(sha256)
+    async def get_blob(self, blob_key: str) -> BlobRecord | None:
+        return self.blobs.get(blob_key)
 
     async def count_pending(self, owner: str, now: datetime, limit: int) -> int:
         pending = [
@@ -217,11 +217,12 @@ class FakeMediaRecords:
             remove_fields=("pending_owner",),
             only_from=frozenset({MediaState.AWAITING_UPLOAD}),
         )
-        blob = self.blobs.get(record.sha256)
+        blob = self.blobs.get(record.blob_key)
         if blob is not None:  # the first upload's fields stay
-            self.blobs[record.sha256] = blob.model_copy(update={"refcount": blob.refcount + 1})
+            self.blobs[record.blob_key] = blob.model_copy(update={"refcount": blob.refcount + 1})
             return committed
-        self.blobs[record.sha256] = BlobRecord(
+        self.blobs[record.blob_key] = BlobRecord(
+            blob_key=record.blob_key,
             sha256=record.sha256,
             object_key=record.object_key,
             version_id=version_id,
@@ -235,17 +236,21 @@ class FakeMediaRecords:
         return committed
 
     async def settle_blob(
-        self, sha256: str, outcome: MediaState, meta: dict[str, Any], variants: list[StoredVariant]
+        self,
+        blob_key: str,
+        outcome: MediaState,
+        meta: dict[str, Any],
+        variants: list[StoredVariant],
     ) -> None:
-        blob = self.blobs[sha256]
-        self.blobs[sha256] = blob.model_copy(
+        blob = self.blobs[blob_key]
+        self.blobs[blob_key] = blob.model_copy(
             update={"outcome": outcome, "meta": meta, "variants": variants}
         )
 
     async def attach_to_blob(self, record: MediaRecord, blob: BlobRecord) -> MediaRecord:
-        current = self.blobs.get(blob.sha256)
+        current = self.blobs.get(blob.blob_key)
         if blob.outcome is None or current is None or current.refcount <= 0:
-            raise StaleTransition(f"blob {blob.sha256} cannot be shared")
+            raise StaleTransition(f"blob {blob.blob_key} cannot be shared")
         attached = await self.transition(
             record.media_id,
             blob.outcome,
@@ -259,7 +264,7 @@ class FakeMediaRecords:
             remove_fields=("challenge", "pending_owner"),
             only_from=frozenset({MediaState.AWAITING_PROOF}),
         )
-        self.blobs[blob.sha256] = current.model_copy(update={"refcount": current.refcount + 1})
+        self.blobs[blob.blob_key] = current.model_copy(update={"refcount": current.refcount + 1})
         return attached
 
     async def delete(self, record: MediaRecord) -> int | None:
@@ -269,15 +274,15 @@ class FakeMediaRecords:
         del self.media[record.media_id]
         if not record.blob_ref:
             return None
-        blob = self.blobs[record.sha256]
-        self.blobs[record.sha256] = blob.model_copy(update={"refcount": blob.refcount - 1})
+        blob = self.blobs[record.blob_key]
+        self.blobs[record.blob_key] = blob.model_copy(update={"refcount": blob.refcount - 1})
         return blob.refcount - 1
 
-    async def forget_blob(self, sha256: str) -> bool:
-        blob = self.blobs.get(sha256)
+    async def forget_blob(self, blob_key: str) -> bool:
+        blob = self.blobs.get(blob_key)
         if blob is None or blob.refcount > 0:
             return False
-        del self.blobs[sha256]
+        del self.blobs[blob_key]
         return True
 
 

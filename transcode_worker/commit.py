@@ -1,13 +1,18 @@
 """The commit step: verify an original that arrived, then move its media on.
 
 For each new original `o/{media_id}`:
-1. no media record: an orphan (e.g. uploaded after an abandon); counted and left alone;
-2. `awaiting_upload`: stream the object once, check length, SHA-256 and real type against the
-   slot; a mismatch fails the media and deletes that exact object version; a match moves the
-   media to `uploaded` and registers the blob, in one transaction;
-3. `uploaded` (right after 2, or on a redelivery after a crash between 2 and 3): run the
+1. no media record: an orphan (uploaded after an abandon); counted and its bytes deleted;
+2. `awaiting_upload`: bytes that landed after the slot expired (plus a grace) expire the media
+   and are deleted; otherwise stream the object once, check length, SHA-256 and real type
+   against the slot; a mismatch fails the media and deletes that exact object version; a match
+   moves the media to `uploaded`, pinned to the version read, and registers the blob, in one
+   transaction;
+3. past `awaiting_upload`, any version of the key other than the pinned one is a stray (one
+   upload URL can store many objects): deleted, never verified nor served
+   (`transcode_worker.stray_versions`);
+4. `uploaded` (right after 2, or on a redelivery after a crash between 2 and 3): run the
    processor, record its outcome on the blob, then on the media;
-4. anything else: a repeated event or a redelivery; nothing to do.
+5. anything else: a repeated event or a redelivery; nothing to do.
 
 Every write is conditional on the state it starts from, so two workers racing on the same media
 (S3 may send two events for one upload; SQS redelivers) cannot both apply one: the loser gets
@@ -17,16 +22,18 @@ Every write is conditional on the state it starts from, so two workers racing on
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from contextvars import Token
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 from botocore.exceptions import ClientError
 
 from shared.aws import error_code
+from shared.clock import utcnow
 from shared.keys import original_key
 from shared.logging import request_id_var
 from shared.media_records import MediaRecord, MediaRecords, StaleTransition
@@ -35,6 +42,7 @@ from transcode_worker.events import CreatedObject
 from transcode_worker.metrics import WorkerMetrics
 from transcode_worker.pipeline import Processed, Processor, record_ids
 from transcode_worker.publisher import Publisher
+from transcode_worker.stray_versions import StrayVersions
 from transcode_worker.verify import StreamVerifier, Verified, mismatch
 
 if TYPE_CHECKING:
@@ -47,6 +55,7 @@ Outcome = Literal["ok", "duplicate", "orphan", "ignored"]
 
 PROCESSING_FAILED = "processing_failed"
 PROCESSING_FAILED_MESSAGE = "the media could not be processed; upload it again"
+UPLOAD_EXPIRED_MESSAGE = "the bytes arrived after the upload slot expired"
 
 # S3's answers for an object (or version) that is not there (any more).
 _GONE = frozenset({"NoSuchKey", "NoSuchVersion", "404"})
@@ -70,6 +79,7 @@ class CommitStep:
         processor: Processor,
         metrics: WorkerMetrics,
         read_chunk_bytes: int,
+        expiry_grace: timedelta = timedelta(minutes=10),
     ) -> None:
         self._s3 = s3
         self._bucket = bucket
@@ -78,6 +88,10 @@ class CommitStep:
         self._processor = processor
         self._metrics = metrics
         self._read_chunk_bytes = read_chunk_bytes
+        self._expiry_grace = expiry_grace
+        self._strays = StrayVersions(
+            s3=s3, bucket=bucket, store=store, metrics=metrics, read_chunk_bytes=read_chunk_bytes
+        )
         # media id → (its lock, how many jobs hold or wait for it); entries go with the last.
         self._media_locks: dict[str, tuple[asyncio.Lock, int]] = {}
 
@@ -111,10 +125,16 @@ class CommitStep:
     async def _run(self, created: CreatedObject, *, redelivered: bool) -> Outcome:
         record = await self._store.get(created.media_id)
         if record is None:
-            # Not deleted: the sweeper and the bucket's lifecycle rules own orphan cleanup, and
-            # an object nobody references is never served.
+            # An abandoned slot's URL still stores bytes: they must not linger (nor dodge the
+            # pending-uploads cap), so they go now (a blob's version never does).
             log.warning("orphaned object: no media record", extra={"media_id": created.media_id})
             self._metrics.orphaned_objects.inc()
+            await self._strays.discard(
+                original_key(created.media_id),
+                announced=created.version_id,
+                keep=None,
+                reason="abandoned",
+            )
             return "orphan"
         token: Token[str | None] | None = None
         if record.request_id:
@@ -146,14 +166,28 @@ class CommitStep:
     async def _advance(
         self, record: MediaRecord, created: CreatedObject, *, redelivered: bool
     ) -> Outcome:
+        key = original_key(created.media_id)
         if record.state is MediaState.AWAITING_UPLOAD:
-            if record.object_key != original_key(record.media_id):
+            if record.object_key != key:
                 log.warning("record does not expect its bytes here", extra=record_ids(record))
                 return "ignored"
+            if self._landed_too_late(record, created):
+                return await self._expire(record, created)
             committed = await self._verify_and_commit(record, created.version_id)
             if not isinstance(committed, MediaRecord):
                 return committed
             record = committed
+        else:
+            # The slot is settled: only its pinned version (if any) may stay.
+            pinned = record.version_id if record.object_key == key else None
+            # Committed without a version (an unversioned bucket): no stray can be told apart.
+            unversioned = record.blob_ref and pinned is None and record.object_key == key
+            if not unversioned:
+                await self._strays.discard(
+                    key, announced=created.version_id, keep=pinned, reason="extra_version"
+                )
+                if created.version_id is not None and created.version_id != pinned:
+                    return "duplicate"  # another version's event: nothing else to do for it
         # A redelivered message whose media is still `processing` is a job that died mid-way
         # (crash, broken pool, shutdown): resume it. A fresh duplicate event is another job's.
         if record.state is MediaState.UPLOADED or (
@@ -176,7 +210,22 @@ class CommitStep:
         try:
             committed = await self._store.commit_upload(record, version_id=read_version)
         except StaleTransition:
-            return "duplicate"  # another worker committed it first
+            # Another worker committed (or settled) it first, maybe with another version:
+            # this one is then a stray.
+            current = await self._store.get(record.media_id)
+            settled = current is None or current.state is not MediaState.AWAITING_UPLOAD
+            if (
+                read_version is not None
+                and settled
+                and (current is None or current.version_id != read_version)
+            ):
+                await self._strays.discard(
+                    record.object_key,
+                    announced=read_version,
+                    keep=None if current is None else current.version_id,
+                    reason="extra_version",
+                )
+            return "duplicate"
         self._metrics.uploads_verified.labels(record.media_type.value, "ok").inc()
         self._metrics.upload_bytes.labels(record.media_type.value).observe(verified.length)
         self._metrics.stored_bytes.labels("original").inc(verified.length)
@@ -186,6 +235,30 @@ class CommitStep:
         )
         await self._publisher.publish(committed)
         return committed
+
+    def _landed_too_late(self, record: MediaRecord, created: CreatedObject) -> bool:
+        """Storage refuses an expired URL, but an upload started just before expiry may land
+        after it (hence the grace); what lands later still is refused here."""
+        if record.upload_expires_at is None:
+            return False
+        landed = created.created_at or utcnow()
+        return landed > record.upload_expires_at + self._expiry_grace
+
+    async def _expire(self, record: MediaRecord, created: CreatedObject) -> Outcome:
+        # A StaleTransition: settled meanwhile (the Media Service expires slots as it reads them).
+        with contextlib.suppress(StaleTransition):
+            await self._store.transition(
+                record.media_id,
+                MediaState.EXPIRED,
+                set_fields={"error": {"code": "upload_expired", "message": UPLOAD_EXPIRED_MESSAGE}},
+                remove_fields=("pending_owner", "challenge"),
+                only_from=frozenset({MediaState.AWAITING_UPLOAD}),
+            )
+        log.warning("bytes landed after the slot expired", extra=record_ids(record))
+        await self._strays.discard(
+            record.object_key, announced=created.version_id, keep=None, reason="expired"
+        )
+        return "orphan"
 
     async def _stream(
         self, record: MediaRecord, version_id: str | None
@@ -265,7 +338,7 @@ class CommitStep:
         processed: Processed = await self._processor.process(record)
         # The blob first: once the media is ready, a dedup hit on its bytes must find an outcome.
         await self._store.settle_blob(
-            record.sha256, processed.state, processed.meta, processed.variants
+            record.blob_key, processed.state, processed.meta, processed.variants
         )
         fields: dict[str, Any] = {
             "meta": processed.meta,

@@ -26,6 +26,8 @@ MODERATION_OUTCOMES = ("ok", "blocked", "error")
 STORED_KINDS = ("original", "derivative")
 # The media types the worker derives something for (documents are only verified).
 DERIVED_TYPES = (MediaType.IMAGE, MediaType.VOICE, MediaType.VIDEO)
+# ferry_discarded_objects_total{reason} (see transcode_worker.stray_versions).
+DISCARD_REASONS = ("extra_version", "abandoned", "expired")
 # The queues whose depth this worker samples: the uploads queue and the media-events queue.
 SAMPLED_QUEUES = ("uploads", "media_events")
 
@@ -48,6 +50,13 @@ class WorkerMetrics:
         self.orphaned_objects = Counter(
             "ferry_orphaned_objects_total",
             "Originals that arrived with no media record (e.g. uploaded after an abandon)",
+            registry=registry,
+        )
+        self.discarded_objects = Counter(
+            "ferry_discarded_objects_total",
+            "Object versions deleted on arrival because no slot may yield them: extra versions "
+            "of a committed slot, bytes for an abandoned slot, bytes after a slot expired",
+            ["reason"],
             registry=registry,
         )
         self.derivations = Counter(
@@ -89,6 +98,8 @@ class WorkerMetrics:
         self._create_series()
 
     def _create_series(self) -> None:
+        for reason in DISCARD_REASONS:
+            self.discarded_objects.labels(reason)
         for media_type in MediaType:
             for outcome in VERIFY_OUTCOMES:
                 self.uploads_verified.labels(media_type.value, outcome)

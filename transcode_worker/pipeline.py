@@ -9,8 +9,8 @@ so its derivatives go to content-addressed keys (`shared.keys.derivative_object_
 
 Memory stays bounded: the original streams to a temporary file in chunks, decoders run in pool
 processes on that file, and each derivative is uploaded from disk. The temporary folder is
-removed whatever happens. Derivative keys are content-addressed (`d/{sha256}/...`), so a rerun
-after a crash overwrites identical objects, and deduplicated media share them.
+removed whatever happens. Derivative keys are content-addressed (`d/{family}/{sha256}/...`), so
+a rerun after a crash overwrites identical objects, and deduplicated media share them.
 """
 
 from __future__ import annotations
@@ -168,7 +168,7 @@ class DerivingProcessor:
                     state=MediaState.BLOCKED,
                     error=ErrorDetail(code="blocked", message=derived.blocked_reason),
                 )
-            await self._upload(record.sha256, derived.files)
+            await self._upload(record.blob_key, derived.files)
             self._metrics.derivations.labels(record.media_type.value, "ok").inc()
             self._metrics.derive_seconds.labels(record.media_type.value).observe(
                 time.perf_counter() - started
@@ -182,7 +182,8 @@ class DerivingProcessor:
                         size=variant.size,
                         width=variant.width,
                         height=variant.height,
-                        key=derivative_object_key(record.sha256, variant.key),
+                        sha256=variant.sha256,
+                        key=derivative_object_key(record.blob_key, variant.key),
                     )
                     for variant in derived.variants
                 ],
@@ -237,7 +238,7 @@ class DerivingProcessor:
         finally:
             await asyncio.to_thread(handle.close)
 
-    async def _upload(self, sha256: str, files: list[DerivedFile]) -> None:
+    async def _upload(self, blob_key: str, files: list[DerivedFile]) -> None:
         slots = asyncio.Semaphore(self._upload_concurrency)
 
         async def put(file: DerivedFile) -> None:
@@ -245,7 +246,7 @@ class DerivingProcessor:
                 data = await asyncio.to_thread(file.path.read_bytes)
                 await self._s3.put_object(
                     Bucket=self._bucket,
-                    Key=derivative_object_key(sha256, file.key),
+                    Key=derivative_object_key(blob_key, file.key),
                     Body=data,
                     ContentType=file.content_type,
                     CacheControl=IMMUTABLE,

@@ -19,6 +19,9 @@ class Settings(ServiceSettings):
 
     # How many messages are handled at once (each one streams an original).
     worker_concurrency: int = Field(4, ge=1, le=64)
+    # As the Media Service's: bytes that land this long after their slot expired are deleted
+    # and the media settled `expired` (an upload started just before expiry still lands).
+    expiry_grace_seconds: int = Field(600, ge=0, le=24 * 3600)
     # SQS long polling: 20 s is SQS's maximum; 0 means short polling.
     queue_wait_seconds: int = Field(20, ge=0, le=20)
     # A message's visibility while it is handled; a heartbeat renews it every half of this.

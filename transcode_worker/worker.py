@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from shared.media_records import MediaRecords
@@ -74,6 +75,7 @@ class Worker:
             processor=self._processor(publisher),
             metrics=self._metrics,
             read_chunk_bytes=settings.read_chunk_bytes,
+            expiry_grace=timedelta(seconds=settings.expiry_grace_seconds),
         )
         return Consumer(
             self._sqs,

@@ -436,7 +436,7 @@ async def test_a_replayed_s3_event_changes_nothing(
     after = (await http.get(f"{fleet.media_url}/v1/media/{media_id}", headers=owner)).json()
     assert after == before
     blob = await dynamodb.get_item(
-        TableName=fleet.resources.blobs_table, Key={"sha256": {"S": before["sha256"]}}
+        TableName=fleet.resources.blobs_table, Key={"blob_key": {"S": f"image/{before['sha256']}"}}
     )
     assert blob["Item"]["refcount"]["N"] == "1"
 

@@ -331,3 +331,64 @@ def truncated(source: Path, path: Path, *, keep: float = 0.5) -> Path:
 def random_bytes(path: Path, *, size: int = 64 * 1024, seed: int = 1) -> Path:
     path.write_bytes(random.Random(seed).randbytes(size))
     return path
+
+
+LOCATION = "+52.3700+004.8900/"
+
+
+def _box(kind: bytes, body: bytes) -> bytes:
+    return (len(body) + 8).to_bytes(4, "big") + kind + body
+
+
+def location_udta(location: str = LOCATION) -> bytes:
+    """A `udta` box as phones write it: the QuickTime `©xyz` location and `©mak` maker atoms."""
+
+    def text_atom(kind: bytes, text: str) -> bytes:
+        value = text.encode()
+        return _box(kind, len(value).to_bytes(2, "big") + b"\x15\xc7" + value)
+
+    return _box(b"udta", text_atom(b"\xa9xyz", location) + text_atom(b"\xa9mak", "FerryPhone"))
+
+
+def mp4_with_location(
+    path: Path, *, seconds: float = 1.0, faststart: bool = False, location: str = LOCATION
+) -> Path:
+    """An H.264 MP4 whose `moov` carries a `udta` with a `©xyz` location atom.
+
+    Without `faststart` the `moov` is the last box, so appending to it moves no chunk; with it
+    the `moov` comes first and every chunk offset (`stco`) is raised by the bytes added."""
+    h264_mp4(path, seconds=seconds, width=320, height=180, audio=True, faststart=faststart)
+    data = bytearray(path.read_bytes())
+    position = 0
+    while position < len(data):
+        size = int.from_bytes(data[position : position + 4], "big")
+        if data[position + 4 : position + 8] == b"moov":
+            break
+        position += size
+    else:
+        raise AssertionError("no moov box")
+    extra = location_udta(location)
+    end = position + size
+    if faststart:
+        _raise_chunk_offsets(data, position, end, len(extra))
+    data[position : position + 4] = (size + len(extra)).to_bytes(4, "big")
+    data[end:end] = extra
+    path.write_bytes(bytes(data))
+    return path
+
+
+def _raise_chunk_offsets(data: bytearray, start: int, end: int, by: int) -> None:
+    """Add `by` to every `stco` entry inside [start, end) (the test clips never need `co64`)."""
+    position = start + 8
+    while position + 8 <= end:
+        size = int.from_bytes(data[position : position + 4], "big")
+        kind = bytes(data[position + 4 : position + 8])
+        if kind in (b"trak", b"mdia", b"minf", b"stbl"):
+            _raise_chunk_offsets(data, position, position + size, by)
+        elif kind == b"stco":
+            count = int.from_bytes(data[position + 12 : position + 16], "big")
+            for index in range(count):
+                at = position + 16 + 4 * index
+                value = int.from_bytes(data[at : at + 4], "big") + by
+                data[at : at + 4] = value.to_bytes(4, "big")
+        position += size

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 import pillow_heif
-from PIL import Image, ImageCms
+from PIL import Image, ImageCms, PngImagePlugin
 
 MARKER = (255, 0, 0)
 MARKER_FRACTION = 5  # the marker square's side is 1/5 of the shorter side
@@ -262,3 +262,43 @@ def write(path: Path, data: bytes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
     return path
+
+
+def _gps_exif(orientation: int | None = 6) -> Image.Exif:
+    exif = Image.Exif()
+    exif[0x010F] = "FerryCam"  # Make
+    if orientation is not None:
+        exif[ORIENTATION] = orientation
+    exif[GPS_IFD] = dict(GPS_TAGS)
+    return exif
+
+
+def png_with_gps(width: int = 200, height: int = 120) -> bytes:
+    """A PNG with an `eXIf` chunk (make, orientation 6, GPS) and a `tEXt` comment."""
+    text = PngImagePlugin.PngInfo()
+    text.add_text("Comment", "shot at home")
+    return _save(photo(width, height, seed=7), "PNG", exif=_gps_exif(), pnginfo=text)
+
+
+def webp_with_gps(width: int = 200, height: int = 120) -> bytes:
+    """A lossless WebP with EXIF (make, orientation 6, GPS), XMP and an ICC profile."""
+    return _save(
+        photo(width, height, seed=8),
+        "WEBP",
+        lossless=True,
+        exif=_gps_exif(),
+        xmp=XMP,
+        icc_profile=srgb_icc(),
+    )
+
+
+def heic_with_gps(width: int = 128, height: int = 96) -> bytes:
+    """HEIC as phones write it: EXIF with GPS and XMP as items of the file."""
+    pillow_heif.register_heif_opener()
+    return _save(
+        photo(width, height, seed=4),
+        "HEIF",
+        quality=60,
+        exif=_gps_exif(orientation=None).tobytes(),
+        xmp=XMP,
+    )

@@ -15,6 +15,7 @@ from media_service.parts import MediaParts
 from media_service.serving import Serving
 from media_service.settings import Settings
 from media_service.uploads import Uploads
+from shared import keys
 from shared.clock import utcnow
 from shared.media_records import BlobRecord, MediaRecord
 from shared.models import MediaState, MediaType, UploadRequest
@@ -60,6 +61,7 @@ class MediaWorld:
         key = f"o/m_earlier_{sha256[:8]}"
         self.bucket.objects[key] = data
         blob = BlobRecord(
+            blob_key=keys.blob_key(MediaType.IMAGE.value, sha256),
             sha256=sha256,
             object_key=key,
             version_id="v1",
@@ -71,7 +73,7 @@ class MediaWorld:
             created_at=utcnow(),
             outcome=MediaState.READY,
         )
-        self.records.blobs[sha256] = blob
+        self.records.blobs[blob.blob_key] = blob
         return blob
 
     def settle(self, media_id: str, state: MediaState, **fields: object) -> MediaRecord:

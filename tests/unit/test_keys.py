@@ -25,12 +25,22 @@ def test_keys_outside_originals_are_ignored(raw: str) -> None:
     assert keys.media_id_from_event_key(raw) is None
 
 
-def test_derivative_keys_are_content_addressed() -> None:
+def test_derivative_keys_are_content_addressed_per_family() -> None:
     sha = "a" * 64
-    assert keys.derivative_object_key(sha, "thumb_320.webp") == f"d/{sha}/thumb_320.webp"
-    assert keys.hls_prefix(sha) == f"d/{sha}/hls/"
-    with pytest.raises(ValueError, match="sha256"):
+    blob = keys.blob_key("video", sha)
+    assert blob == f"video/{sha}"
+    assert keys.derivative_object_key(blob, "thumb_320.webp") == f"d/video/{sha}/thumb_320.webp"
+    assert keys.hls_prefix(blob) == f"d/video/{sha}/hls/"
+    # The same bytes as another family are another blob, with other derivative keys.
+    assert keys.derivative_prefix(keys.blob_key("voice", sha)) == f"d/voice/{sha}/"
+    with pytest.raises(ValueError, match="blob key"):
         keys.derivative_object_key("../etc", "thumb_320.webp")
+    with pytest.raises(ValueError, match="blob key"):
+        keys.derivative_object_key(sha, "thumb_320.webp")
+    with pytest.raises(ValueError, match="family"):
+        keys.blob_key("audio", sha)
+    with pytest.raises(ValueError, match="sha256"):
+        keys.blob_key("video", "A" * 64)
 
 
 def test_original_key_refuses_traversal() -> None:
@@ -40,11 +50,14 @@ def test_original_key_refuses_traversal() -> None:
 
 def test_derivative_files_nest_under_their_blob() -> None:
     sha = "b" * 64
-    assert keys.derivative_object_key(sha, "thumb_320.webp") == f"d/{sha}/thumb_320.webp"
+    blob = keys.blob_key("image", sha)
+    assert keys.derivative_object_key(blob, "thumb_320.webp") == f"d/image/{sha}/thumb_320.webp"
     assert (
-        keys.derivative_object_key(sha, "hls/360p/seg_00001.ts") == f"d/{sha}/hls/360p/seg_00001.ts"
+        keys.derivative_object_key(blob, "hls/360p/seg_00001.ts")
+        == f"d/image/{sha}/hls/360p/seg_00001.ts"
     )
-    assert keys.derivative_object_key(sha, "hls/master.m3u8") == f"d/{sha}/hls/master.m3u8"
+    assert keys.derivative_object_key(blob, "hls/master.m3u8") == f"d/image/{sha}/hls/master.m3u8"
+    assert keys.derivative_object_key(blob, "original_clean.jpg").endswith("/original_clean.jpg")
     for bad in ("../x", "hls/../../o/m", "/abs", "hls//x", ""):
         with pytest.raises(ValueError, match="derivative"):
-            keys.derivative_object_key(sha, bad)
+            keys.derivative_object_key(blob, bad)

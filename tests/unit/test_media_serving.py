@@ -77,7 +77,7 @@ async def test_hls_master_links_back_here_signed_and_renditions_sign_segments(
     world: MediaWorld,
 ) -> None:
     record = await uploaded(world, MediaState.PROCESSING)
-    prefix = keys.hls_prefix(record.sha256)
+    prefix = keys.hls_prefix(record.blob_key)
     hls = StoredVariant(
         name="hls", content_type="application/vnd.apple.mpegurl", size=1, key=f"{prefix}m.m3u8"
     )
@@ -91,11 +91,16 @@ async def test_hls_master_links_back_here_signed_and_renditions_sign_segments(
     link = next(line for line in master.splitlines() if line.startswith("http"))
     query = parse_qs(urlsplit(link).query)
     expires, signature = int(query["expires"][0]), query["signature"][0]
+    assert query["reader"] == [OWNER]
 
-    playlist = await world.serving.hls_rendition(record.media_id, "360p", expires, signature)
+    playlist = await world.serving.hls_rendition(record.media_id, "360p", expires, signature, OWNER)
     assert f"fake://get/{prefix}360p/seg0.ts?version=None" in playlist
     assert "escape" not in playlist  # only segment names are signed; others are dropped
     with pytest.raises(NotFound):
-        await world.serving.hls_rendition(record.media_id, "360p", expires, "0" * 64)
+        await world.serving.hls_rendition(record.media_id, "360p", expires, "0" * 64, OWNER)
+    with pytest.raises(NotFound):  # another reader's link
+        await world.serving.hls_rendition(record.media_id, "360p", expires, signature, "mallory")
     with pytest.raises(NotFound):  # a link past its expiry
-        await world.serving.hls_rendition(record.media_id, "360p", int(time.time()) - 1, signature)
+        await world.serving.hls_rendition(
+            record.media_id, "360p", int(time.time()) - 1, signature, OWNER
+        )

@@ -90,7 +90,7 @@ async def test_known_bytes_get_a_challenge_and_a_right_proof_shares_them(
     document = await world.uploads.prove(OWNER, slot.media_id, proof)
     assert document.state is MediaState.READY
     assert world.records.media[slot.media_id].object_key == blob.object_key
-    assert world.records.blobs[blob.sha256].refcount == 2
+    assert world.records.blobs[blob.blob_key].refcount == 2
     assert world.sample("ferry_dedup_proofs_total", outcome="ok") == 1
 
 
@@ -187,5 +187,5 @@ async def test_shared_bytes_stay_while_another_media_holds_them(world: MediaWorl
     content = JPEG[slot.dedup.offset : slot.dedup.offset + slot.dedup.length]
     await world.uploads.prove(OWNER, slot.media_id, expected_proof(slot.dedup.nonce, content))
     await world.uploads.delete(OWNER, slot.media_id)
-    assert world.records.blobs[blob.sha256].refcount == 1
+    assert world.records.blobs[blob.blob_key].refcount == 1
     assert world.bucket.deleted == []

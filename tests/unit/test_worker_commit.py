@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
@@ -88,6 +90,32 @@ class FakeS3:
 
     async def delete_object(self, **request: Any) -> None:
         self.deletes.append(request)
+        self.objects.pop((request["Key"], request.get("VersionId", "")), None)
+
+    async def head_object(self, **request: Any) -> dict[str, Any]:
+        data = self.objects[(request["Key"], request["VersionId"])]
+        return {"ChecksumSHA256": base64.b64encode(hashlib.sha256(data).digest()).decode()}
+
+    def get_paginator(self, name: str) -> FakeVersionPages:
+        assert name == "list_object_versions"
+        return FakeVersionPages(self)
+
+    def versions_of(self, key: str) -> list[str]:
+        return [version for (stored, version) in self.objects if stored == key]
+
+
+class FakeVersionPages:
+    def __init__(self, s3: FakeS3) -> None:
+        self.s3 = s3
+
+    async def paginate(self, *, Bucket: str, Prefix: str) -> AsyncIterator[dict[str, Any]]:  # noqa: N803 - boto's names
+        yield {
+            "Versions": [
+                {"Key": key, "VersionId": version}
+                for (key, version) in self.s3.objects
+                if key.startswith(Prefix)
+            ]
+        }
 
 
 class RecordingPublisher:
@@ -173,7 +201,7 @@ async def test_good_bytes_become_ready(world: World) -> None:
     assert ready.meta == {"mime": "image/jpeg"}
     assert ready.version_id == version  # pinned to what was read
     assert ready.pending_owner is None
-    blob = world.store.blobs[record.sha256]
+    blob = world.store.blobs[record.blob_key]
     assert (blob.refcount, blob.outcome, blob.version_id) == (1, MediaState.READY, version)
     assert world.publisher.states == ["uploaded", "ready"]
     assert world.verified("ok") == 1
@@ -232,14 +260,85 @@ async def test_an_oversized_object_is_not_read_to_the_end(world: World) -> None:
     assert error_code(failed) == "size_mismatch"
 
 
-async def test_orphan_is_counted_and_left_alone(world: World) -> None:
+def discarded(world: World, reason: str) -> float:
+    labels = {"reason": reason}
+    return world.registry.get_sample_value("ferry_discarded_objects_total", labels) or 0.0
+
+
+async def test_bytes_for_an_abandoned_slot_are_counted_and_deleted(world: World) -> None:
     media_id = new_media_id()
-    world.s3.put(original_key(media_id), JPEG)
-    orphan = CreatedObject(bucket=BUCKET, media_id=media_id)
+    version = world.s3.put(original_key(media_id), JPEG)
+    orphan = CreatedObject(bucket=BUCKET, media_id=media_id, version_id=version)
     assert await world.step.run(orphan) == "orphan"
-    assert world.s3.gets == []
-    assert world.s3.deletes == []
+    assert world.s3.gets == []  # never verified
+    assert world.s3.versions_of(original_key(media_id)) == []
     assert world.registry.get_sample_value("ferry_orphaned_objects_total") == 1
+    assert discarded(world, "abandoned") == 1
+
+
+async def test_a_deleted_media_whose_bytes_a_blob_shares_keeps_them(world: World) -> None:
+    record = world.slot(JPEG)
+    version = world.s3.put(record.object_key, JPEG)
+    await world.step.run(created(record, version))
+    del world.store.media[record.media_id]  # deleted by its owner; dedup copies hold the blob
+    late = world.s3.put(record.object_key, JPEG)  # the URL replayed afterwards
+    assert await world.step.run(created(record)) == "orphan"
+    assert world.s3.versions_of(record.object_key) == [version]
+    assert late not in world.s3.versions_of(record.object_key)
+
+
+async def test_extra_versions_from_one_url_are_deleted_unverified(world: World) -> None:
+    record = world.slot(JPEG)
+    first = world.s3.put(record.object_key, JPEG)
+    assert await world.step.run(created(record, first)) == "ok"
+    extras = [world.s3.put(record.object_key, JPEG) for _ in range(5)]
+    for extra in extras:
+        assert await world.step.run(created(record, extra)) == "duplicate"
+    assert world.s3.versions_of(record.object_key) == [first]
+    assert len(world.s3.gets) == 1  # only the pinned version was ever read
+    assert world.store.media[record.media_id].version_id == first
+    assert world.publisher.states == ["uploaded", "ready"]
+    assert discarded(world, "extra_version") == 5
+
+
+async def test_without_versions_in_events_every_other_version_goes(world: World) -> None:
+    record = world.slot(JPEG)
+    first = world.s3.put(record.object_key, JPEG)
+    assert await world.step.run(created(record)) == "ok"
+    world.s3.put(record.object_key, JPEG)
+    world.s3.put(record.object_key, b"anything at all")
+    assert await world.step.run(created(record)) == "duplicate"
+    assert world.s3.versions_of(record.object_key) == [first]
+
+
+async def test_bytes_landing_after_the_slot_expired_expire_it_and_go(world: World) -> None:
+    record = world.slot(JPEG)
+    expired = record.model_copy(
+        update={"upload_expires_at": datetime.now(UTC) - timedelta(minutes=11)}
+    )
+    world.store.media[record.media_id] = expired
+    version = world.s3.put(record.object_key, JPEG)
+    late = CreatedObject(
+        bucket=BUCKET, media_id=record.media_id, version_id=version, created_at=datetime.now(UTC)
+    )
+    assert await world.step.run(late) == "orphan"
+    settled = world.store.media[record.media_id]
+    assert settled.state is MediaState.EXPIRED
+    assert error_code(settled) == "upload_expired"
+    assert settled.pending_owner is None
+    assert world.s3.versions_of(record.object_key) == []
+    assert world.s3.gets == []
+    assert discarded(world, "expired") == 1
+
+
+async def test_bytes_within_the_grace_after_expiry_still_commit(world: World) -> None:
+    record = world.slot(JPEG)
+    world.store.media[record.media_id] = record.model_copy(
+        update={"upload_expires_at": datetime.now(UTC) - timedelta(minutes=9)}
+    )
+    version = world.s3.put(record.object_key, JPEG)
+    assert await world.step.run(created(record, version)) == "ok"
+    assert world.store.media[record.media_id].state is MediaState.READY
 
 
 async def test_redelivery_after_a_crash_between_steps_finishes(world: World) -> None:
@@ -272,7 +371,7 @@ async def test_a_repeated_event_changes_nothing(world: World) -> None:
     before = world.store.media[record.media_id]
     assert await world.step.run(created(record)) == "duplicate"
     assert world.store.media[record.media_id] == before
-    assert world.store.blobs[record.sha256].refcount == 1
+    assert world.store.blobs[record.blob_key].refcount == 1
     assert world.publisher.states == ["uploaded", "ready"]
     assert len(world.s3.gets) == 1
 
@@ -406,3 +505,33 @@ def test_processing_latency_is_never_negative() -> None:
     assert processing_latency(now - timedelta(seconds=2.5), now) == 2.5
     # Storage's clock ahead of ours: zero, not a negative observation.
     assert processing_latency(now + timedelta(seconds=1), now) == 0.0
+
+
+async def test_an_unversioned_commit_still_resumes_on_redelivery(world: World) -> None:
+    world.s3.versioned = False
+    record = world.slot(JPEG)
+    world.s3.put(record.object_key, JPEG)
+    await world.store.commit_upload(record, version_id=None)
+    assert await world.step.run(created(record), redelivered=True) == "ok"
+    assert world.store.media[record.media_id].state is MediaState.READY
+    assert world.s3.deletes == []
+
+
+async def test_losing_the_commit_race_to_another_version_deletes_the_one_read(
+    world: World,
+) -> None:
+    record = world.slot(JPEG)
+    winner = world.s3.put(record.object_key, JPEG)
+    loser = world.s3.put(record.object_key, JPEG)
+    real_get = world.s3.get_object
+
+    async def other_worker_commits_first(**request: Any) -> dict[str, Any]:
+        # Another worker, on the other version's event, commits while this one streams.
+        await world.store.commit_upload(record, version_id=winner)
+        world.s3.get_object = real_get  # type: ignore[method-assign]
+        return await real_get(**request)
+
+    world.s3.get_object = other_worker_commits_first  # type: ignore[method-assign]
+    assert await world.step.run(created(record, loser)) == "duplicate"
+    assert world.store.media[record.media_id].version_id == winner
+    assert world.s3.versions_of(record.object_key) == [winner]

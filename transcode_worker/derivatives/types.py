@@ -30,6 +30,8 @@ class DerivedVariant:
     size: int
     width: int | None = None
     height: int | None = None
+    # The SHA-256 of the file, when the media document shows it (`original_clean`).
+    sha256: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -73,6 +75,12 @@ class DeriveError(Exception):
 
     def __str__(self) -> str:
         return f"{self.code}: {self.message}"
+
+
+class StripError(Exception):
+    """A file is not the well-formed container it claims to be, so no metadata-free copy of it
+    can be made (`strip_images`, `strip_mp4`): the media fails rather than hand out its
+    metadata."""
 
 
 class ScanFailed(Exception):
