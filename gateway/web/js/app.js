@@ -275,6 +275,19 @@ function connect(delay = 500) {
   };
 }
 
+// `unavailable`: the Message Service did not answer in time; the message may be stored anyway.
+// Sending again with the same client_msg_id is safe (a replay answers `sent` with the first).
+async function sendWithRetries(frame, attempts = 4) {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await sendFrame(frame);
+    } catch (error) {
+      if (error.code !== "unavailable" || attempt >= attempts) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 500 * 2 ** attempt));
+    }
+  }
+}
+
 function sendFrame(frame) {
   return new Promise((resolve, reject) => {
     if (!state.socket || state.socket.readyState !== WebSocket.OPEN) { reject(new Error("not connected")); return; }
@@ -331,7 +344,7 @@ async function onSend(event) {
   if (!text && media.length === 0) return;
   const client_msg_id = crypto.randomUUID();
   try {
-    const sent = await sendFrame({ client_msg_id, conversation_id, text: text || null, media });
+    const sent = await sendWithRetries({ client_msg_id, conversation_id, text: text || null, media });
     // The sending device gets `sent`, not the message (its other devices get the message):
     // read it back so it shows with its seq and time.
     const page = await state.api.history(conversation_id, sent.seq - 1);
