@@ -5,6 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 USER ?= alice
 DEVICE ?= default
+ROLE ?=
 # The fleet's packages that exist so far (a service appears when its issue lands).
 PACKAGES := $(patsubst %/__init__.py,%,$(wildcard shared/__init__.py gateway/__init__.py \
 	media_service/__init__.py message_service/__init__.py transcode_worker/__init__.py \
@@ -48,8 +49,8 @@ run: $(STAMP) ## start the emulator, bootstrap AWS resources and every service (
 	$(if $(filter localstack,$(S3)),$(MAKE) localstack)
 	$(BIN)/python -m devstack.run $(if $(S3),--s3 $(S3))
 
-token: $(STAMP) ## print a dev token: make token USER=alice [DEVICE=phone]
-	@$(BIN)/python -m devstack.token $(USER) --device $(DEVICE)
+token: $(STAMP) ## print a dev token: make token USER=alice [DEVICE=phone] [ROLE=admin]
+	@$(BIN)/python -m devstack.token $(USER) --device $(DEVICE) $(if $(ROLE),--role $(ROLE))
 
 test: $(STAMP) ## run every test (unit and integration, real processes)
 	$(BIN)/python -m pytest

@@ -4,9 +4,10 @@ Measures, on this machine as it is:
 - upload-slot issuance: throughput and p50/p99 latency of `POST /v1/media/uploads`
   (200 slots, 10 in flight, spread over 20 users; per-user limits lifted for the bench);
 - end to end, from "storage holds the bytes" to `ready`: a 1 MiB JPEG (verified and
-  thumbnailed) and a 20 MiB multipart document (verified only) (p50 over a few runs each);
+  thumbnailed) and a 20 MiB multipart PDF (verified, first page previewed) (p50 over a few runs);
 - the worker's peak resident memory (VmHWM of its process) after it verified a 64 MiB upload:
-  the commit step streams, so it should not grow by anything like 64 MiB.
+  the commit step streams, so it should not grow by anything like 64 MiB;
+- moderation's cost per image: PDQ hash and NSFW score (`bench.safety.per_image`, in-process).
 
 Never asserts; prints numbers and writes them to `bench/results/latest.json`. Takes about a
 minute; service logs go to `bench/results/logs/`.
@@ -30,6 +31,7 @@ from typing import Any
 
 import httpx
 
+from bench import safety
 from bench.scenarios import (
     MIB,
     BenchFailed,
@@ -139,6 +141,7 @@ async def _measure(fleet: LocalFleet, plan: Plan) -> dict[str, Any]:
             "vmhwm_kib_after": after,
             "vmrss_kib_after": memory_kib(worker_pid, "VmRSS") if worker_pid else None,
         }
+    results["moderation_per_image"] = await asyncio.to_thread(safety.per_image)
     return results
 
 
@@ -147,6 +150,7 @@ def _table(results: dict[str, Any], plan: Plan) -> str:
     small = results["single_1mib_to_ready"]
     multipart = results["multipart_20mib_to_ready"]
     memory = results["worker_memory"]
+    moderation = results["moderation_per_image"]
     errors = slots["requests"] - slots["statuses"].get("201", 0)
     at_start = memory["vmhwm_kib_at_start"]
     before, after = memory["vmhwm_kib_before"], memory["vmhwm_kib_after"]
@@ -183,6 +187,12 @@ def _table(results: dict[str, Any], plan: Plan) -> str:
         (
             f"worker peak RSS (VmHWM) after verifying {plan.big_bytes // MIB} MiB",
             f"{_mib(after)} ({growth})",
+        ),
+        (
+            "moderation per image: PDQ (1280x960) / NSFW (512 px, 1280x960)",
+            f"{moderation['pdq_ms_1280x960']:.1f} ms / {moderation['nsfw_ms_512']:.1f} ms, "
+            f"{moderation['nsfw_ms_1280x960']:.1f} ms (model load "
+            f"{moderation['nsfw_load_ms']:.0f} ms per pool process)",
         ),
     ]
     width = max(len(name) for name, _ in rows)

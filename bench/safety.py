@@ -7,7 +7,8 @@
 - clamd: start-up with a one-signature database and one 20 MiB INSTREAM scan (when clamd is
   installed).
 
-Numbers, never assertions; medians of a few runs. Takes a few seconds.
+Numbers, never assertions; medians of a few runs. Takes a few seconds. `make bench` (bench.run)
+includes `per_image()`: the PDQ and NSFW cost per image.
 """
 
 from __future__ import annotations
@@ -64,6 +65,24 @@ def _clamd() -> None:
         scanned = time.perf_counter() - started
     print(f"  clamd start-up (tiny database): {clamd.started_in * 1000:.0f} ms")
     print(f"  clamd INSTREAM 20 MiB: {scanned * 1000:.0f} ms ({result.outcome})")
+
+
+def per_image() -> dict[str, float]:
+    """PDQ and NSFW milliseconds per image (medians), as `make bench` reports them."""
+    from tests.media_factory.safety import figure, textured_photo
+    from transcode_worker.safety.nsfw import NsfwClassifier
+    from transcode_worker.safety.pdq import pdq_hash
+
+    photo, picture = textured_photo(1280, 960), figure(512)
+    classifier = NsfwClassifier()
+    started = time.perf_counter()
+    classifier.load()
+    return {
+        "pdq_ms_1280x960": _median_ms(lambda: pdq_hash(photo)),
+        "nsfw_ms_512": _median_ms(lambda: classifier.score(picture)),
+        "nsfw_ms_1280x960": _median_ms(lambda: classifier.score(photo)),
+        "nsfw_load_ms": (time.perf_counter() - started) * 1000,
+    }
 
 
 def main() -> int:

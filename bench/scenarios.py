@@ -21,6 +21,7 @@ import httpx
 from PIL import Image
 
 from devstack.fleet import LocalFleet
+from tests.media_factory.documents import sized_pdf
 
 MIB = 1024 * 1024
 PDF_HEADER = b"%PDF-1.7\n"
@@ -51,9 +52,9 @@ def noise_jpeg(size: int) -> bytes:
 
 
 def pdf_like(size: int) -> bytes:
-    """A document: checked (length, SHA-256, magic bytes) but never decoded, so the time to
-    ready is the commit step's alone."""
-    return PDF_HEADER + os.urandom(size - len(PDF_HEADER))
+    """A one-page PDF padded with random bytes to `size`: the commit step's checks (length,
+    SHA-256, magic bytes) read all of it, the preview only its one page."""
+    return sized_pdf(size)
 
 
 def _check(response: httpx.Response, *statuses: int) -> Any:

@@ -11,7 +11,13 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from shared.media_records import OWNER_CREATED_INDEX, PENDING_INDEX
-from shared.resources import ResourceNames
+from shared.moderation import MODERATION_INDEX
+from shared.resources import (
+    ACTIVITY_INDEX,
+    UNFANNED_INDEX,
+    UNREFERENCED_INDEX,
+    ResourceNames,
+)
 
 AttributeType = Literal["S", "N", "B"]
 Projection = Literal["ALL", "KEYS_ONLY"]
@@ -73,6 +79,13 @@ TABLES: tuple[TableSpec, ...] = (
                 projection="KEYS_ONLY",
                 purpose="sparse: an owner's uploads still awaiting bytes, counted in one query",
             ),
+            IndexSpec(
+                name=MODERATION_INDEX,
+                hash_key=KeyAttribute(name="moderation"),
+                range_key=KeyAttribute(name="moderated_at"),
+                projection="ALL",
+                purpose="sparse: media moderation blocked or flagged, newest first (admin list)",
+            ),
         ),
     ),
     TableSpec(
@@ -111,6 +124,16 @@ TABLES: tuple[TableSpec, ...] = (
                 projection="ALL",
                 purpose="the conversations a user belongs to",
             ),
+            IndexSpec(
+                name=ACTIVITY_INDEX,
+                hash_key=KeyAttribute(name="user_id"),
+                range_key=KeyAttribute(name="last_message_at"),
+                projection="ALL",
+                purpose=(
+                    "a user's conversations, most recent first (GET /v1/conversations); each "
+                    "member's row carries its conversation's last_seq and last_message_at"
+                ),
+            ),
         ),
     ),
     TableSpec(
@@ -125,6 +148,18 @@ TABLES: tuple[TableSpec, ...] = (
         owner="message_service",
         purpose="sends by (sender, client_msg_id), so a replayed send stores nothing new",
         hash_key=KeyAttribute(name="idempotency_key"),
+        indexes=(
+            IndexSpec(
+                name=UNFANNED_INDEX,
+                hash_key=KeyAttribute(name="unfanned_shard"),
+                range_key=KeyAttribute(name="stored_at"),
+                projection="KEYS_ONLY",
+                purpose=(
+                    "sparse: sends stored but not yet fanned out (a crash in between); the "
+                    "repair loop finds them without a scan"
+                ),
+            ),
+        ),
     ),
     TableSpec(
         resource="pending_table",
@@ -142,11 +177,35 @@ TABLES: tuple[TableSpec, ...] = (
         ),
         hash_key=KeyAttribute(name="media_id"),
         range_key=KeyAttribute(name="conversation_id"),
+        indexes=(
+            IndexSpec(
+                name=UNREFERENCED_INDEX,
+                hash_key=KeyAttribute(name="unreferenced_shard"),
+                range_key=KeyAttribute(name="unreferenced_since"),
+                projection="ALL",
+                purpose=(
+                    "sparse: media whose last referencing message was deleted, by when (the "
+                    "sweeper's unsent-media rule)"
+                ),
+            ),
+        ),
+    ),
+    TableSpec(
+        resource="message_rate_limits_table",
+        owner="message_service",
+        purpose=(
+            "per-user token buckets (HTTP sends, conversation creation), shared by every instance"
+        ),
+        hash_key=KeyAttribute(name="bucket_key"),
+        ttl_attribute="expires_at",
     ),
     TableSpec(
         resource="devices_table",
         owner="message_service",
-        purpose="every device a user has connected from: who gets pending deliveries",
+        purpose=(
+            "every device a user has used, plus one count row per user (MAX_DEVICES_PER_USER): "
+            "who gets pending deliveries"
+        ),
         hash_key=KeyAttribute(name="user_id"),
         range_key=KeyAttribute(name="device_id"),
     ),

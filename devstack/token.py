@@ -1,4 +1,5 @@
-"""Print a development token: `python -m devstack.token alice [--device phone] [--ttl-hours 24]`.
+"""Print a development token: `python -m devstack.token alice [--device phone] [--role admin]
+[--ttl-hours 24]`.
 
 Signed with `AUTH_JWT_SECRET` as the services read it (environment, then `.env`), so the token is
 accepted by a fleet started from the same checkout. Prints the token only, for `$(make token)`.
@@ -17,16 +18,24 @@ DEFAULT_TTL = timedelta(hours=24)
 
 
 def dev_token(
-    user: str, secret: str, *, device: str = DEFAULT_DEVICE, ttl: timedelta = DEFAULT_TTL
+    user: str,
+    secret: str,
+    *,
+    device: str = DEFAULT_DEVICE,
+    ttl: timedelta = DEFAULT_TTL,
+    roles: tuple[str, ...] = (),
 ) -> str:
-    """A token for `user`, valid for `ttl`."""
-    return issue_token(user, secret, device_id=device, ttl=ttl)
+    """A token for `user`, valid for `ttl`, carrying `roles` (e.g. `("admin",)`)."""
+    return issue_token(user, secret, device_id=device, ttl=ttl, roles=roles)
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m devstack.token", description=__doc__)
     parser.add_argument("user", help="the user id (the token's `sub`)")
     parser.add_argument("--device", default=DEFAULT_DEVICE, help="the device id")
+    parser.add_argument(
+        "--role", action="append", default=[], help="a role claim (repeatable): admin"
+    )
     parser.add_argument("--ttl-hours", type=float, default=24.0, help="lifetime in hours")
     return parser.parse_args(argv)
 
@@ -40,7 +49,9 @@ def main(argv: list[str] | None = None) -> int:
         print("--ttl-hours must be positive", file=sys.stderr)
         return 2
     secret = CommonSettings().auth_jwt_secret
-    print(dev_token(args.user, secret, device=args.device, ttl=timedelta(hours=args.ttl_hours)))
+    roles = tuple(role for role in args.role if role)
+    ttl = timedelta(hours=args.ttl_hours)
+    print(dev_token(args.user, secret, device=args.device, ttl=ttl, roles=roles))
     return 0
 
 

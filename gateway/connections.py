@@ -46,6 +46,19 @@ def message_id_of(frame: dict[str, Any]) -> str | None:
     return None
 
 
+def backlog_frame(message: dict[str, Any]) -> dict[str, Any]:
+    """The frame of a pending message: relayed as stored, or `message_deleted` for the
+    tombstone of a message deleted before this device acknowledged it."""
+    if message.get("deleted") is True:
+        return {
+            "type": "message_deleted",
+            "conversation_id": message.get("conversation_id"),
+            "message_id": message.get("message_id"),
+            "seq": message.get("seq"),
+        }
+    return {"type": "message", "message": message}
+
+
 class PendingWindow:
     """Live frames held while a connection's pending messages are fetched and queued (pure).
 
@@ -248,9 +261,9 @@ class LocalConnection:
         if window is None:
             return
         for message in backlog:
-            frame = {"type": "message", "message": message}  # relayed as stored
+            frame = backlog_frame(message)
             if window.first_sight(frame):
-                await self._send(send_text, "message", encode(frame))
+                await self._send(send_text, outbound_label(frame["type"]), encode(frame))
         # Frames may be held while we send; no await between the last empty batch and
         # opening the gate, so no live frame can slip past the ones held before it.
         while batch := window.take_held():

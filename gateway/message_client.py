@@ -125,6 +125,23 @@ class MessageClient:
             raise MessageServiceUnavailable("the Message Service answered an odd body") from error
         return Stored(message_id=stored.message_id, seq=stored.seq)
 
+    async def admit(self, user_id: str, device_id: str) -> None:
+        """`SendRejected` (403 `too_many_devices`) when the account has no room for this
+        device; `MessageServiceUnavailable` when nobody could say."""
+        response = await self._call(
+            "POST", f"/internal/devices/{_segment(user_id)}/{_segment(device_id)}/admit"
+        )
+        if response.status_code == 204:
+            return
+        if response.status_code == 403:
+            try:
+                detail = _ErrorBody.model_validate_json(response.content).error
+            except ValidationError:
+                detail = None
+            if detail is not None and detail.code == "too_many_devices":
+                raise SendRejected(403, detail.code, detail.message)
+        raise MessageServiceUnavailable(f"device admission answered {response.status_code}")
+
     async def pending(self, user_id: str, device_id: str) -> list[dict[str, Any]]:
         """The device's pending messages, in delivery order, as JSON objects."""
         response = await self._call(

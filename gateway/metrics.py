@@ -10,7 +10,9 @@ from shared.metrics import LATENCY_BUCKETS
 
 # Frame types as they appear in the label; anything else counts as "other" (or "invalid" in).
 INBOUND_TYPES = frozenset({"send", "received", "ping", "auth"})
-OUTBOUND_TYPES = frozenset({"message", "media_update", "sent", "error", "pong", "authenticated"})
+OUTBOUND_TYPES = frozenset(
+    {"message", "message_deleted", "media_update", "sent", "error", "pong", "authenticated"}
+)
 # The other bounded label values, created at start.
 SEND_ERROR_KINDS = ("rate_limited", "rejected", "unavailable")
 PUSH_OUTCOMES = ("delivered", "not_connected")

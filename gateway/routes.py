@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import APIRouter
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket
 
 from gateway.deps import GatewayDep
 from gateway.gateway import Gateway
+from gateway.message_client import MessageServiceUnavailable, SendRejected
 from gateway.session import Session
 from shared.auth import TokenVerifier, bearer_token
 from shared.errors import DependencyUnavailable, Unauthorized
 from shared.http import InternalCaller, error_response
 from shared.models import ErrorBody, PushRequest, PushResult
+
+log = logging.getLogger("ferry.gateway.routes")
 
 router = APIRouter()
 
@@ -34,6 +39,16 @@ async def websocket_session(websocket: WebSocket) -> None:
             error_response(error.status, error.error_code, error.message)
         )
         return
+    try:
+        await gateway.messages.admit(identity.user_id, identity.device_id)
+    except SendRejected as refusal:  # too many devices: a 403 instead of the upgrade
+        await websocket.send_denial_response(
+            error_response(refusal.status, refusal.code, refusal.message)
+        )
+        return
+    except MessageServiceUnavailable as error:
+        # Nobody can say now; the backlog fetch asks again (and nothing can be sent meanwhile).
+        log.warning("device admission unavailable: %s", error)
     await Session(gateway, websocket, identity).run()
 
 

@@ -11,7 +11,9 @@ from urllib.parse import quote
 
 import httpx
 
-from shared.errors import DependencyUnavailable
+from shared.admitted import AdmittedCache
+from shared.auth import Identity
+from shared.errors import DependencyUnavailable, Forbidden
 from shared.media_records import MediaRecord
 from shared.models import MediaReadAccess, MediaReferences
 
@@ -44,6 +46,38 @@ class ConversationReaders:
                 f"the access check failed (message service answered {response.status_code})"
             )
         return response.content
+
+
+class DeviceGate:
+    """Asks the Message Service (which counts devices) whether a token's device may be used:
+    403 `too_many_devices` past `MAX_DEVICES_PER_USER`. A yes is remembered for a while; when
+    the Message Service cannot answer, the request goes ahead (logged): media work does not
+    stop for it, and its own WebSocket and HTTP paths enforce the limit."""
+
+    def __init__(self, client: httpx.AsyncClient, *, cache_seconds: float = 30.0) -> None:
+        self._client = client
+        self._admitted = AdmittedCache(ttl_seconds=cache_seconds)
+
+    async def __call__(self, identity: Identity) -> None:
+        key = (identity.user_id, identity.device_id)
+        if self._admitted.hit(key):
+            return
+        path = f"/internal/devices/{quote(key[0], safe='')}/{quote(key[1], safe='')}/admit"
+        try:
+            response = await self._client.post(path)
+        except httpx.HTTPError as error:
+            log.warning("device admission unavailable: %s", error)
+            return
+        if response.status_code == 204:
+            self._admitted.add(key)
+        elif response.status_code == 403:
+            raise Forbidden(
+                "this account already uses its maximum number of devices; remove one with "
+                "DELETE /v1/me/devices/{device_id} on the Message Service",
+                code="too_many_devices",
+            )
+        else:
+            log.warning("device admission answered %s", response.status_code)
 
 
 class AccessPolicy:

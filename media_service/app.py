@@ -11,12 +11,13 @@ import aioboto3
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
-from media_service.access import AccessPolicy, ConversationReaders
+from media_service.access import AccessPolicy, ConversationReaders, DeviceGate
 from media_service.cdn import CloudFrontUrlSigner
 from media_service.hls import PlaylistSigner
 from media_service.internal_routes import router as internal_router
 from media_service.lookup import MediaLookup
 from media_service.metrics import MediaMetrics
+from media_service.moderation_routes import router as moderation_router
 from media_service.parts import MediaParts
 from media_service.routes import router
 from media_service.serving import Serving
@@ -54,6 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     )
                 )
                 readers = ConversationReaders(client)
+                app.state.device_gate = DeviceGate(client)
             records = MediaRecords(
                 aws.dynamodb,
                 media_table=resources.media_table,
@@ -78,6 +80,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 access=AccessPolicy(readers),
                 metrics=metrics,
             )
+            app.state.records = records
             app.state.uploads = Uploads(
                 parts, rate_limiter=RateLimiter(aws.dynamodb, resources.rate_limits_table)
             )
@@ -98,6 +101,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         cors=True,
     )
     app.include_router(router)
+    app.include_router(moderation_router)
     app.include_router(internal_router)
     app.include_router(uppy_router)
     return app

@@ -8,6 +8,7 @@ from fastapi import Depends, Request
 
 from media_service.serving import Serving
 from media_service.uploads import Uploads
+from shared.media_records import MediaRecords
 
 
 def get_uploads(request: Request) -> Uploads:
@@ -20,5 +21,11 @@ def get_serving(request: Request) -> Serving:
     return serving
 
 
+def get_records(request: Request) -> MediaRecords:
+    records: MediaRecords = request.app.state.records
+    return records
+
+
 UploadsDep = Annotated[Uploads, Depends(get_uploads)]
 ServingDep = Annotated[Serving, Depends(get_serving)]
+RecordsDep = Annotated[MediaRecords, Depends(get_records)]

@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry
 
 from message_service.conversations import ConversationStore
 from message_service.deliveries import DeliveryStore
+from message_service.devices import DeviceStore
 from message_service.internal_routes import router as internal_router
 from message_service.media_client import MediaServiceClient
 from message_service.media_events import MediaEventsHandler
@@ -18,14 +19,15 @@ from message_service.media_refs import MediaRefStore
 from message_service.messages import MessageStore
 from message_service.metrics import MessageMetrics
 from message_service.pusher import Pusher
-from message_service.routes import router
+from message_service.routes import me_router, router
 from message_service.service import MessagingService
 from message_service.settings import Settings
 from shared.aws import open_aws_clients
 from shared.connections import ConnectionRegistry
-from shared.consumers import running_consumer
+from shared.consumers import background, running_consumer
 from shared.http import build_app, table_check, task_check
 from shared.internal_client import internal_client
+from shared.rate_limits import RateLimiter
 from shared.sqs_consumer import Consumer, ConsumerConfig
 
 
@@ -71,6 +73,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     aws.dynamodb,
                     messages_table=names.messages_table,
                     idempotency_table=names.idempotency_table,
+                    conversations_table=names.conversations_table,
                     refs=refs,
                 ),
                 deliveries=DeliveryStore(
@@ -78,10 +81,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     pending_table=names.pending_table,
                     devices_table=names.devices_table,
                 ),
+                devices=DeviceStore(
+                    aws.dynamodb,
+                    devices_table=names.devices_table,
+                    pending_table=names.pending_table,
+                ),
                 refs=refs,
                 media=MediaServiceClient(media_http),
                 pusher=pusher,
                 metrics=metrics,
+                limiter=RateLimiter(aws.dynamodb, names.message_rate_limits_table),
             )
             app.state.messaging = service
             consuming = running_consumer(
@@ -102,6 +111,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             # clients close.
             stack.push_async_callback(pusher.drain)
             _, consumer_task = await stack.enter_async_context(consuming)
+            # Sends a crash left stored but undelivered: at start, then every few seconds.
+            await stack.enter_async_context(
+                background(service.run_repairs(), name="fan-out repair")
+            )
             app.state.readiness_checks = [
                 table_check(aws.dynamodb, names.messages_table, name="messages_table"),
                 task_check(consumer_task, "the media-events consumer", name="consumer"),
@@ -116,5 +129,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         cors=True,
     )
     app.include_router(router)
+    app.include_router(me_router)
     app.include_router(internal_router)
     return app

@@ -7,13 +7,13 @@ message reaches every device a member has ever used, including the sender's othe
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from message_service.devices import COUNT_ROW
 from message_service.ids import device_key, parse_message_id
 from shared.clock import iso
 from shared.dynamo import batch_delete, batch_put
-from shared.models import Message
+from shared.models import DeletedMessage, Message
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb.client import DynamoDBClient
@@ -25,7 +25,7 @@ class Pending:
     seq: int
 
 
-def delivery_order(messages: list[Message]) -> list[Message]:
+def delivery_order(messages: list[Message | DeletedMessage]) -> list[Message | DeletedMessage]:
     """Oldest first across conversations, and always in `seq` order within one (pure).
 
     Clocks of several service instances may disagree by a little; `seq` never does.
@@ -34,7 +34,7 @@ def delivery_order(messages: list[Message]) -> list[Message]:
     slots: dict[str, list[int]] = {}
     for position, message in enumerate(by_time):
         slots.setdefault(message.conversation_id, []).append(position)
-    ordered: list[Message | None] = [None] * len(by_time)
+    ordered: list[Message | DeletedMessage | None] = [None] * len(by_time)
     for conversation_id, positions in slots.items():
         in_seq = sorted(
             (m for m in by_time if m.conversation_id == conversation_id), key=lambda m: m.seq
@@ -50,16 +50,6 @@ class DeliveryStore:
         self._pending = pending_table
         self._devices = devices_table
 
-    async def touch_device(self, user_id: str, device_id: str, now: datetime) -> None:
-        await self._db.put_item(
-            TableName=self._devices,
-            Item={
-                "user_id": {"S": user_id},
-                "device_id": {"S": device_id},
-                "last_seen": {"S": iso(now)},
-            },
-        )
-
     async def devices_of(self, user_ids: list[str]) -> list[tuple[str, str]]:
         devices: list[tuple[str, str]] = []
         for user_id in dict.fromkeys(user_ids):
@@ -70,13 +60,17 @@ class DeliveryStore:
             }
             while True:
                 response = await self._db.query(**kwargs)
-                devices.extend((user_id, item["device_id"]["S"]) for item in response["Items"])
+                devices.extend(
+                    (user_id, item["device_id"]["S"])
+                    for item in response["Items"]
+                    if item["device_id"]["S"] != COUNT_ROW
+                )
                 if "LastEvaluatedKey" not in response:
                     break
                 kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
         return devices
 
-    async def add(self, devices: list[tuple[str, str]], message: Message) -> None:
+    async def add(self, devices: list[tuple[str, str]], message: Message | DeletedMessage) -> None:
         await batch_put(
             self._db,
             self._pending,

@@ -7,6 +7,8 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from message_service.service import MessagingService
+from shared.auth import Identity
+from shared.http import current_identity
 
 
 def get_messaging(request: Request) -> MessagingService:
@@ -15,3 +17,14 @@ def get_messaging(request: Request) -> MessagingService:
 
 
 Messaging = Annotated[MessagingService, Depends(get_messaging)]
+
+
+async def admitted_caller(
+    service: Messaging, identity: Annotated[Identity, Depends(current_identity)]
+) -> Identity:
+    """The caller, once its device is admitted (403 `too_many_devices` beyond the limit)."""
+    await service.admit_device(identity.user_id, identity.device_id)
+    return identity
+
+
+Caller = Annotated[Identity, Depends(admitted_caller)]

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
 from fastapi.responses import JSONResponse
 
 from message_service.deps import Messaging
@@ -13,6 +16,8 @@ from shared.models import (
     MediaReferences,
     MessagePage,
     ReceivedAck,
+    UnreferencedMedia,
+    UnreferencedMediaPage,
 )
 
 router = APIRouter(prefix="/internal", tags=["internal"], include_in_schema=False)
@@ -27,6 +32,16 @@ async def send_from_gateway(
         body.sender, body.sender_device, conversation_id, body.message
     )
     return JSONResponse(message.model_dump(mode="json"), status_code=201 if created else 200)
+
+
+@router.post("/devices/{user_id}/{device_id}/admit", status_code=204)
+async def admit_device(
+    user_id: str, device_id: str, _: InternalCaller, service: Messaging
+) -> Response:
+    """May this device be used? 204, or 403 `too_many_devices` (gateways and the Media
+    Service ask before serving a token's device)."""
+    await service.admit_device(user_id, device_id)
+    return Response(status_code=204)
 
 
 @router.get("/devices/{user_id}/{device_id}/pending", response_model=MessagePage)
@@ -53,5 +68,36 @@ async def media_reader(
 
 @router.get("/media/{media_id}/references", response_model=MediaReferences)
 async def media_references(media_id: str, _: InternalCaller, service: Messaging) -> MediaReferences:
-    """Whether any message references the media (its owner may not delete it then)."""
-    return MediaReferences(referenced=bool(await service.refs.conversations_of(media_id)))
+    """How many messages reference the media (its owner may not delete it then), and since
+    when none does once the last was deleted (the sweeper's "unsent from that moment")."""
+    summary = await service.refs.summary(media_id)
+    if summary is None:
+        # Never referenced, or referenced only before reference counts existed.
+        referenced = bool(await service.refs.conversations_of(media_id))
+        return MediaReferences(referenced=referenced, references=int(referenced))
+    return MediaReferences(
+        referenced=summary.references > 0,
+        references=summary.references,
+        first_referenced_at=summary.first_referenced_at,
+        last_referenced_at=summary.last_referenced_at,
+        unreferenced_since=summary.unreferenced_since,
+    )
+
+
+@router.get("/media-unreferenced", response_model=UnreferencedMediaPage)
+async def unreferenced_media(
+    _: InternalCaller,
+    service: Messaging,
+    before: datetime,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> UnreferencedMediaPage:
+    """Media whose last referencing message was deleted before `before`, oldest first: one
+    query of a sparse index, for the sweeper (a media referenced again leaves the list)."""
+    found = await service.refs.unreferenced(before=before, limit=limit)
+    return UnreferencedMediaPage(
+        media=[
+            UnreferencedMedia(media_id=s.media_id, unreferenced_since=s.unreferenced_since)
+            for s in found
+            if s.unreferenced_since is not None
+        ]
+    )

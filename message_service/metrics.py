@@ -24,6 +24,11 @@ class MessageMetrics:
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
+        self.deletions = Counter(
+            "ferry_message_deletions_total",
+            "Messages deleted for everyone (tombstones written)",
+            registry=registry,
+        )
         self.media_updates = Counter(
             "ferry_media_updates_pushed_total",
             "media_update frames delivered to devices",

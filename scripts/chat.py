@@ -9,7 +9,8 @@
     # terminal 1 (or 3): Bob downloads what he was sent
     python -m scripts.chat --user bob fetch MEDIA_ID --out view.jpg
 
-`send` creates a conversation with `--to` (or uses `--conversation`), uploads the file straight
+`send --to bob` reuses Alice and Bob's direct conversation (created the first time; several
+`--to` users make a new group each time), or uses `--conversation`; it uploads the file straight
 to storage exactly as `scripts/upload_demo.py` does, then sends the message over the WebSocket
 and waits for `sent`. `listen` connects to the gateway and reconnects whenever the connection
 ends (backoff 0.5 s doubling to 10 s; it stops only when replaced by the same device elsewhere,
@@ -83,11 +84,14 @@ def _upload(args: argparse.Namespace, headers: dict[str, str]) -> str:
 def _conversation(args: argparse.Namespace, headers: dict[str, str]) -> str:
     if args.conversation:
         return str(args.conversation)
+    # One other person: their direct conversation, found again (200) or created (201).
+    direct = len(set(args.to)) == 1
     with httpx.Client(base_url=args.message_url, headers=headers, timeout=30) as api:
         created = expect(
-            api.post("/v1/conversations", json={"members": args.to}),
+            api.post("/v1/conversations", json={"members": args.to, "direct": direct}),
+            200,
             201,
-            what="creating the conversation",
+            what="opening the conversation",
         )
     step("chat", f"conversation {created['conversation_id']} with {', '.join(created['members'])}")
     return str(created["conversation_id"])

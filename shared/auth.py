@@ -27,6 +27,7 @@ PROVIDER_ALGORITHMS = ("RS256", "ES256")
 DEFAULT_ROLES_CLAIM = "roles"
 DEFAULT_DEVICE = "default"
 INTERNAL_TOKEN_HEADER = "X-Internal-Token"
+ADMIN_ROLE = "admin"
 
 
 class Identity(BaseModel):
@@ -40,6 +41,10 @@ class Identity(BaseModel):
 
     def has_role(self, role: str) -> bool:
         return role in self.roles
+
+    @property
+    def is_admin(self) -> bool:
+        return ADMIN_ROLE in self.roles
 
 
 @contextmanager

@@ -24,9 +24,12 @@ MEDIA_TYPE_OF: dict[str, MediaType] = {
     "audio/x-m4a": MediaType.VOICE,
     "audio/aac": MediaType.VOICE,
     "audio/mpeg": MediaType.VOICE,
+    "audio/amr": MediaType.VOICE,  # AMR-NB / AMR-WB `.amr` files (phone voice recorders)
+    "audio/3gpp": MediaType.VOICE,  # AMR or AAC in 3GP
     "video/mp4": MediaType.VIDEO,
     "video/quicktime": MediaType.VIDEO,
     "video/webm": MediaType.VIDEO,
+    "video/3gpp": MediaType.VIDEO,  # H.263 / MPEG-4 Part 2 with AMR, from older phones and MMS
     "application/pdf": MediaType.DOCUMENT,
     "application/zip": MediaType.DOCUMENT,
     "text/plain": MediaType.DOCUMENT,
@@ -72,6 +75,11 @@ def _is_heif(head: bytes) -> bool:
 def _is_iso_media(head: bytes) -> bool:
     """MP4, M4A and MOV all start with an ISO base media box."""
     return head[4:8] in _MP4_LIKE_BOXES and not _is_heif(head)
+
+
+def _is_amr(head: bytes) -> bool:
+    """The AMR storage format (RFC 4867, section 5): `#!AMR\n` or `#!AMR-WB\n`."""
+    return head.startswith((b"#!AMR\n", b"#!AMR-WB\n"))
 
 
 def _is_ogg(head: bytes) -> bool:
@@ -125,9 +133,12 @@ _SIGNATURES: dict[str, Callable[[bytes], bool]] = {
     "audio/x-m4a": _is_iso_media,
     "audio/aac": _is_adts,
     "audio/mpeg": _is_mpeg_audio,
+    "audio/amr": _is_amr,
+    "audio/3gpp": _is_iso_media,
     "video/mp4": _is_iso_media,
     "video/quicktime": _is_iso_media,
     "video/webm": _is_ebml,
+    "video/3gpp": _is_iso_media,
     "application/pdf": _is_pdf,
     "application/zip": _is_zip,
     "text/plain": _is_text,

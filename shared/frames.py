@@ -98,5 +98,14 @@ class MediaUpdateFrame(Frame):
     variants: list[Variant] = Field(default_factory=list)
 
 
+class MessageDeletedFrame(Frame):
+    """A message was deleted (by its sender or a conversation admin): show its tombstone."""
+
+    type: Literal["message_deleted"] = "message_deleted"
+    conversation_id: str
+    message_id: str
+    seq: int
+
+
 def dump_frame(frame: Frame) -> dict[str, Any]:
     return frame.model_dump(mode="json", exclude_none=True)

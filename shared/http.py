@@ -308,11 +308,26 @@ async def current_identity(request: Request) -> Identity:
     return await verifier.verify(bearer_token(request.headers.get("authorization")))
 
 
+# Set by a service's lifespan on `app.state.device_gate`: raises (403 `too_many_devices`) for a
+# device beyond the account's limit. Services without one admit every device.
+DeviceGate = Callable[[Identity], Awaitable[None]]
+
+
+async def admitted_identity(
+    request: Request, identity: Annotated[Identity, Depends(current_identity)]
+) -> Identity:
+    """The caller, once the service's device gate (if any) let its device in."""
+    gate: DeviceGate | None = getattr(request.app.state, "device_gate", None)
+    if gate is not None:
+        await gate(identity)
+    return identity
+
+
 def require_internal_caller(request: Request) -> None:
     """Internal endpoints (`/internal/...`) answer only holders of the shared internal token."""
     settings: CommonSettings = request.app.state.settings
     check_internal_token(request.headers.get(INTERNAL_TOKEN_HEADER), settings.internal_token)
 
 
-Caller = Annotated[Identity, Depends(current_identity)]
+Caller = Annotated[Identity, Depends(admitted_identity)]
 InternalCaller = Annotated[None, Depends(require_internal_caller)]

@@ -17,6 +17,7 @@ from shared.clock import iso, utcnow
 from shared.dynamo import conditional, from_item, to_item, to_value
 from shared.media_states import sources_of
 from shared.models import ErrorDetail, MediaDocument, MediaInfo, MediaState, MediaType, Variant
+from shared.moderation import MODERATION_INDEX
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb.client import DynamoDBClient
@@ -99,6 +100,12 @@ class MediaRecord(BaseModel):
     request_id: str | None = None
     # Percent done of a long derivation; meaningful only while processing.
     progress: int | None = None
+    # Moderation (shared.moderation): the NSFW score (admins only) and, when moderation blocked
+    # or flagged the media, the sparse index key `moderation` with its reason and time.
+    nsfw_score: float | None = None
+    moderation: str | None = None
+    moderation_reason: str | None = None
+    moderated_at: Timestamp | None = None
 
     def document(self, reader: str | None = None) -> MediaDocument:
         """The media document as `reader` sees it (None: the owner): a reader other than the
@@ -171,6 +178,9 @@ class BlobRecord(BaseModel):
     outcome: MediaState | None = None
     meta: dict[str, Any] = Field(default_factory=dict)
     variants: list[StoredVariant] = Field(default_factory=list)
+    # Why the outcome is failed or blocked (a dedup hit shows the same error code).
+    error: ErrorDetail | None = None
+    nsfw_score: float | None = None
 
 
 def _dump(model: BaseModel) -> dict[str, Any]:
@@ -201,6 +211,25 @@ class MediaRecords:
         )
         item = response.get("Item")
         return BlobRecord.model_validate(from_item(item)) if item else None
+
+    async def moderated(
+        self, state: str, *, limit: int, start: dict[str, Any] | None = None
+    ) -> tuple[list[MediaRecord], dict[str, Any] | None]:
+        """Media moderation `blocked` or `flagged`, newest first: one query on the sparse
+        moderation index. Returns a page and the key to continue from (None: the last page)."""
+        request: dict[str, Any] = {
+            "TableName": self.media_table,
+            "IndexName": MODERATION_INDEX,
+            "KeyConditionExpression": "moderation = :state",
+            "ExpressionAttributeValues": {":state": {"S": state}},
+            "ScanIndexForward": False,
+            "Limit": limit,
+        }
+        if start:
+            request["ExclusiveStartKey"] = start
+        response = await self._db.query(**request)
+        records = [MediaRecord.model_validate(from_item(item)) for item in response["Items"]]
+        return records, response.get("LastEvaluatedKey")
 
     async def count_pending(self, owner: str, now: datetime, limit: int) -> int:
         """Uploads of `owner` still awaiting bytes whose slot has not expired (at most `limit`)."""
@@ -384,18 +413,39 @@ class MediaRecords:
         outcome: MediaState,
         meta: dict[str, Any],
         variants: list[StoredVariant],
+        *,
+        error: ErrorDetail | None = None,
+        nsfw_score: float | None = None,
     ) -> None:
-        """Record processing's outcome on the blob, so a later dedup hit can copy it."""
+        """Record processing's outcome on the blob, so a later dedup hit can copy it (with the
+        error code and NSFW score, when there are any)."""
+        assignments = ["outcome = :outcome", "meta = :meta", "variants = :variants"]
+        removals = []
+        values = {
+            ":outcome": {"S": outcome.value},
+            ":meta": to_value(meta),
+            ":variants": to_value([_dump(variant) for variant in variants]),
+        }
+        if error is not None:
+            assignments.append("#error = :error")
+            values[":error"] = to_value(error.model_dump(mode="json"))
+        else:
+            removals.append("#error")
+        if nsfw_score is not None:
+            assignments.append("nsfw_score = :score")
+            values[":score"] = to_value(nsfw_score)
+        else:
+            removals.append("nsfw_score")
+        expression = "SET " + ", ".join(assignments)
+        if removals:
+            expression += " REMOVE " + ", ".join(removals)
         await self._db.update_item(
             TableName=self.blobs_table,
             Key={"blob_key": {"S": blob_key}},
-            UpdateExpression="SET outcome = :outcome, meta = :meta, variants = :variants",
+            UpdateExpression=expression,
             ConditionExpression="attribute_exists(blob_key)",
-            ExpressionAttributeValues={
-                ":outcome": {"S": outcome.value},
-                ":meta": to_value(meta),
-                ":variants": to_value([_dump(variant) for variant in variants]),
-            },
+            ExpressionAttributeNames={"#error": "error"},  # a reserved word in expressions
+            ExpressionAttributeValues=values,
         )
 
     async def attach_to_blob(self, record: MediaRecord, blob: BlobRecord) -> MediaRecord:
@@ -410,6 +460,8 @@ class MediaRecords:
                 "version_id": blob.version_id,
                 "meta": blob.meta,
                 "variants": [_dump(variant) for variant in blob.variants],
+                "error": blob.error.model_dump(mode="json") if blob.error else None,
+                "nsfw_score": blob.nsfw_score,
                 "blob_ref": True,
             },
             remove_fields=("challenge", "pending_owner"),

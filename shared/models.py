@@ -174,6 +174,10 @@ class MediaDocument(ContractModel):
     progress: Annotated[
         int | None, Field(ge=0, le=100, description="while processing a long job: percent done")
     ] = None
+    # Shown to admins only: never serialized by default, the admin view adds it.
+    nsfw_score: float | None = Field(
+        None, exclude=True, ge=0, le=1, description="admins only: the NSFW classifier's score"
+    )
 
 
 class DownloadUrl(ContractModel):
@@ -210,9 +214,28 @@ class MediaReadAccess(ContractModel):
 
 
 class MediaReferences(ContractModel):
-    """`GET /internal/media/{media_id}/references` on the Message Service."""
+    """`GET /internal/media/{media_id}/references` on the Message Service (the authority on
+    references): how many messages reference the media now, and since when none does."""
 
     referenced: bool
+    references: int = 0
+    first_referenced_at: datetime | None = None
+    last_referenced_at: datetime | None = None
+    # Set once a message deletion took the count to zero (cleared when a message references
+    # it again): the sweeper's "unsent from that moment".
+    unreferenced_since: datetime | None = None
+
+
+class UnreferencedMedia(ContractModel):
+    media_id: str
+    unreferenced_since: datetime
+
+
+class UnreferencedMediaPage(ContractModel):
+    """`GET /internal/media-unreferenced?before=&limit=` on the Message Service: media whose
+    last referencing message was deleted before `before`, oldest first."""
+
+    media: list[UnreferencedMedia]
 
 
 class MediaInfo(ContractModel):
@@ -239,6 +262,10 @@ MAX_THUMBNAIL_BYTES = 4096
 class ConversationCreate(ContractModel):
     members: Annotated[list[UserId], Field(max_length=1000)]
     title: Annotated[str | None, Field(max_length=200)] = None
+    direct: Annotated[
+        bool,
+        Field(description="a one-to-one conversation: exactly one other member, one per pair"),
+    ] = False
 
 
 class Conversation(ContractModel):
@@ -246,6 +273,24 @@ class Conversation(ContractModel):
     members: list[str]
     title: str | None = None
     created_at: datetime
+    admins: list[str] = Field(default_factory=list)
+    direct: bool = False
+
+
+class ConversationSummary(ContractModel):
+    conversation_id: str
+    members: list[str]
+    title: str | None = None
+    created_at: datetime
+    admins: list[str] = Field(default_factory=list)
+    direct: bool = False
+    last_seq: int
+    last_message_at: datetime
+
+
+class ConversationList(ContractModel):
+    conversations: list[ConversationSummary]
+    next: str | None = Field(description="pass as `before` for the next page; null at the end")
 
 
 class MemberAdd(ContractModel):
@@ -285,8 +330,19 @@ class Message(ContractModel):
     media: list[MessageMedia] = Field(default_factory=list)
 
 
+class DeletedMessage(ContractModel):
+    """A deleted message as history (and pending deliveries) show it: no text, no media."""
+
+    message_id: str
+    conversation_id: str
+    seq: int
+    sender: str
+    created_at: datetime
+    deleted: Literal[True] = True
+
+
 class MessagePage(ContractModel):
-    messages: list[Message]
+    messages: list[Message | DeletedMessage]
 
 
 # --- internal: gateway <-> Message Service --------------------------------------------------

@@ -11,6 +11,11 @@ from dataclasses import dataclass
 # to the queue's dead-letter queue.
 MAX_RECEIVE_COUNT = 5
 
+# Secondary indexes of the Message Service's tables (devstack/tables.py creates them).
+ACTIVITY_INDEX = "by-user-activity"
+UNFANNED_INDEX = "unfanned"
+UNREFERENCED_INDEX = "unreferenced"
+
 
 @dataclass(frozen=True, kw_only=True)
 class ResourceNames:
@@ -75,6 +80,10 @@ class ResourceNames:
     @property
     def media_refs_table(self) -> str:
         return f"{self.prefix}-media-refs"
+
+    @property
+    def message_rate_limits_table(self) -> str:
+        return f"{self.prefix}-message-rate-limits"
 
     @property
     def devices_table(self) -> str:

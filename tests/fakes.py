@@ -19,7 +19,7 @@ from media_service.storage import SignedRequest
 from shared.clock import utcnow
 from shared.media_records import BlobRecord, Challenge, MediaRecord, StaleTransition, StoredVariant
 from shared.media_states import sources_of
-from shared.models import MediaState, ReceivedPart
+from shared.models import ErrorDetail, MediaState, ReceivedPart
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs.client import SQSClient
@@ -241,10 +241,19 @@ class FakeMediaRecords:
         outcome: MediaState,
         meta: dict[str, Any],
         variants: list[StoredVariant],
+        *,
+        error: ErrorDetail | None = None,
+        nsfw_score: float | None = None,
     ) -> None:
         blob = self.blobs[blob_key]
         self.blobs[blob_key] = blob.model_copy(
-            update={"outcome": outcome, "meta": meta, "variants": variants}
+            update={
+                "outcome": outcome,
+                "meta": meta,
+                "variants": variants,
+                "error": error,
+                "nsfw_score": nsfw_score,
+            }
         )
 
     async def attach_to_blob(self, record: MediaRecord, blob: BlobRecord) -> MediaRecord:
@@ -259,6 +268,8 @@ class FakeMediaRecords:
                 "version_id": blob.version_id,
                 "meta": blob.meta,
                 "variants": blob.variants,
+                "error": blob.error,
+                "nsfw_score": blob.nsfw_score,
                 "blob_ref": True,
             },
             remove_fields=("challenge", "pending_owner"),

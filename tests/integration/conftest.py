@@ -8,9 +8,8 @@ talks to the same emulator (`aws`) to inspect storage and queues.
 from __future__ import annotations
 
 import io
-import json
 import secrets
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AsyncExitStack
 from pathlib import Path
 
@@ -20,27 +19,36 @@ from PIL import Image
 
 from devstack.fleet import aws_environment, start_fleet
 from shared.aws import AwsClients, open_aws_clients
+from tests.clamd_server import clamd_binary, running_clamd
 from tests.integration.helpers import Fleet
 from tests.integration.localstack_lane import lane_aws, localstack_fleet
-from tests.media_factory import images
-from transcode_worker.derivatives.moderation import phash_hex
+from tests.media_factory import safety
+from transcode_worker.safety.pdq import pdq_hash
 
 __all__ = ["Fleet", "lane_aws", "localstack_fleet"]  # tests may import it from here or from helpers
 
 
-# Short waits and small limits, so tests see retries, timeouts and refusals quickly.
+def banned_picture() -> Image.Image:
+    """The picture the test fleet's PDQ hash list names (photos and video frames show it)."""
+    return safety.textured_photo(320, 240, seed=666)
+
+
 def banned_photo() -> bytes:
-    """A photo the test fleet's moderation blocklist names (by its perceptual hash)."""
-    return images.jpeg(320, 240, seed=666)
+    """`banned_picture` as a JPEG."""
+    buffer = io.BytesIO()
+    banned_picture().save(buffer, format="JPEG", quality=90)
+    return buffer.getvalue()
 
 
-def _phash_of(data: bytes) -> str:
-    with Image.open(io.BytesIO(data)) as image:
-        return phash_hex(image.convert("RGB"))
+def write_hash_list(directory: Path) -> Path:
+    """The test fleet's MODERATION_PDQ_HASHLIST: the banned picture's PDQ hash."""
+    path = directory / "pdq-hashes.txt"
+    path.write_text(f"# test hash list\n{pdq_hash(banned_picture()).hex}\n")
+    return path
 
 
+# Short waits and small limits, so tests see retries, timeouts and refusals quickly.
 TEST_SETTINGS = {
-    "MODERATION_BLOCKLIST": json.dumps([_phash_of(banned_photo())]),
     "QUEUE_WAIT_SECONDS": "1",
     "PROGRESS_POLL_SECONDS": "0.2",
     "RETRY_BASE_SECONDS": "0",
@@ -63,11 +71,31 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(scope="session")
-async def fleet(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Fleet]:
+def clamd_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str | None]:
+    """A real clamd with the test signatures (tests/clamd_server.py), or None when clamd is not
+    installed (`.ci/run` installs clamav-daemon; the malware test then skips)."""
+    binary = clamd_binary()
+    if binary is None:
+        yield None
+        return
+    with running_clamd(binary, tmp_path_factory.mktemp("clamd"), stream_max="64M") as clamd:
+        yield clamd.unix_address
+
+
+@pytest.fixture(scope="session")
+async def fleet(
+    tmp_path_factory: pytest.TempPathFactory, clamd_address: str | None
+) -> AsyncIterator[Fleet]:
+    env = {
+        **TEST_SETTINGS,
+        "MODERATION_PDQ_HASHLIST": str(write_hash_list(tmp_path_factory.mktemp("moderation"))),
+    }
+    if clamd_address is not None:
+        env["CLAMD_ADDRESS"] = clamd_address
     async with start_fleet(
         log_dir=tmp_path_factory.mktemp("fleet-logs"),
         prefix=f"t{secrets.token_hex(4)}",
-        extra_env=TEST_SETTINGS,
+        extra_env=env,
         gateways=TEST_GATEWAYS,
     ) as local:
         # The test process reaches the emulator the way the services do: botocore's own env.

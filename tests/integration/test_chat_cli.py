@@ -137,3 +137,18 @@ async def test_listen_reconnects_when_its_gateway_restarts(
         if replacement is not None:
             await asyncio.to_thread(replacement.stop)
     assert listener.returncode == 0
+
+
+async def test_send_to_the_same_person_reuses_their_direct_conversation(
+    fleet: Fleet, user: Callable[..., str]
+) -> None:
+    alice, bob = user("alice"), user("bob")
+
+    def conversation_of(output: str) -> str:
+        line = next(line for line in output.splitlines() if "conversation c_" in line)
+        return line.split("conversation ")[1].split(" ")[0]
+
+    first = await run_chat(fleet, alice, "send", "--to", bob, "--text", "one")
+    second = await run_chat(fleet, alice, "send", "--to", bob, "--text", "two")
+    back = await run_chat(fleet, bob, "send", "--to", alice, "--text", "three")
+    assert conversation_of(first) == conversation_of(second) == conversation_of(back)

@@ -12,6 +12,7 @@ from pathlib import Path
 from devstack.processes import REPO_ROOT
 from tests.integration.conftest import Fleet
 from tests.integration.media_client import make_jpeg
+from tests.media_factory import documents
 from tests.waiting import scaled
 
 DEMO = REPO_ROOT / "scripts" / "upload_demo.py"
@@ -52,10 +53,9 @@ async def test_the_demo_uploads_a_photo_and_gets_it_back_identical(
 async def test_the_demo_uploads_a_large_file_in_parts_and_proves_a_second_copy(
     fleet: Fleet, tmp_path: Path, user: Callable[..., str]
 ) -> None:
-    # A document: checked but never decoded, so random content stands in for a big file.
+    # A real PDF (the worker opens PDFs) padded with random bytes to a multipart size.
     video = tmp_path / "report.pdf"
-    header = b"%PDF-1.7\n"
-    video.write_bytes(header + os.urandom(17 * MIB - len(header)))
+    video.write_bytes(documents.sized_pdf(17 * MIB))
 
     first = await _run_demo(fleet, fleet.token(user("alice")), str(video))
     assert first.returncode == 0, first.stdout + first.stderr

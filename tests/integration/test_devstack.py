@@ -28,6 +28,7 @@ from devstack.tables import TABLES
 from shared.auth import verify_token
 from shared.aws import AwsClients
 from shared.media_records import OWNER_CREATED_INDEX, PENDING_INDEX
+from shared.moderation import MODERATION_INDEX
 from tests.integration.conftest import TEST_GATEWAYS
 from tests.integration.helpers import Fleet
 from tests.waiting import eventually, scaled
@@ -154,7 +155,7 @@ async def test_every_table_exists_as_specified(fleet: Fleet, aws: AwsClients) ->
             assert ttl["TimeToLiveDescription"]["AttributeName"] == spec.ttl_attribute
     media = await aws.dynamodb.describe_table(TableName=fleet.resources.media_table)
     names = {index["IndexName"] for index in media["Table"]["GlobalSecondaryIndexes"]}
-    assert names == {OWNER_CREATED_INDEX, PENDING_INDEX}
+    assert names == {OWNER_CREATED_INDEX, PENDING_INDEX, MODERATION_INDEX}
     connections = next(spec for spec in TABLES if spec.resource == "connections_table")
     assert connections.ttl_attribute == "expires_at"
 

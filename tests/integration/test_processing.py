@@ -202,6 +202,7 @@ async def test_a_blocklisted_image_is_blocked_and_its_url_answers_451(
         )
         assert response.status_code == 451
         assert response.json()["error"]["code"] == "blocked"
+    assert document["error"]["code"] == "hash_match"
 
 
 async def test_a_long_video_shows_its_progress_while_processing(

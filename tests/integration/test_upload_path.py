@@ -20,6 +20,7 @@ from tests.integration.media_client import (
     upload_single,
     wait_for_state,
 )
+from tests.media_factory import documents
 from tests.waiting import eventually
 
 MIB = 1024 * 1024
@@ -76,7 +77,7 @@ async def test_a_20_mib_multipart_upload_resumes_and_goes_ready(
 ) -> None:
     alice = fleet.auth(user("alice"))
     # A document: its bytes are checked but not decoded, so random content is fine here.
-    video = b"%PDF-1.7\n" + os.urandom(20 * MIB - 9)
+    video = documents.sized_pdf(20 * MIB)  # a real PDF: the worker opens PDFs
     response = await http.post(
         f"{fleet.media_url}/v1/media/uploads",
         json=slot_request(video, "application/pdf"),

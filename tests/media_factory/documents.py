@@ -8,6 +8,7 @@ Pillow's PDF writer for pages with real image content.
 from __future__ import annotations
 
 import io
+import os
 
 from PIL import Image
 
@@ -20,10 +21,12 @@ def pdf(
     *,
     comment: bytes | None = None,
     text: str = "Ferry",
+    padding: bytes = b"",
 ) -> bytes:
     """A PDF with one page per (width, height) in points (default: 3 A4 pages), each showing
     `text` and a filled rectangle. `comment` is placed as a `%` comment line after the header,
-    uncompressed (where a byte signature finds it)."""
+    uncompressed (where a byte signature finds it). `padding` becomes the body of a stream
+    object no page uses (a large but valid PDF)."""
     sizes = pages if pages is not None else [(595.0, 842.0)] * 3
     objects: list[bytes] = []
     page_ids = [3 + 2 * index for index in range(len(sizes))]
@@ -44,6 +47,8 @@ def pdf(
         )
         objects.append(b"<< /Length %d >>\nstream\n%s\nendstream" % (len(content), content))
     objects.append(b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>")
+    if padding:
+        objects.append(b"<< /Length %d >>\nstream\n%s\nendstream" % (len(padding), padding))
 
     out = bytearray(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
     if comment is not None:
@@ -61,6 +66,21 @@ def pdf(
         xref,
     )
     return bytes(out)
+
+
+def sized_pdf(size: int) -> bytes:
+    """A valid 1-page PDF of exactly `size` bytes (at least ~1 KiB): random padding in an unused
+    stream, so it is incompressible and never deduplicated."""
+    bare = len(pdf([(595.0, 842.0)], padding=b"x"))
+    # The padding's length appears in the file twice (its /Length and the xref offsets
+    # shift with it); a fixed-width guess converges in a couple of tries.
+    padding = max(1, size - bare)
+    for _ in range(5):
+        made = pdf([(595.0, 842.0)], padding=os.urandom(padding))
+        if len(made) == size:
+            return made
+        padding += size - len(made)
+    raise ValueError(f"cannot make a PDF of exactly {size} bytes")
 
 
 def infected_pdf() -> bytes:

@@ -9,8 +9,12 @@ its parameters, which are fixed here. `landscape` scores near 0.
 from __future__ import annotations
 
 import io
+from fractions import Fraction
+from pathlib import Path
 
+import av
 import numpy as np
+from av.video.stream import VideoStream
 from PIL import Image, ImageDraw, ImageFilter
 
 from tests.media_factory.images import photo
@@ -85,3 +89,31 @@ def landscape(width: int = 512, height: int = 384, *, seed: int = 1) -> Image.Im
     grass = np.random.default_rng(seed).normal(0, 10, (height - height // 2, width, 3))
     pixels[height // 2 :] = np.array([50, 120, 40]) + grass
     return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+
+
+def video_showing(
+    path: Path,
+    picture: Image.Image,
+    *,
+    seconds: float = 7.0,
+    shown_from: float = 4.0,
+    shown_until: float = 6.0,
+    fps: int = 10,
+) -> Path:
+    """An H.264 MP4 (no audio) of textured scenes that shows `picture` from `shown_from` to
+    `shown_until` seconds: the banned frame at about 5 s, between an innocent poster and end."""
+    width, height = picture.size
+    scene = textured_photo(width, height, seed=4242)
+    with av.open(str(path), mode="w", format="mp4") as output:
+        stream = output.add_stream("libx264", rate=fps, options={"crf": "18"})
+        assert isinstance(stream, VideoStream)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for index in range(round(seconds * fps)):
+            at = index / fps
+            shown = picture if shown_from <= at < shown_until else scene
+            frame = av.VideoFrame.from_ndarray(np.asarray(shown.convert("RGB")), format="rgb24")
+            frame.pts = index
+            frame.time_base = Fraction(1, fps)
+            output.mux(stream.encode(frame))
+        output.mux(stream.encode(None))
+    return path

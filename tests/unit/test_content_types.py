@@ -21,6 +21,10 @@ HEIC = b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + b"\x00" * 30
         ("audio/ogg", b"OggS\x00\x02"),
         ("video/webm", b"\x1a\x45\xdf\xa3\x9f"),
         ("audio/mpeg", b"ID3\x04\x00"),
+        ("audio/amr", b"#!AMR\n\x3c"),
+        ("audio/amr", b"#!AMR-WB\n\x44"),
+        ("audio/3gpp", b"\x00\x00\x00\x18ftyp3gp4\x00\x00\x02\x00isom3gp4"),
+        ("video/3gpp", b"\x00\x00\x00\x18ftyp3gp5\x00\x00\x02\x00isom3gp5"),
         ("application/pdf", b"%PDF-1.7\n"),
         ("text/plain", "héllo wörld".encode()),
         ("application/vnd.openxmlformats-officedocument.wordprocessingml.document", b"PK\x03\x04"),
@@ -40,6 +44,8 @@ def test_real_signatures_match(content_type: str, head: bytes) -> None:
         ("text/plain", b"\x00\x01binary"),
         ("application/x-unknown", JPEG),
         ("image/jpeg", b""),
+        ("audio/amr", b"#!AMR-XX\n"),
+        ("audio/amr", MP4),
     ],
 )
 def test_lies_do_not_match(content_type: str, head: bytes) -> None:
@@ -53,6 +59,9 @@ def test_text_cut_inside_a_character_is_still_text() -> None:
 def test_media_types() -> None:
     assert media_type_of("image/jpeg") is MediaType.IMAGE
     assert media_type_of("audio/ogg") is MediaType.VOICE
+    assert media_type_of("audio/amr") is MediaType.VOICE
+    assert media_type_of("audio/3gpp") is MediaType.VOICE
+    assert media_type_of("video/3gpp") is MediaType.VIDEO
     assert media_type_of("video/quicktime") is MediaType.VIDEO
     assert media_type_of("application/pdf") is MediaType.DOCUMENT
     assert media_type_of("application/x-msdownload") is None

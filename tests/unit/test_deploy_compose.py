@@ -60,7 +60,7 @@ def _port(settings: type[BaseSettings]) -> int:
 
 
 def test_the_whole_fleet_is_there_on_the_contract_ports(services: dict[str, Any]) -> None:
-    assert set(services) == {"localstack", "bootstrap", *FLEET}
+    assert set(services) == {"localstack", "bootstrap", "clamd", *FLEET}
     for name, (package, settings, inside, host) in FLEET.items():
         service = services[name]
         assert service["build"] == {"context": ".", "args": {"SERVICE": package}}, name
@@ -183,3 +183,17 @@ def test_stop_grace_outlasts_each_services_own_drain(services: dict[str, Any]) -
         stop = services[name]["stop_grace_period"]
         assert stop.endswith("s"), name
         assert int(stop[:-1]) > grace, name
+
+
+def test_the_worker_scans_documents_with_the_clamd_service(services: dict[str, Any]) -> None:
+    clamd = services["clamd"]
+    assert ":" in clamd["image"]
+    assert not clamd["image"].endswith(":latest")
+    assert "ports" not in clamd  # reached on this network only
+    mounted = clamd["volumes"][0].split(":")
+    config = (ROOT / mounted[0].removeprefix("./")).read_text()
+    assert mounted[1] == "/etc/clamav/clamd.conf"
+    assert "TCPSocket 3310" in config
+    assert "StreamMaxLength 101M" in config  # above MAX_DOCUMENT_BYTES
+    env = _environment(services["transcode-worker"])
+    assert env["CLAMD_ADDRESS"] == "tcp://clamd:3310"

@@ -444,7 +444,7 @@ def test_a_blocklisted_image_is_blocked_with_no_files(tmp_path: Path) -> None:
 
     derived = derive(tmp_path, data, scanner=scanner)
 
-    assert derived.blocked_reason == "perceptual_hash_match"
+    assert derived.blocked_reason == "hash_match"
     assert derived.files == []
     assert derived.variants == []
     assert "blurhash" not in derived.meta  # not even a blurred preview of it

@@ -56,10 +56,12 @@ class Recording(MessagingService):
             conversations=unused,
             messages=unused,
             deliveries=unused,
+            devices=unused,
             refs=unused,
             media=media,  # type: ignore[arg-type]
             pusher=unused,
             metrics=MessageMetrics(CollectorRegistry()),
+            limiter=unused,
         )
         self.events: list[MediaEvent] = []
 

@@ -30,13 +30,33 @@ from shared.content_types import SNIFF_BYTES, looks_like
 from transcode_worker.derivatives.types import DeriveError
 
 # FFmpeg demuxer names (a demuxer's name may list several, e.g. "mov,mp4,m4a,3gp,3g2,mj2").
-# "aac" is the raw ADTS demuxer: the Media Service accepts `audio/aac` voice notes.
-DEFAULT_FORMATS = frozenset({"mov", "mp4", "m4a", "3gp", "matroska", "webm", "ogg", "mp3", "aac"})
-# Codec names as FFmpeg's codec descriptors spell them (whatever decoder implements them).
-DEFAULT_AUDIO_CODECS = frozenset({"opus", "vorbis", "aac", "mp3"})
-DEFAULT_VIDEO_CODECS = frozenset({"h264", "hevc", "vp8", "vp9", "av1"})
+# "aac" is the raw ADTS demuxer: the Media Service accepts `audio/aac` voice notes; "amr" reads
+# `.amr` files (AMR-NB and AMR-WB storage format, `audio/amr`).
+DEFAULT_FORMATS = frozenset(
+    {"mov", "mp4", "m4a", "3gp", "matroska", "webm", "ogg", "mp3", "aac", "amr"}
+)
+# The decoder allow-list, as codec names (FFmpeg's codec descriptors; every decoder FFmpeg has
+# for one of them may run). Each one is attack surface: add a codec only when phones or
+# cameras send it. PCM variants are the ones cameras and recorders write (integer and float,
+# both byte orders, G.711 A-law and mu-law).
+PCM_CODECS = frozenset(
+    {
+        "pcm_s16le", "pcm_s16be", "pcm_s24le", "pcm_s24be", "pcm_s32le", "pcm_s32be",
+        "pcm_f32le", "pcm_f32be", "pcm_u8", "pcm_s8", "pcm_alaw", "pcm_mulaw",
+    }
+)  # fmt: skip
+DEFAULT_AUDIO_CODECS = frozenset(
+    {"opus", "vorbis", "aac", "mp3", "alac", "flac", "amr_nb", "amr_wb"} | PCM_CODECS
+)
+# H.264, HEVC, VP8/9, AV1; MPEG-4 Part 2 and H.263 (older phones, 3GP, MMS), MJPEG (cameras,
+# dashcams), ProRes (pro cameras, iPhone ProRes).
+DEFAULT_VIDEO_CODECS = frozenset(
+    {"h264", "hevc", "vp8", "vp9", "av1", "mpeg4", "h263", "h263p", "mjpeg", "prores"}
+)
 # Demuxers and their magic bytes (shared.content_types): nothing else reaches FFmpeg's probe.
-_CONTAINER_SIGNATURES = ("video/mp4", "video/webm", "audio/ogg", "audio/mpeg", "audio/aac")
+_CONTAINER_SIGNATURES = (
+    "video/mp4", "video/webm", "audio/ogg", "audio/mpeg", "audio/aac", "audio/amr",
+)  # fmt: skip
 
 MINUTE = 60.0
 
@@ -274,6 +294,7 @@ _MIME = {
     ("voice", "ogg"): "audio/ogg",
     ("voice", "mp3"): "audio/mpeg",
     ("voice", "aac"): "audio/aac",
+    ("voice", "amr"): "audio/amr",
     ("video", "mov"): "video/mp4",
     ("video", "matroska"): "video/webm",
     ("video", "ogg"): "video/ogg",
@@ -283,8 +304,11 @@ _MIME = {
 def original_mime(container: InputContainer, kind: MediaKind) -> str:
     """The original's real content type, from the demuxer that read it."""
     family = container_family(container)
-    if kind == "video" and family == "mov" and container.metadata.get("major_brand") == "qt  ":
+    brand = str(container.metadata.get("major_brand", ""))
+    if kind == "video" and family == "mov" and brand == "qt  ":
         return "video/quicktime"
+    if family == "mov" and brand.startswith("3gp"):
+        return "audio/3gpp" if kind == "voice" else "video/3gpp"
     return _MIME.get((kind, family), "application/octet-stream")
 
 

@@ -12,9 +12,12 @@
 4. **Orientation, colour, alpha.** EXIF orientation is applied; an embedded RGB ICC profile is
    converted to sRGB and dropped; transparency is kept (resampled premultiplied, so edges do
    not darken). Animated GIF/WebP/APNG: the first frame.
-5. **Scan** the largest thumbnail with the moderation scanner: blocked means no file at all.
+5. **Moderation** judges the largest thumbnail (hash scanners, NSFW classifier): blocked means
+   no file at all; the classifier's score sets `meta.sensitive`.
 6. **Cascade down**: thumb_1280 from the decoded image, 640 from 1280, 320 from 640; never
    upscaled. No metadata in any derivative: no EXIF, GPS, XMP, comment or ICC profile.
+7. **Animations** (GIF, animated WebP, APNG) also get `animation`, a short muted MP4 loop
+   (`animation.py`), whose sampled frames moderation sees too.
 
 Truncated or undecodable data is `corrupt_media`; `ImageFile.LOAD_TRUNCATED_IMAGES` is forced
 off while we decode, whatever the rest of the process set.
@@ -37,14 +40,19 @@ import numpy as np
 import pillow_heif
 from PIL import ExifTags, Image, ImageCms, ImageFile, UnidentifiedImageError
 
+from transcode_worker.derivatives.animation import AnimationLimits, write_animation
 from transcode_worker.derivatives.blurhash_meta import blurhash_of
-from transcode_worker.derivatives.moderation import Scanner
+from transcode_worker.derivatives.moderation import (
+    FrameSampler,
+    Moderation,
+    ModerationBlocked,
+    Scanner,
+)
 from transcode_worker.derivatives.types import (
     Derived,
     DerivedFile,
     DerivedVariant,
     DeriveError,
-    ScanFailed,
 )
 
 __all__ = [
@@ -130,6 +138,8 @@ def derive_image(
     limits: ImageLimits,
     thumb_format: str = "webp",
     scanner: Scanner | None = None,
+    moderation: Moderation | None = None,
+    animation: AnimationLimits | None = None,
 ) -> Derived:
     """Thumbnails and meta of the image at `source`, written to `out_dir` (created if needed).
 
@@ -137,6 +147,8 @@ def derive_image(
     `meta = {width, height (as displayed), mime, blurhash, animated}`. A blocked image returns
     `Derived(blocked_reason=..., meta=...)` without blurhash, files or variants.
     Raises `DeriveError` for an image we refuse, `ScanFailed` when the scanner itself fails.
+    `scanner` is shorthand for `Moderation(scanners=(scanner,))`. With `animation`, an animated
+    image also gets the `animation` variant.
     """
     if thumb_format not in THUMB_FORMATS:
         raise ValueError(f"thumb_format must be one of {sorted(THUMB_FORMATS)}")
@@ -158,15 +170,16 @@ def derive_image(
         "mime": probe.mime,
         "animated": probe.animated,
     }
-    if scanner is not None:
+    if moderation is None and scanner is not None:
+        moderation = Moderation(scanners=(scanner,))
+    review = moderation.start() if moderation is not None and moderation.active else None
+    if review is not None:
         try:
-            verdict = scanner.scan(largest)
-        except Exception as error:
-            raise ScanFailed(
-                f"the moderation scanner failed ({type(error).__name__}: {error})"
-            ) from error
-        if verdict.blocked:
-            return Derived(meta=meta, blocked_reason=verdict.reason or "blocked", scanned=True)
+            review.look(largest)
+        except ModerationBlocked as blocked:
+            return Derived(
+                meta=meta, blocked_reason=blocked.reason, scanned=True, nsfw_score=review.nsfw_score
+            )
 
     out_dir.mkdir(parents=True, exist_ok=True)
     pillow_format, extension, content_type = THUMB_FORMATS[thumb_format]
@@ -197,7 +210,39 @@ def derive_image(
     meta["blurhash"] = blurhash_of(current)
     files.reverse()  # smallest first, as clients ask for them
     variants.reverse()
-    return Derived(meta=meta, files=files, variants=variants, scanned=scanner is not None)
+    if probe.animated and animation is not None:
+        sampler = None
+        if review is not None:
+            sampler = FrameSampler(review)
+            sampler.next_at = sampler.interval  # the first frame was judged above
+        try:
+            with (
+                _pillow_guard(limits.max_pixels),
+                source.open("rb") as fp,
+                _open_allowed(fp, limits) as im,
+            ):
+                file, variant = write_animation(im, out_dir, limits=animation, sampler=sampler)
+        except ModerationBlocked as blocked:
+            for written in files:
+                written.path.unlink(missing_ok=True)
+            assert review is not None
+            return Derived(
+                meta={key: meta[key] for key in ("width", "height", "mime", "animated")},
+                blocked_reason=blocked.reason,
+                scanned=True,
+                nsfw_score=review.nsfw_score,
+            )
+        files.append(file)
+        variants.append(variant)
+    if review is not None:
+        meta.update(review.meta())
+    return Derived(
+        meta=meta,
+        files=files,
+        variants=variants,
+        scanned=review is not None,
+        nsfw_score=None if review is None else review.nsfw_score,
+    )
 
 
 # -- decoding ------------------------------------------------------------------------------------

@@ -1,9 +1,15 @@
-"""Moderation: a pluggable scanner that sees every image before any derivative is published.
+"""Moderation: pluggable scanners and an NSFW classifier that see every image, video poster and
+sampled video frame before any derivative is published.
 
-`derive_image` hands the scanner the image as it will be shown (orientation applied, sRGB,
-at most the largest thumbnail size); a blocked verdict makes the media end `blocked` with no
-variants. The built-in scanner matches a 64-bit perceptual hash against a blocklist of known
-images, so re-encoded, resized or lightly edited copies still match.
+`Moderation` is the configuration (picklable: it travels to pool processes with each job);
+`ModerationPass` is one media's run through it: every picture the media shows goes through
+`look`, which raises `ModerationBlocked` as soon as a scanner blocks (the derivation then stops
+and the media ends `blocked` with no variants) and keeps the highest NSFW score for the meta
+(`sensitive`) and for admins (`nsfw_score`).
+
+Scanners follow the `Scanner` protocol: `safety.pdq.PdqScanner` (PDQ hash lists, the standard)
+is the deployment's main one; a PhotoDNA or vendor API client plugs in the same way. The legacy
+scanner here matches a 64-bit perceptual hash (pHash) against `MODERATION_BLOCKLIST`.
 
 Scanners run in worker *processes*: they must pickle (plain frozen dataclasses do). An exception
 raised by a scanner is not a verdict: `derive_image` raises it on as `ScanFailed`, and the worker
@@ -17,15 +23,22 @@ orientation first: `ImageOps.exif_transpose`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 from PIL import Image
 
 from transcode_worker.derivatives.flatten import on_white
+from transcode_worker.derivatives.types import ScanFailed
 
 __all__ = [
+    "BLOCK_MESSAGES",
     "PHASH_BITS",
+    "Classifier",
+    "FrameSampler",
+    "Moderation",
+    "ModerationBlocked",
+    "ModerationPass",
     "PerceptualHashScanner",
     "ScanVerdict",
     "Scanner",
@@ -107,7 +120,7 @@ class PerceptualHashScanner:
 
     blocklist: frozenset[str]
     max_distance: int = 6
-    reason: str = "perceptual_hash_match"
+    reason: str = "hash_match"
     _hashes: tuple[int, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -124,3 +137,123 @@ class PerceptualHashScanner:
         return ScanVerdict(
             blocked=blocked, reason=self.reason if blocked else None, hash_hex=hash_hex
         )
+
+
+# -- one media's moderation ----------------------------------------------------------------------
+
+# The media's `error.message` for each blocking reason (its `error.code`).
+BLOCK_MESSAGES = {
+    "hash_match": "the content matches a known prohibited item",
+    "nsfw": "the content was classified as sexual content",
+    "malware": "the document contains malware",
+}
+
+
+class Classifier(Protocol):
+    """Scores an image 0..1 (how likely it is sexual content). Implementations must pickle."""
+
+    def score(self, image: Image.Image) -> float: ...
+
+
+class ModerationBlocked(Exception):
+    """A scanner blocked a picture: the derivation stops, nothing is published."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True, kw_only=True)
+class Moderation:
+    """What judges a media's pictures: hash scanners, then the NSFW classifier."""
+
+    scanners: tuple[Scanner, ...] = ()
+    classifier: Classifier | None = None
+    # `meta.sensitive` at or above this score (NSFW_THRESHOLD).
+    threshold: float = 0.8
+    # NSFW_POLICY=block: a score at or above the threshold blocks (`nsfw`) instead of flagging.
+    block_nsfw: bool = False
+    # Video: one frame every `frame_interval` seconds is judged, at most `max_frames` of them
+    # (the interval widens for long videos so the samples cover the whole of it).
+    frame_interval: float = 2.0
+    max_frames: int = 30
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.threshold <= 1:
+            raise ValueError("threshold must be within 0..1")
+        if self.frame_interval <= 0 or self.max_frames < 1:
+            raise ValueError("frame_interval and max_frames must be positive")
+
+    @property
+    def active(self) -> bool:
+        return bool(self.scanners) or self.classifier is not None
+
+    def start(self) -> ModerationPass:
+        return ModerationPass(self)
+
+
+class ModerationPass:
+    """One media's pictures through `Moderation` (in its pool process)."""
+
+    def __init__(self, moderation: Moderation) -> None:
+        self.moderation = moderation
+        self.looked = 0
+        self.nsfw_score: float | None = None
+
+    def look(self, image: Image.Image) -> None:
+        """Judge one picture; raises `ModerationBlocked` (a verdict) or `ScanFailed` (none)."""
+        moderation = self.moderation
+        try:
+            for scanner in moderation.scanners:
+                verdict = scanner.scan(image)
+                if verdict.blocked:
+                    self.looked += 1
+                    raise ModerationBlocked(verdict.reason or "hash_match")
+            if moderation.classifier is not None:
+                score = min(1.0, max(0.0, float(moderation.classifier.score(image))))
+                self.nsfw_score = max(score, self.nsfw_score or 0.0)
+        except ModerationBlocked:
+            raise
+        except Exception as error:
+            raise ScanFailed(
+                f"the moderation scanner failed ({type(error).__name__}: {error})"
+            ) from error
+        self.looked += 1
+        if moderation.block_nsfw and self.sensitive:
+            raise ModerationBlocked("nsfw")
+
+    @property
+    def sensitive(self) -> bool:
+        return self.nsfw_score is not None and self.nsfw_score >= self.moderation.threshold
+
+    def meta(self) -> dict[str, Any]:
+        """`sensitive` for clients (only when a classifier judged the media)."""
+        return {} if self.nsfw_score is None else {"sensitive": self.sensitive}
+
+
+@dataclass
+class FrameSampler:
+    """Which decoded video frames moderation sees: one every `interval` seconds from the start,
+    at most `max_frames`; for a video longer than interval x max_frames the interval widens to
+    spread the samples over the declared duration."""
+
+    moderation_pass: ModerationPass
+    declared_seconds: float | None = None
+    taken: int = 0
+    next_at: float = 0.0
+    interval: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        moderation = self.moderation_pass.moderation
+        self.interval = moderation.frame_interval
+        if self.declared_seconds:
+            self.interval = max(self.interval, self.declared_seconds / moderation.max_frames)
+
+    def wants(self, elapsed: float) -> bool:
+        return self.taken < self.moderation_pass.moderation.max_frames and elapsed >= self.next_at
+
+    def take(self, elapsed: float, image: Image.Image) -> None:
+        self.taken += 1
+        while self.next_at <= elapsed:
+            self.next_at += self.interval
+        self.moderation_pass.look(image)

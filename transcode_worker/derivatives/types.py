@@ -39,10 +39,22 @@ class Derived:
     meta: dict[str, Any] = field(default_factory=dict)
     files: list[DerivedFile] = field(default_factory=list)
     variants: list[DerivedVariant] = field(default_factory=list)
-    # Set by moderation: the media must end `blocked` (no variants are published then).
+    # Set by moderation: the media must end `blocked` (no variants are published then). The
+    # reason is the media's `error.code`: hash_match, nsfw, malware.
     blocked_reason: str | None = None
     # Whether a moderation scanner judged it (blocked or not): counted as a scan.
     scanned: bool = False
+    # The NSFW classifier's highest score over the pictures it saw (admins only), if it ran.
+    nsfw_score: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class FileChecked:
+    """What a check of the downloaded original on the worker's event loop concluded (the
+    documents' malware scan), before any derivation runs."""
+
+    meta: dict[str, Any] = field(default_factory=dict)
+    blocked_reason: str | None = None  # "malware": the media ends blocked, nothing derived
 
 
 # Every code a `DeriveError` carries: the media's `error.code`, and a bounded metric label.

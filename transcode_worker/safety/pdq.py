@@ -120,6 +120,12 @@ class _Loaded:
     hashes: tuple[int, ...]
 
 
+# The last list read from each path, in this process. A pool job carries a pickled `HashList`
+# without its cache, so without this every job would re-read and re-parse the file; with it a
+# pool process reads it once and again only when the file changes. Process-local on purpose.
+_READ: dict[Path, _Loaded] = {}
+
+
 @dataclass
 class HashList:
     """The hash-list file at `path`, re-read whenever its mtime or size changes.
@@ -141,9 +147,12 @@ class HashList:
         than an image published unscanned)."""
         status = os.stat(self.path)
         signature = (status.st_mtime_ns, status.st_size)
+        if self._loaded is None:
+            self._loaded = _READ.get(self.path)
         if self._loaded is None or self._loaded.signature != signature:
             text = self.path.read_text(encoding="utf-8")
             self._loaded = _Loaded(signature=signature, hashes=tuple(sorted(parse_hash_list(text))))
+            _READ[self.path] = self._loaded
         return self._loaded.hashes
 
     def nearest(self, hash_hex: str) -> int | None:
