@@ -21,7 +21,11 @@ SENDABLE = {"uploaded", "processing", "ready"}
 
 async def open_uppy(page: Any, gateway: str, user: str) -> None:
     await page.goto(gateway + "/uppy.html")
-    if await page.is_visible("#uppy-login"):
+    # Either signed in already (this tab's session) or the sign-in form is up.
+    await page.wait_for_function(
+        "document.body.dataset.ready === 'true' || document.body.dataset.login === 'shown'"
+    )
+    if await page.evaluate("document.body.dataset.ready !== 'true'"):
         await page.fill("#uppy-user", user)
         await page.click("#uppy-login-button")
     await page.wait_for_function("document.body.dataset.ready === 'true'")

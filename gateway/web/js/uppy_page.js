@@ -97,8 +97,11 @@ async function enter(config, session) {
 }
 
 async function start() {
-  const config = await loadConfig();
   const saved = JSON.parse(sessionStorage.getItem(SESSION_KEY) || "null");
+  // Signed in already (this tab): no form. Otherwise say the form is up (tests wait for either).
+  if (saved) $("uppy-login").hidden = true;
+  else document.body.dataset.login = "shown";
+  const config = await loadConfig();
   $("uppy-login").addEventListener("submit", async (event) => {
     event.preventDefault();
     try {
