@@ -10,7 +10,6 @@ from fastapi.responses import JSONResponse
 
 from media_service.deps import ServingDep, UploadsDep
 from media_service.hls import PLAYLIST_CONTENT_TYPE
-from media_service.serving import HLS_VARIANT
 from shared.http import Caller, current_identity
 from shared.models import (
     CompleteRequest,
@@ -100,8 +99,6 @@ async def download_url(
     variant: Annotated[str, Query(max_length=64)] = "original",
 ) -> DownloadUrl:
     """`variant=hls` answers a signed master playlist link that plays with no headers."""
-    if variant == HLS_VARIANT:
-        return await serving.hls_playback_url(caller.user_id, media_id, str(request.base_url))
     return await serving.download_url(caller.user_id, media_id, variant, str(request.base_url))
 
 

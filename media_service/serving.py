@@ -74,6 +74,10 @@ class Serving(UsesMediaParts):
     async def download_url(
         self, user_id: str, media_id: str, variant: str, base_url: str
     ) -> DownloadUrl:
+        if variant == HLS_VARIANT:
+            # Not a storage URL: the master playlist this service writes, behind a signed link
+            # that plays with no headers (storage signs one key per URL; playlists are relative).
+            return await self.hls_playback_url(user_id, media_id, base_url)
         # An AWS failure is answered 503 `dependency_unavailable` at the edge: counted as that.
         with counting_refusals(self.metrics.download_urls, dependency_errors=True):
             record = await self.readable(user_id, media_id)
@@ -220,12 +224,6 @@ class Serving(UsesMediaParts):
             raise NotFound("the bytes of this media have not arrived yet", code="no_such_variant")
         ttl = self.settings.download_url_ttl_seconds
         expires_at = utcnow() + timedelta(seconds=ttl)
-        if variant == HLS_VARIANT and record.variant(HLS_VARIANT) is not None:
-            # A stored playlist's URIs are relative and storage signs one key per URL: players
-            # get the playlist this service writes, whose links are signed (same access rules).
-            public = self.settings.public_url or base_url
-            url = f"{public.rstrip('/')}/v1/media/{record.media_id}/hls/master.m3u8"
-            return DownloadUrl(url=url, expires_at=expires_at)
         if variant == ORIGINAL and reader != record.owner:
             return await self._sign_recipients_original(record, ttl, expires_at)
         if variant == ORIGINAL:
