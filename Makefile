@@ -12,7 +12,7 @@ PACKAGES := $(patsubst %/__init__.py,%,$(wildcard shared/__init__.py gateway/__i
 	devstack/__init__.py))
 
 .DEFAULT_GOAL := help
-.PHONY: help install localstack run token test test-unit lint format typecheck bench docs all clean
+.PHONY: help install localstack run token test test-unit lint format typecheck bench bench-tools docs all clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -70,8 +70,23 @@ format: $(STAMP) ## apply ruff fixes and formatting
 typecheck: $(STAMP) ## mypy, strict
 	$(BIN)/mypy $(PACKAGES) scripts bench tests
 
-bench: $(STAMP) ## benchmarks (numbers, never assertions)
-	$(BIN)/python -m bench
+# The bench's anchors: the ffmpeg CLI (apt, when root) and libvips (the pyvips-binary wheel, else
+# apt's libvips42). Whatever cannot be installed is skipped by the bench with a line saying so.
+bench-tools: $(STAMP) ## install the bench's anchors where missing (ffmpeg CLI, pyvips + libvips)
+	@command -v ffmpeg >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg >/dev/null 2>&1 || \
+	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg >/dev/null; } || \
+	    echo "bench: could not install ffmpeg: its anchors are skipped"; \
+	  else echo "bench: no ffmpeg CLI (and not root to apt-get it): its anchors are skipped"; fi; }
+	@$(BIN)/python -c 'import pyvips' 2>/dev/null || \
+	  $(BIN)/python -m pip install --quiet pyvips pyvips-binary 2>/dev/null || \
+	  { [ "$$(id -u)" = 0 ] && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libvips42 >/dev/null 2>&1 \
+	    && $(BIN)/python -m pip install --quiet pyvips; } || \
+	  echo "bench: no pyvips/libvips: the pyvips anchor is skipped"
+
+bench: bench-tools ## benchmarks against anchors, numbers never assertions (QUICK=1: ~3 min)
+	$(BIN)/python -m bench $(if $(filter-out 0,$(QUICK)),--quick)
 
 docs: $(STAMP) ## regenerate docs/ (OpenAPI, configuration, data model) from the code
 	$(BIN)/python scripts/gen_docs.py

@@ -1,17 +1,17 @@
-"""`python -m bench.image_thumbs`: how fast, and in how much memory, a 12 MP JPEG is thumbnailed.
+"""12 MP photo → thumb_1280/640/320: Ferry against pyvips and a plain Pillow draft cascade.
 
-Each measurement runs in a fresh interpreter (`--child`), so its peak resident memory is that
-of one job and nothing else. The parent stays small (the test photo is made in a child too):
-Linux carries `ru_maxrss` across `exec`, so a fat parent would inflate every child's number.
-We print `ru_maxrss` and `VmHWM` (the high-water mark of the child's own address space):
+Every measurement runs in a fresh interpreter (`python -m bench.image_thumbs --child MODE`), so
+its peak memory (VmHWM) is one job's and nothing else's. Modes:
 
-- `ferry`: `derive_image` (draft decode, orientation, thumb_1280 → 640 → 320 as WebP,
-  blurhash, the perceptual-hash scan);
-- `plain`: the same outputs from a full-size decode with no draft (what draft saves);
-- `imports`: the interpreter with the same modules imported and nothing decoded (the floor
-  both numbers include).
+- `ferry`: the worker's `derive_image` (allow-list, caps, draft decode, orientation, sRGB,
+  the moderation scan, the cascade, blurhash), as a pool process runs it;
+- `ferry-imports`: the same imports and nothing decoded (the floor inside `ferry`'s peak);
+- `pillow`: the least a Pillow program does for the same outputs: draft decode, EXIF
+  orientation, Lanczos with `reducing_gap`, 1280 → 640 → 320, the same quality and effort;
+- `pyvips`: libvips' shrink-on-load `thumbnail` to 1280, then 640 and 320 from it.
 
-Numbers, never assertions. Takes a few seconds.
+Each child thumbnails `runs` photos (textured, made by `bench.media`), cycling over the ones
+given; it reports per-photo wall and CPU (process-wide, every thread) medians. Numbers only.
 """
 
 from __future__ import annotations
@@ -19,174 +19,176 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import platform
-import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-MODES = ("imports", "ferry", "plain")
+MODES = ("ferry-imports", "ferry", "pillow", "pyvips")
+FORMATS = ("webp", "jpeg")
 
 
-def _child(
-    mode: str, source: Path, runs: int, thumb_format: str, webp_method: int
-) -> dict[str, Any]:
-    from PIL import Image
+def pyvips_available() -> str | None:
+    """libvips' version, or None where pyvips cannot load it."""
+    try:
+        import pyvips
+    except (ImportError, OSError):
+        return None
+    return f"{pyvips.version(0)}.{pyvips.version(1)}.{pyvips.version(2)}"
 
-    from transcode_worker.derivatives.images import ImageLimits, derive_image, fit_within
-    from transcode_worker.derivatives.moderation import PerceptualHashScanner
 
-    limits = ImageLimits(webp_method=webp_method)
-    scanner = PerceptualHashScanner(blocklist=frozenset({"0123456789abcdef"}))
-    timings: list[float] = []
-    if mode != "imports":
+def _pillow(source: Path, fmt: str, settings: dict[str, Any]) -> int:
+    from PIL import Image, ImageOps
+
+    written = 0
+    with Image.open(source) as im:
+        edge = settings["sizes"][0]
+        im.draft("RGB", (edge, edge))
+        current = ImageOps.exif_transpose(im)
+        for edge in settings["sizes"]:
+            scale = edge / max(current.size)
+            if scale < 1:
+                size = (max(1, round(current.width * scale)), max(1, round(current.height * scale)))
+                current = current.resize(size, Image.Resampling.LANCZOS, reducing_gap=2.0)
+            out = io.BytesIO()
+            if fmt == "webp":
+                current.save(
+                    out, "WEBP", quality=settings["quality"], method=settings["webp_method"]
+                )
+            else:
+                current.save(
+                    out, "JPEG", quality=settings["quality"], optimize=settings["jpeg_optimize"]
+                )
+            written += out.tell()
+    return written
+
+
+def _pyvips(source: Path, fmt: str, settings: dict[str, Any]) -> int:
+    import pyvips
+
+    written = 0
+    current = pyvips.Image.thumbnail(str(source), settings["sizes"][0])
+    for index, edge in enumerate(settings["sizes"]):
+        if index:
+            current = current.thumbnail_image(edge)
+        current = current.copy_memory()  # the next size starts from this one, not the file
+        if fmt == "webp":
+            data = current.webpsave_buffer(
+                Q=settings["quality"], effort=settings["webp_method"], keep="none"
+            )
+        else:
+            data = current.jpegsave_buffer(
+                Q=settings["quality"], optimize_coding=settings["jpeg_optimize"], keep="none"
+            )
+        written += len(data)
+    return written
+
+
+def _ferry(source: Path, fmt: str, out: Path) -> int:
+    from bench.adapter import ferry_thumbnails
+
+    ferry_thumbnails(source, out, fmt)
+    return sum(path.stat().st_size for path in out.iterdir())
+
+
+def child(mode: str, fmt: str, sources: list[Path], runs: int) -> dict[str, Any]:
+    from bench.procs import own_peak_kib
+
+    if mode.startswith("ferry"):
+        from bench.adapter import import_ferry_thumbnails
+
+        import_ferry_thumbnails()
+    settings = json.loads(sys.stdin.readline()) if mode in ("pillow", "pyvips") else {}
+    walls: list[float] = []
+    cpus: list[float] = []
+    output_bytes = 0
+    if mode != "ferry-imports":
         with tempfile.TemporaryDirectory() as scratch:
             for run in range(runs):
-                started = time.perf_counter()
+                source = sources[run % len(sources)]
+                wall, cpu = time.perf_counter(), time.process_time()
                 if mode == "ferry":
-                    derive_image(
-                        source,
-                        Path(scratch) / str(run),
-                        limits=limits,
-                        thumb_format=thumb_format,
-                        scanner=scanner,
-                    )
+                    output_bytes = _ferry(source, fmt, Path(scratch) / str(run))
+                elif mode == "pillow":
+                    output_bytes = _pillow(source, fmt, settings)
                 else:
-                    with Image.open(source) as im:
-                        im.load()  # full size: 4000x3000
-                        current: Image.Image = im
-                        for edge in sorted(limits.thumb_sizes, reverse=True):
-                            size = fit_within(im.width, im.height, edge)
-                            current = current.resize(size, Image.Resampling.LANCZOS)
-                            current.save(
-                                io.BytesIO(),
-                                format="WEBP",
-                                quality=limits.quality,
-                                method=limits.webp_method,
-                            )
-                timings.append(time.perf_counter() - started)
-    return {"mode": mode, "timings": timings, **_peaks()}
-
-
-def _peaks() -> dict[str, int | None]:
-    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    hwm = None
-    status = Path("/proc/self/status")
-    if status.exists():
-        for line in status.read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                hwm = int(line.split()[1])
-    return {"maxrss_kib": maxrss, "hwm_kib": hwm}
-
-
-def _make_source(path: Path) -> dict[str, Any]:
-    import PIL
-    from PIL import features
-
-    from tests.media_factory.images import twelve_megapixel_jpeg
-
-    path.write_bytes(twelve_megapixel_jpeg())
+                    output_bytes = _pyvips(source, fmt, settings)
+                walls.append(time.perf_counter() - wall)
+                cpus.append(time.process_time() - cpu)
     return {
-        "python": platform.python_version(),
-        "pillow": PIL.__version__,
-        "libjpeg_turbo": features.version("libjpeg_turbo"),
-        "libwebp": features.version("webp"),
-        "machine": platform.machine(),
+        "mode": mode,
+        "format": fmt,
+        "runs": len(walls),
+        "wall_median": statistics.median(walls) if walls else None,
+        "wall_best": min(walls) if walls else None,
+        "cpu_median": statistics.median(cpus) if cpus else None,
+        "output_bytes": output_bytes,
+        "peak_kib": own_peak_kib(),
     }
 
 
-def _run_child(*args: str) -> dict[str, Any]:
-    command = [sys.executable, "-m", "bench.image_thumbs", *args]
-    done = subprocess.run(command, capture_output=True, text=True, check=True)
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    return result
+def make_photos(directory: Path, count: int) -> list[Path]:
+    """`count` different textured 12 MP JPEGs (made in a child: this process stays small)."""
+    from bench.media import photo_jpeg
+
+    paths = []
+    for seed in range(count):
+        path = directory / f"photo_{seed}.jpg"
+        path.write_bytes(photo_jpeg(seed))
+        paths.append(path)
+    return paths
 
 
-def _ms(seconds: float) -> str:
-    return f"{seconds * 1000:7.1f} ms"
+def measure(sources: list[Path], runs: int, formats: tuple[str, ...] = FORMATS) -> dict[str, Any]:
+    """Every mode in every format, each in a fresh process; the anchors get Ferry's settings."""
+    import subprocess
+
+    from bench.adapter import thumb_settings
+
+    settings = json.dumps(thumb_settings())
+    vips = pyvips_available()
+    results: dict[str, Any] = {"libvips": vips, "settings": json.loads(settings)}
+    for fmt in formats:
+        for mode in MODES:
+            if mode == "pyvips" and vips is None:
+                continue
+            if mode == "ferry-imports" and fmt != formats[0]:
+                continue
+            started = time.perf_counter()
+            done = subprocess.run(
+                [sys.executable, "-m", "bench.image_thumbs", "--child", mode, "--format", fmt,
+                 "--runs", str(runs), *map(str, sources)],
+                input=settings + "\n", capture_output=True, text=True, check=True,
+            )  # fmt: skip
+            result = json.loads(done.stdout.strip().splitlines()[-1])
+            result["process_wall"] = time.perf_counter() - started
+            results[f"{mode}/{fmt}"] = result
+    return results
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.image_thumbs", description=__doc__)
-    parser.add_argument("--runs", type=int, default=10, help="timed runs per process")
-    parser.add_argument("--format", default="webp", choices=("webp", "jpeg"))
-    parser.add_argument(
-        "--webp-method", type=int, default=4, help="libwebp effort 0-6 (ImageLimits.webp_method)"
-    )
-    parser.add_argument("--child", choices=MODES, help=argparse.SUPPRESS)
-    parser.add_argument("--make-source", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--source", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=MODES)
+    parser.add_argument("--format", choices=FORMATS, default="webp")
+    parser.add_argument("--runs", type=int, default=6)
+    parser.add_argument("--make", type=int, metavar="COUNT", help="write COUNT photos to DIR")
+    parser.add_argument("paths", nargs="*", type=Path)
     args = parser.parse_args(argv)
-
-    if args.make_source:
-        print(json.dumps(_make_source(args.source)))
+    if args.make:
+        made = make_photos(args.paths[0], args.make)
+        print(json.dumps({"paths": [str(path) for path in made]}))
         return 0
     if args.child:
-        result = _child(args.child, args.source, args.runs, args.format, args.webp_method)
-        print(json.dumps(result))
+        print(json.dumps(child(args.child, args.format, args.paths, args.runs)))
         return 0
+    with tempfile.TemporaryDirectory(prefix="ferry-bench-photos-") as scratch:
+        from bench.procs import run_module
 
-    with tempfile.TemporaryDirectory() as scratch:
-        source = Path(scratch) / "photo.jpg"
-        versions = _run_child("--make-source", "--source", str(source))
-        results = {
-            mode: _run_child(
-                "--child",
-                mode,
-                "--source",
-                str(source),
-                "--runs",
-                str(args.runs),
-                "--format",
-                args.format,
-                "--webp-method",
-                str(args.webp_method),
-            )
-            for mode in MODES
-        }
-        size = source.stat().st_size
-
-    print(
-        f"12 MP JPEG (4000x3000, {size / 1e6:.1f} MB) → thumb_320/640/1280 ({args.format}"
-        f"{f', method {args.webp_method}' if args.format == 'webp' else ''}); "
-        f"{args.runs} runs in each fresh process"
-    )
-    print(
-        f"Python {versions['python']}, Pillow {versions['pillow']}, "
-        f"libjpeg-turbo {versions['libjpeg_turbo']}, libwebp {versions['libwebp']}, "
-        f"{versions['machine']}"
-    )
-    floor = results["imports"]
-    print(
-        f"{'':8}{'first':>11}{'median':>11}{'best':>11}"
-        f"{'ru_maxrss':>12}{'VmHWM':>12}{'VmHWM above imports':>22}"
-    )
-    for mode in MODES:
-        result = results[mode]
-        timings: list[float] = result["timings"]
-        cells = (
-            [_ms(timings[0]), _ms(statistics.median(timings)), _ms(min(timings))]
-            if timings
-            else ["-".rjust(10)] * 3
-        )
-        print(
-            f"{mode:8}{cells[0]:>11}{cells[1]:>11}{cells[2]:>11}"
-            f"{_mib(result['maxrss_kib']):>12}{_mib(result['hwm_kib']):>12}"
-            f"{_mib(_minus(result['hwm_kib'], floor['hwm_kib'])):>22}"
-        )
+        paths: list[str] = run_module("bench.image_thumbs", "--make", "3", scratch).report["paths"]
+        print(json.dumps(measure([Path(p) for p in paths], args.runs), indent=2))
     return 0
-
-
-def _mib(kib: int | None) -> str:
-    return "n/a" if kib is None else f"{kib / 1024:.1f} MiB"
-
-
-def _minus(a: int | None, b: int | None) -> int | None:
-    return None if a is None or b is None else a - b
 
 
 if __name__ == "__main__":

@@ -1,16 +1,18 @@
-"""`python -m bench` (`make bench`): start a fleet, measure, print a table, write JSON.
+"""`python -m bench` (`make bench`, `make bench QUICK=1`): every figure of issue 14 as a ratio
+against an anchor measured in the same run, on this machine as it is.
 
-Measures, on this machine as it is:
-- upload-slot issuance: throughput and p50/p99 latency of `POST /v1/media/uploads`
-  (200 slots, 10 in flight, spread over 20 users; per-user limits lifted for the bench);
-- end to end, from "storage holds the bytes" to `ready`: a 1 MiB JPEG (verified and
-  thumbnailed) and a 20 MiB multipart PDF (verified, first page previewed) (p50 over a few runs);
-- the worker's peak resident memory (VmHWM of its process) after it verified a 64 MiB upload:
-  the commit step streams, so it should not grow by anything like 64 MiB;
-- moderation's cost per image: PDQ hash and NSFW score (`bench.safety.per_image`, in-process).
+1. Inputs, made at run time (`bench.media`): textured 12 MP JPEGs, a detailed 720p30 clip at
+   6 Mbit/s, a 60 s speech-like voice note.
+2. Thumbnails (`bench.image_thumbs`): Ferry vs pyvips (time, CPU) and vs a plain Pillow draft
+   cascade (peak memory of a fresh process), WebP and JPEG.
+3. Video and voice (`bench.video_hls`): Ferry vs the ffmpeg CLI on the same ladder and preset.
+4. A fleet (`bench.fleet_figures`): service CPU per upload slot vs a bare FastAPI endpoint;
+   idle WebSocket memory and connect time vs a bare `websockets` server; a photo burst with
+   videos transcoding, timed from the worker's log, against the CPU floor.
 
-Never asserts; prints numbers and writes them to `bench/results/latest.json`. Takes about a
-minute; service logs go to `bench/results/logs/`.
+Numbers are printed and written to `bench/results/latest.json`; nothing is asserted. A tool
+that is missing (ffmpeg CLI, libvips) skips its anchor with a line saying so; `make bench`
+installs both first where it can. Full: about 6-8 minutes on 2 cores; `--quick`: about 3.
 """
 
 from __future__ import annotations
@@ -22,243 +24,202 @@ import os
 import platform
 import secrets
 import sys
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
-
-from bench import safety
-from bench.scenarios import (
-    MIB,
-    BenchFailed,
-    SlotResult,
-    memory_kib,
-    noise_jpeg,
-    pdf_like,
-    percentile,
-    slot_issuance,
-    stored_to_ready,
-)
-from devstack.fleet import LocalFleet, start_fleet
+from bench import fleet_figures, image_thumbs, safety, video_hls
+from bench.media import detailed_clip, ffmpeg, unique_jpeg, unique_mp4, voice_note
+from bench.procs import run_module
+from devstack.fleet import start_fleet
 from devstack.processes import ProcessFailed
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-# Per-user limits out of the way: the bench measures the service, not its limiter.
-BENCH_SETTINGS = {
+# Per-user limits out of the way: the bench measures the services, not their limiters.
+FLEET_SETTINGS = {
     "MAX_PENDING_UPLOADS": "1000000",
     "SLOT_RATE_PER_MINUTE": "1000000",
     "LOG_JSON": "true",
 }
-WORKER = "transcode_worker"
-# Two gateways, as the tests run them.
-GATEWAYS = 2
 
 
 @dataclass(frozen=True, kw_only=True)
 class Plan:
-    slots: int = 200
-    slot_concurrency: int = 10
-    slot_users: int = 20
-    small_bytes: int = 1 * MIB
-    small_runs: int = 7
-    multipart_bytes: int = 20 * MIB
-    multipart_runs: int = 5
-    big_bytes: int = 64 * MIB
+    thumb_runs: int = 6
+    av_repeats: int = 2  # video and voice: each tool this many times, alternating, best kept
+    clip_seconds: float = 30.0
+    voice_seconds: float = 60.0
+    slot_requests: int = 300
+    connections: int = 2000
+    burst_photos: int = 100
+    burst_videos: int = 4
+    burst_video_seconds: float = 30.0
+    photos_only_burst: bool = True  # the same burst without videos, for the p99 comparison
 
 
-def _ms(seconds: float) -> str:
-    return f"{seconds * 1000:.1f} ms"
+QUICK = Plan(
+    thumb_runs=3,
+    av_repeats=1,
+    clip_seconds=10.0,
+    slot_requests=100,
+    connections=500,
+    burst_photos=30,
+    burst_videos=2,
+    burst_video_seconds=10.0,
+    photos_only_burst=False,
+)
 
 
-def _mib(kib: int | None) -> str:
-    return "n/a" if kib is None else f"{kib / 1024:.1f} MiB"
+def say(text: str) -> None:
+    print(text, flush=True)
 
 
-async def _stored_to_ready_runs(
-    http: httpx.AsyncClient,
-    fleet: LocalFleet,
-    make: Callable[[int], bytes],
-    size: int,
-    content_type: str,
-    runs: int,
-    how: str,
-) -> dict[str, Any]:
-    """`runs` uploads of `size` fresh bytes each (never deduplicated), each timed to `ready`."""
-    seconds = [await stored_to_ready(http, fleet, make(size), content_type) for _ in range(runs)]
-    print(f"  {size // MIB} MiB {how}: p50 {_ms(percentile(seconds, 50))}")
-    return {"bytes": size, "runs_seconds": seconds, "p50_seconds": percentile(seconds, 50)}
+def timed(label: str, work: Callable[[], Any]) -> Any:
+    started = time.perf_counter()
+    say(f"- {label}...")
+    result = work()
+    say(f"  ({time.perf_counter() - started:.0f} s)")
+    return result
 
 
-async def _measure(fleet: LocalFleet, plan: Plan) -> dict[str, Any]:
+async def _section(work: Coroutine[Any, Any, dict[str, Any]]) -> dict[str, Any] | None:
+    """One fleet figure; a failure is printed and the others still run."""
+    try:
+        return await work
+    except fleet_figures.BenchFailed as failure:
+        say(f"  failed: {failure}")
+        return None
+
+
+async def fleet_part(plan: Plan, bases: list[bytes], video: bytes | None) -> dict[str, Any]:
+    """The fleet's figures; `bases` are JPEGs, `video` an MP4 (both made unique per upload)."""
     results: dict[str, Any] = {}
-    worker_pid = fleet.pid(WORKER)
-    at_start = memory_kib(worker_pid, "VmHWM") if worker_pid else None
-    async with httpx.AsyncClient(timeout=120) as http:
-        slots: SlotResult = await slot_issuance(
-            http,
-            fleet,
-            requests=plan.slots,
-            concurrency=plan.slot_concurrency,
-            users=plan.slot_users,
-        )
-        results["upload_slots"] = {
-            "requests": slots.requests,
-            "concurrency": slots.concurrency,
-            "users": slots.users,
-            "statuses": {str(code): count for code, count in sorted(slots.statuses.items())},
-            "wall_seconds": slots.wall_seconds,
-            "per_second": slots.per_second,
-            "p50_seconds": percentile(slots.latencies, 50),
-            "p99_seconds": percentile(slots.latencies, 99),
-        }
-        print(f"  slots: {slots.per_second:.1f}/s", flush=True)
-
-        results["single_1mib_to_ready"] = await _stored_to_ready_runs(
-            http, fleet, noise_jpeg, plan.small_bytes, "image/jpeg", plan.small_runs, "single"
-        )
-        results["multipart_20mib_to_ready"] = await _stored_to_ready_runs(
-            http,
-            fleet,
-            pdf_like,
-            plan.multipart_bytes,
-            "application/pdf",
-            plan.multipart_runs,
-            "multipart",
-        )
-
-        before = memory_kib(worker_pid, "VmHWM") if worker_pid else None
-        big = await stored_to_ready(http, fleet, pdf_like(plan.big_bytes), "application/pdf")
-        after = memory_kib(worker_pid, "VmHWM") if worker_pid else None
-        results["worker_memory"] = {
-            "bytes_verified": plan.big_bytes,
-            "stored_to_ready_seconds": big,
-            "vmhwm_kib_at_start": at_start,
-            "vmhwm_kib_before": before,
-            "vmhwm_kib_after": after,
-            "vmrss_kib_after": memory_kib(worker_pid, "VmRSS") if worker_pid else None,
-        }
-    results["moderation_per_image"] = await asyncio.to_thread(safety.per_image)
-    return results
-
-
-def _table(results: dict[str, Any], plan: Plan) -> str:
-    slots = results["upload_slots"]
-    small = results["single_1mib_to_ready"]
-    multipart = results["multipart_20mib_to_ready"]
-    memory = results["worker_memory"]
-    moderation = results["moderation_per_image"]
-    errors = slots["requests"] - slots["statuses"].get("201", 0)
-    at_start = memory["vmhwm_kib_at_start"]
-    before, after = memory["vmhwm_kib_before"], memory["vmhwm_kib_after"]
-    growth = (
-        f"{_mib(at_start)} at start, +{_mib(after - before)} during the {plan.big_bytes // MIB} "
-        "MiB verify"
-        if at_start and before and after
-        else "n/a"
-    )
-    rows = [
-        (
-            "upload slots: throughput",
-            f"{slots['per_second']:.1f} slots/s ({slots['requests']} slots, "
-            f"{slots['concurrency']} in flight, {slots['users']} users, {errors} refused)",
-        ),
-        (
-            "upload slots: latency p50 / p99",
-            f"{_ms(slots['p50_seconds'])} / {_ms(slots['p99_seconds'])}",
-        ),
-        (
-            f"{plan.small_bytes // MIB} MiB JPEG, PUT done → thumbnails ready, p50",
-            f"{_ms(small['p50_seconds'])} ({len(small['runs_seconds'])} runs, "
-            f"max {_ms(max(small['runs_seconds']))})",
-        ),
-        (
-            f"{plan.multipart_bytes // MIB} MiB multipart document, complete → ready, p50",
-            f"{_ms(multipart['p50_seconds'])} ({len(multipart['runs_seconds'])} runs, "
-            f"max {_ms(max(multipart['runs_seconds']))})",
-        ),
-        (
-            f"{plan.big_bytes // MIB} MiB multipart, complete → ready",
-            _ms(memory["stored_to_ready_seconds"]),
-        ),
-        (
-            f"worker peak RSS (VmHWM) after verifying {plan.big_bytes // MIB} MiB",
-            f"{_mib(after)} ({growth})",
-        ),
-        (
-            "moderation per image: PDQ (1280x960) / NSFW (512 px, 1280x960)",
-            f"{moderation['pdq_ms_1280x960']:.1f} ms / {moderation['nsfw_ms_512']:.1f} ms, "
-            f"{moderation['nsfw_ms_1280x960']:.1f} ms (model load "
-            f"{moderation['nsfw_load_ms']:.0f} ms per pool process)",
-        ),
-    ]
-    width = max(len(name) for name, _ in rows)
-    lines = [f"| {'measure':<{width}} | value |", f"| {'-' * width} | --- |"]
-    lines += [f"| {name:<{width}} | {value} |" for name, value in rows]
-    return "\n".join(lines)
-
-
-async def _run(plan: Plan, log_dir: Path, started: float) -> dict[str, Any]:
-    """Measure on a fleet of the bench's own: fresh prefix and secrets, per-user limits lifted."""
     async with start_fleet(
-        log_dir=log_dir,
+        log_dir=RESULTS_DIR / "logs",
         prefix=f"b{secrets.token_hex(4)}",
-        extra_env=BENCH_SETTINGS,
-        gateways=GATEWAYS,
+        extra_env=FLEET_SETTINGS,
     ) as fleet:
-        print(f"fleet up in {time.perf_counter() - started:.1f} s; measuring...", flush=True)
-        results = await _measure(fleet, plan)
+        say("- upload slots: service CPU per request, Ferry and bare FastAPI...")
+        results["slots"] = await _section(fleet_figures.slot_costs(fleet, plan.slot_requests))
+        say(f"- {plan.connections} idle WebSockets, the gateway and bare websockets...")
+        results["websockets"] = await _section(
+            fleet_figures.websocket_costs(fleet, plan.connections)
+        )
+        burst_photos = [unique_jpeg(bases[n % len(bases)]) for n in range(plan.burst_photos)]
+        if plan.photos_only_burst:
+            say(f"- burst: {plan.burst_photos} photos, no video...")
+            results["burst_photos_only"] = await _section(
+                fleet_figures.burst(fleet, burst_photos, [])
+            )
+        videos = []
+        if video is not None:
+            videos = [unique_mp4(video) for _ in range(plan.burst_videos)]
+        else:
+            say("  (no ffmpeg CLI to make the clip: the burst runs without videos)")
+        burst_photos = [unique_jpeg(bases[n % len(bases)]) for n in range(plan.burst_photos)]
+        say(f"- burst: {plan.burst_photos} photos while {len(videos)} videos transcode...")
+        results["burst"] = await _section(fleet_figures.burst(fleet, burst_photos, videos))
     for name, code in fleet.unclean_exits.items():
-        log_path = fleet.processes[name].log_path
-        print(f"warning: {name} did not stop cleanly (exit {code}); see {log_path}")
+        say(f"warning: {name} did not stop cleanly (exit {code})")
     return results
 
 
-def _parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+def measure(plan: Plan, scratch: Path) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    tools = {"ffmpeg": ffmpeg(), "libvips": image_thumbs.pyvips_available()}
+    results["tools"] = tools
+    if tools["ffmpeg"] is None:
+        say("ffmpeg CLI: missing: no HLS or voice anchor, and no videos in the burst")
+    if tools["libvips"] is None:
+        say("pyvips/libvips: missing: no pyvips anchor for thumbnails")
+
+    made = timed(
+        "making 3 textured 12 MP photos",
+        lambda: run_module("bench.image_thumbs", "--make", "3", str(scratch)).report["paths"],
     )
-    parser.add_argument(
-        "--out", type=Path, default=RESULTS_DIR / "latest.json", help="where the JSON goes"
+    photos = [Path(path) for path in made]
+    clip = voice = None
+    if tools["ffmpeg"] is not None:
+        clip = timed(
+            f"making a detailed {plan.clip_seconds:g} s 720p clip",
+            lambda: detailed_clip(scratch / "clip.mp4", plan.clip_seconds),
+        )
+    voice = timed(
+        f"making a {plan.voice_seconds:g} s voice note",
+        lambda: voice_note(scratch / "voice.m4a", plan.voice_seconds),
     )
-    return parser.parse_args(argv)
+    results["inputs"] = {
+        "photo_bytes": [path.stat().st_size for path in photos],
+        "clip_seconds": plan.clip_seconds if clip else None,
+        "clip_bytes": clip.stat().st_size if clip else None,
+        "voice_seconds": plan.voice_seconds,
+        "voice_bytes": voice.stat().st_size,
+    }
+    results["thumbnails"] = timed(
+        "thumbnails: Ferry, Pillow, pyvips (WebP and JPEG), fresh processes",
+        lambda: image_thumbs.measure(photos, plan.thumb_runs),
+    )
+    results["voice"] = timed(
+        "voice note: Ferry and ffmpeg",
+        lambda: video_hls.measure("voice", voice, scratch, plan.av_repeats),
+    )
+    if clip is not None:
+        results["video"] = timed(
+            "HLS ladder: Ferry and ffmpeg",
+            lambda: video_hls.measure("video", clip, scratch, plan.av_repeats),
+        )
+        burst_clip = clip
+        if plan.burst_video_seconds != plan.clip_seconds:
+            burst_clip = detailed_clip(scratch / "burst.mp4", plan.burst_video_seconds)
+    else:
+        burst_clip = None
+    results["moderation_per_image"] = timed(
+        "moderation per image: PDQ and NSFW (bench.safety)", safety.per_image
+    )
+    bases = [path.read_bytes() for path in photos]
+    video = burst_clip.read_bytes() if burst_clip is not None else None
+    results["fleet"] = asyncio.run(fleet_part(plan, bases, video))
+    return results
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parse_args(argv)
-    plan = Plan()
-    log_dir = RESULTS_DIR / "logs"
+    parser = argparse.ArgumentParser(
+        prog="python -m bench", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="smaller counts (about 3 minutes)")
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR / "latest.json")
+    args = parser.parse_args(argv)
+    plan = QUICK if args.quick or os.environ.get("QUICK") not in (None, "", "0") else Plan()
     started = time.perf_counter()
-    print(f"starting a fleet (logs in {log_dir})...", flush=True)
     try:
-        results = asyncio.run(_run(plan, log_dir, started))
-    except (BenchFailed, ProcessFailed) as failure:
+        with tempfile.TemporaryDirectory(prefix="ferry-bench-") as scratch:
+            results = measure(plan, Path(scratch))
+    except (fleet_figures.BenchFailed, ProcessFailed) as failure:
         print(f"bench failed: {failure}", file=sys.stderr)
         return 1
     total = time.perf_counter() - started
+    from bench.report import table
+
     report = {
         "taken_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "quick": plan == QUICK,
         "machine": {
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
             "platform": platform.platform(),
+            "load_average": os.getloadavg(),
         },
-        "fleet_settings": BENCH_SETTINGS,
         "total_seconds": total,
         "results": results,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    print()
-    print(
-        f"Ferry bench: {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-        "embedded emulator (moto), every process on this machine"
-    )
-    print(_table(results, plan))
-    print(f"\n{total:.0f} s in all; written to {args.out}")
+    say("")
+    say(table(results, cores=os.cpu_count() or 1))
+    say(f"\n{total:.0f} s in all ({'quick' if plan == QUICK else 'full'}); "
+        f"load average at the end {os.getloadavg()[0]:.1f}; JSON in {args.out}")  # fmt: skip
     return 0

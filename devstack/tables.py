@@ -100,7 +100,7 @@ TABLES: tuple[TableSpec, ...] = (
     TableSpec(
         resource="rate_limits_table",
         owner="media_service",
-        purpose="per-user token buckets (upload slot rate), shared by every instance",
+        purpose="one counter item per user (`user#<owner>`: upload slot rate, pending count)",
         hash_key=KeyAttribute(name="bucket_key"),
         ttl_attribute="expires_at",
     ),

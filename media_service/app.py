@@ -25,11 +25,11 @@ from media_service.settings import Settings
 from media_service.storage import MediaBucket
 from media_service.uploads import Uploads
 from media_service.uppy_routes import router as uppy_router
+from media_service.user_counters import UserCounters
 from shared.aws import client_config, open_aws_clients
 from shared.http import build_app, table_check
 from shared.internal_client import internal_client
 from shared.media_records import MediaRecords
-from shared.rate_limits import RateLimiter
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3.client import S3Client
@@ -82,7 +82,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             )
             app.state.records = records
             app.state.uploads = Uploads(
-                parts, rate_limiter=RateLimiter(aws.dynamodb, resources.rate_limits_table)
+                parts, counters=UserCounters(aws.dynamodb, resources.rate_limits_table)
             )
             app.state.serving = Serving(
                 parts, playlist_signer=PlaylistSigner(settings.auth_jwt_secret)

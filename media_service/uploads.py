@@ -18,6 +18,7 @@ from media_service.planning import (
     plan_upload,
     proof_matches,
 )
+from media_service.user_counters import SlotLimits, UserCounters
 from shared import keys
 from shared.clock import utcnow
 from shared.content_types import media_type_of
@@ -26,7 +27,6 @@ from shared.errors import (
     Forbidden,
     Gone,
     PayloadTooLarge,
-    RateLimited,
     Unprocessable,
     UnsupportedMediaType,
 )
@@ -51,13 +51,11 @@ from shared.models import (
     UploadRequest,
     UploadSlot,
 )
-from shared.rate_limits import RateLimitContention, RateLimiter
 
 log = logging.getLogger("ferry.media")
 
 # Settled blobs whose outcome a deduplicated media may share (a failed one is never offered).
 DEDUPLICABLE_OUTCOMES = frozenset({MediaState.READY, MediaState.BLOCKED})
-RATE_WINDOW_SECONDS = 60
 
 
 class OpenMultipart(NamedTuple):
@@ -67,9 +65,9 @@ class OpenMultipart(NamedTuple):
 
 
 class Uploads(UsesMediaParts):
-    def __init__(self, parts: MediaParts, *, rate_limiter: RateLimiter) -> None:
+    def __init__(self, parts: MediaParts, *, counters: UserCounters) -> None:
         super().__init__(parts)
-        self.rate_limiter = rate_limiter
+        self.counters = counters
 
     # --- slots -----------------------------------------------------------------------------
 
@@ -77,20 +75,21 @@ class Uploads(UsesMediaParts):
         with counting_refusals(self.metrics.refusals):
             media_type = self._admit(request)
             now = utcnow()
-            await self._enforce_rate(owner, now)
-            # A challenge is pending too: unanswered ones must not pile up either.
-            await self._enforce_pending(owner, now)
+            # Two DynamoDB round trips for a single or dedup slot: this lookup, then one
+            # transaction (the user's counter item and the media row: `_take_slot`).
             blob = await self.records.get_blob(keys.blob_key(media_type.value, request.sha256))
             if blob is not None and self._can_dedup(blob, request):
                 return await self._dedup_slot(owner, request, media_type, blob, now)
-        plan = plan_upload(
-            request.size,
-            threshold=self.settings.multipart_threshold_bytes,
-            part_size=self.settings.multipart_part_size_bytes,
-        )
-        if isinstance(plan, MultipartPlan):
-            return await self._multipart_slot(owner, request, media_type, plan, now)
-        return await self._single_slot(owner, request, media_type, now)
+            plan = plan_upload(
+                request.size,
+                threshold=self.settings.multipart_threshold_bytes,
+                part_size=self.settings.multipart_part_size_bytes,
+            )
+            if isinstance(plan, MultipartPlan):
+                # Admitted first: a refused request must not open an S3 session.
+                await self._take_slot(owner, now, None)
+                return await self._multipart_slot(owner, request, media_type, plan, now)
+            return await self._single_slot(owner, request, media_type, now)
 
     def _admit(self, request: UploadRequest) -> MediaType:
         media_type = media_type_of(request.content_type)
@@ -104,28 +103,23 @@ class Uploads(UsesMediaParts):
             )
         return media_type
 
-    async def _enforce_rate(self, owner: str, now: datetime) -> None:
-        limit = self.settings.slot_rate_per_minute
-        try:
-            wait = await self.rate_limiter.try_acquire(
-                f"slots#{owner}", limit=limit, window_seconds=RATE_WINDOW_SECONDS, now=now
-            )
-        except RateLimitContention:
-            wait = 1  # many requests of one user racing: the limit is surely near
+    async def _take_slot(self, owner: str, now: datetime, record: MediaRecord | None) -> None:
+        """Count a slot against the user's rate and pending limits (a dedup challenge is
+        pending too: unanswered ones must not pile up either), putting `record` with it."""
 
-        if wait is not None:
-            raise RateLimited(
-                f"at most {limit} upload slots a minute; slow down", retry_after_seconds=wait
-            )
+        async def count_pending() -> int:
+            return await self.records.count_pending(owner, now, self.settings.max_pending_uploads)
 
-    async def _enforce_pending(self, owner: str, now: datetime) -> None:
-        limit = self.settings.max_pending_uploads
-        if await self.records.count_pending(owner, now, limit) >= limit:
-            raise RateLimited(
-                f"at most {limit} uploads may be pending at once: finish or abandon one first",
-                retry_after_seconds=30,
-                code="too_many_pending_uploads",
-            )
+        await self.counters.admit(
+            owner,
+            now=now,
+            limits=SlotLimits(
+                per_minute=self.settings.slot_rate_per_minute,
+                max_pending=self.settings.max_pending_uploads,
+            ),
+            count_pending=count_pending,
+            create=self.records.create_request(record) if record is not None else None,
+        )
 
     @staticmethod
     def _can_dedup(blob: BlobRecord, request: UploadRequest) -> bool:
@@ -182,7 +176,7 @@ class Uploads(UsesMediaParts):
             sha256_hex=request.sha256,
             ttl_seconds=ttl,
         )
-        await self.records.create(record)
+        await self._take_slot(owner, now, record)
         self._count_slot(media_type, "single", request.size)
         return UploadSlot(
             media_id=record.media_id,
@@ -261,7 +255,7 @@ class Uploads(UsesMediaParts):
                 expires_at=expires_at,
             ),
         )
-        await self.records.create(record)
+        await self._take_slot(owner, now, record)
         self._count_slot(media_type, "dedup", request.size)
         return UploadSlot(
             media_id=record.media_id,

@@ -21,7 +21,11 @@ from shared.moderation import MODERATION_INDEX
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb.client import DynamoDBClient
-    from types_aiobotocore_dynamodb.type_defs import TransactWriteItemTypeDef, UpdateTypeDef
+    from types_aiobotocore_dynamodb.type_defs import (
+        PutTypeDef,
+        TransactWriteItemTypeDef,
+        UpdateTypeDef,
+    )
 
 OWNER_CREATED_INDEX = "owner-created"
 # The recipients' original (API.md "Privacy of originals"): the original without location and
@@ -246,11 +250,15 @@ class MediaRecords:
     # --- writes ----------------------------------------------------------------------------
 
     async def create(self, record: MediaRecord) -> None:
-        await self._db.put_item(
-            TableName=self.media_table,
-            Item=to_item(_dump(record)),
-            ConditionExpression="attribute_not_exists(media_id)",
-        )
+        await self._db.put_item(**self.create_request(record))
+
+    def create_request(self, record: MediaRecord) -> PutTypeDef:
+        """The put `create` makes, for a caller that writes it in a transaction of its own."""
+        return {
+            "TableName": self.media_table,
+            "Item": to_item(_dump(record)),
+            "ConditionExpression": "attribute_not_exists(media_id)",
+        }
 
     def _transition_update(
         self,

@@ -144,6 +144,10 @@ class FakeMediaRecords:
 
     # --- writes ----------------------------------------------------------------------------
 
+    def create_request(self, record: MediaRecord) -> MediaRecord:
+        """The fake's "put request" is the record itself (`NoSlotLimits` creates it)."""
+        return record
+
     async def create(self, record: MediaRecord) -> None:
         if record.media_id in self.media:
             raise StaleTransition(f"{record.media_id} exists")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -10,7 +11,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
-from tests.integration.conftest import Fleet
+from tests.integration.conftest import TEST_SETTINGS, Fleet
 from tests.integration.media_client import (
     download,
     make_jpeg,
@@ -517,3 +518,27 @@ async def test_shared_bytes_outlive_the_first_owner_and_go_with_the_last(
         f"{fleet.media_url}/v1/media/uploads", json=slot_request(photo), headers=fleet.auth(bob)
     )
     assert fresh.status_code == 201
+
+
+async def test_one_users_concurrent_slots_do_not_race_each_other(
+    fleet: Fleet, http: httpx.AsyncClient, user: Callable[..., str]
+) -> None:
+    """A phone sending a batch asks for its slots at once: each takes its own token (no
+    `rate_limited` from contention), and the pending cap still holds exactly."""
+    alice = fleet.auth(user("alice"))
+    limit = int(TEST_SETTINGS["MAX_PENDING_UPLOADS"])
+
+    async def ask(seed: int) -> httpx.Response:
+        body = {"content_type": "image/png", "size": 100, "sha256": f"{seed + 900:064x}"}
+        return await http.post(f"{fleet.media_url}/v1/media/uploads", json=body, headers=alice)
+
+    responses = await asyncio.gather(*(ask(seed) for seed in range(limit)))
+    assert [response.status_code for response in responses] == [201] * limit
+    over = await ask(limit)
+    assert over.status_code == 429
+    assert over.json()["error"]["code"] == "too_many_pending_uploads"
+    # Abandoning one frees its place (the counter is recounted at the limit).
+    first = responses[0].json()["media_id"]
+    deleted = await http.delete(f"{fleet.media_url}/v1/media/{first}", headers=alice)
+    assert deleted.status_code == 204
+    assert (await ask(limit + 1)).status_code == 201

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from prometheus_client import CollectorRegistry
@@ -15,8 +16,10 @@ from media_service.parts import MediaParts
 from media_service.serving import Serving
 from media_service.settings import Settings
 from media_service.uploads import Uploads
+from media_service.user_counters import SlotLimits
 from shared import keys
 from shared.clock import utcnow
+from shared.errors import RateLimited
 from shared.media_records import BlobRecord, MediaRecord
 from shared.models import MediaState, MediaType, UploadRequest
 from tests.fakes import FakeMediaBucket, FakeMediaRecords
@@ -25,9 +28,28 @@ OWNER = "alice"
 MIB = 1024 * 1024
 
 
-class NoRateLimit:
-    async def try_acquire(self, *_: object, **__: object) -> float | None:
-        return None
+class PendingOnly:
+    """`UserCounters` without the rate: the pending cap from the true count, then the row put
+    like `MediaRecords.create` would."""
+
+    def __init__(self, records: FakeMediaRecords) -> None:
+        self.records = records
+
+    async def admit(
+        self,
+        owner: str,
+        *,
+        limits: SlotLimits,
+        count_pending: Callable[[], Awaitable[int]],
+        create: MediaRecord | None = None,
+        **_: object,
+    ) -> None:
+        if await count_pending() >= limits.max_pending:
+            raise RateLimited(
+                "too many pending", retry_after_seconds=30, code="too_many_pending_uploads"
+            )
+        if create is not None:
+            await self.records.create(create)
 
 
 class MediaWorld:
@@ -49,7 +71,7 @@ class MediaWorld:
             access=AccessPolicy(None),
             metrics=MediaMetrics(self.registry),
         )
-        self.uploads = Uploads(parts, rate_limiter=NoRateLimit())  # type: ignore[arg-type]
+        self.uploads = Uploads(parts, counters=PendingOnly(self.records))  # type: ignore[arg-type]
         self.serving = Serving(parts, playlist_signer=PlaylistSigner("unit-test-secret"))
 
     def sample(self, name: str, **labels: str) -> float:

@@ -16,9 +16,6 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
-import av
-import numpy as np
-from av.video.stream import VideoStream
 from PIL import Image, ImageSequence
 
 from transcode_worker.derivatives.flatten import on_white
@@ -60,6 +57,12 @@ def write_animation(
 
     Raises `DeriveError` (corrupt frames), `ModerationBlocked` / `ScanFailed` from the sampler.
     """
+    # PyAV (FFmpeg) and numpy load only in a process that meets an animation: a still image's
+    # job stays the size of a bare Pillow one (issue 14, item 4).
+    import av
+    import numpy as np
+    from av.video.stream import VideoStream
+
     path = out_dir / ANIMATION_KEY
     size = _even_size(image.width, image.height, limits.max_edge)
     elapsed_ms = 0

@@ -7,7 +7,6 @@ image it is given; the C function computes exactly the same hash without either 
 
 from __future__ import annotations
 
-from blurhash import _functions as _blurhash_c  # the library's own cffi binding
 from PIL import Image
 
 from transcode_worker.derivatives.flatten import on_white
@@ -29,6 +28,9 @@ def blurhash_of(image: Image.Image) -> str:
         sample.thumbnail((BLURHASH_SAMPLE_EDGE, BLURHASH_SAMPLE_EDGE), Image.Resampling.BOX)
     width, height = sample.size
     pixels = sample.tobytes()  # packed RGB rows, 3 bytes per pixel
+    # The library's own cffi binding, loaded by the first job that needs it.
+    from blurhash import _functions as _blurhash_c
+
     ffi, lib = _blurhash_c.ffi, _blurhash_c.lib
     destination = ffi.new("char[]", _MAX_HASH_CHARS)
     x_components, y_components = BLURHASH_COMPONENTS

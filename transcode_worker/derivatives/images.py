@@ -36,8 +36,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Final
 
-import numpy as np
-import pillow_heif
 from PIL import ExifTags, Image, ImageCms, ImageFile, UnidentifiedImageError
 
 from transcode_worker.derivatives.animation import AnimationLimits, write_animation
@@ -105,9 +103,13 @@ class ImageLimits:
     max_frames: int = 1000  # frames of an animation (or images in a HEIF file)
     thumb_sizes: tuple[int, ...] = (320, 640, 1280)  # longest edge of each thumb_<n>
     quality: int = 80  # WebP / JPEG quality of the thumbnails (1-100)
-    # libwebp's effort, 0 (fast) .. 6 (small). 4 is libwebp's default; on our test photos 2
-    # gives the same bytes within 1% at a third of the encode time (see bench.image_thumbs).
-    webp_method: int = 4
+    # libwebp's effort, 0 (fast) .. 6 (small). libwebp's default is 4; on the bench's textured
+    # 12 MP photos 2 encodes thumb_1280 in 37 ms instead of 82 ms for 5% more bytes, and the
+    # encode is most of a photo's CPU (issue 14, item 4; `make bench`).
+    webp_method: int = 2
+    # Huffman-table optimisation of JPEG thumbnails: 4% fewer bytes for ~2x the encode time.
+    # Off: the thumbnail CPU is what a photo burst waits for (issue 14, item 4).
+    jpeg_optimize: bool = False
 
     def __post_init__(self) -> None:
         if min(self.max_pixels, self.max_dimension, self.max_frames) < 1:
@@ -153,12 +155,11 @@ def derive_image(
     if thumb_format not in THUMB_FORMATS:
         raise ValueError(f"thumb_format must be one of {sorted(THUMB_FORMATS)}")
     sizes = sorted(limits.thumb_sizes, reverse=True)
-    _register_heif()
 
     with _pillow_guard(limits.max_pixels), source.open("rb") as fp:
         head = fp.read(32)
         fp.seek(0)
-        with _open_allowed(fp, limits) as im:
+        with _open_allowed(fp, limits, _decoders_for(head)) as im:
             probe = _probe(im, head, limits)
             width, height, orientation = _decode(im, probe, sizes[0], limits)
             # The largest thumbnail, oriented, RGB(A), sRGB: everything else derives from it.
@@ -248,6 +249,29 @@ def derive_image(
 # -- decoding ------------------------------------------------------------------------------------
 
 
+def _decoders_for(head: bytes) -> tuple[str, ...]:
+    """The allowed decoders worth trying on a file starting with `head`.
+
+    Only what a job needs is loaded (issue 14, item 4: a pool process stays the size of a bare
+    Pillow one): the four Pillow plugins we allow, never Pillow's full plugin scan, and
+    pillow-heif (with libheif) only for an ISO-BMFF file, which every HEIF file is.
+    """
+    _register_pillow_plugins()
+    if head[4:8] == b"ftyp":
+        _register_heif()
+        return ALLOWED_FORMATS
+    return tuple(fmt for fmt in ALLOWED_FORMATS if fmt != "HEIF")
+
+
+@functools.cache
+def _register_pillow_plugins() -> None:
+    """Register exactly the allowed Pillow decoders. `Image.open` runs Pillow's `init()`, which
+    imports every plugin Pillow has, whenever a format it is asked for is not registered yet."""
+    from PIL import GifImagePlugin, JpegImagePlugin, PngImagePlugin, WebPImagePlugin
+
+    del GifImagePlugin, JpegImagePlugin, PngImagePlugin, WebPImagePlugin
+
+
 @functools.cache
 def _register_heif() -> None:
     """Teach Pillow the HEIF decoder, once per process (pool children included).
@@ -255,6 +279,8 @@ def _register_heif() -> None:
     Embedded thumbnails, depth and auxiliary images are ignored: a HEIF thumbnail may show
     something else than the image, and we must scan and publish what the image itself shows.
     """
+    import pillow_heif
+
     pillow_heif.register_heif_opener(thumbnails=False, depth_images=False, aux_images=False)
 
 
@@ -278,10 +304,12 @@ def _pillow_guard(max_pixels: int) -> Iterator[None]:
 
 
 @contextmanager
-def _open_allowed(fp: IO[bytes], limits: ImageLimits) -> Iterator[ImageFile.ImageFile]:
+def _open_allowed(
+    fp: IO[bytes], limits: ImageLimits, decoders: tuple[str, ...] = ALLOWED_FORMATS
+) -> Iterator[ImageFile.ImageFile]:
     """`Image.open` with the allow-list, its refusals mapped to our error codes."""
     try:
-        im = Image.open(fp, formats=ALLOWED_FORMATS)
+        im = Image.open(fp, formats=decoders)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise _too_many_pixels(limits) from None
     except UnidentifiedImageError:
@@ -425,6 +453,9 @@ def _rgb_or_rgba(im: Image.Image) -> Image.Image:
     """RGBA when the image has any transparency, RGB otherwise (16-bit gray scaled, not clipped)."""
     if im.mode in ("RGB", "RGBA"):
         return im
+    if im.mode in ("I", "I;16", "I;16L", "I;16B", "I;16N", "F"):
+        import numpy as np  # only for these rare modes: most jobs never load it
+
     if im.mode in ("I", "I;16", "I;16L", "I;16B", "I;16N"):
         wide = np.asarray(im).astype(np.int64)
         return Image.fromarray((np.clip(wide, 0, 65535) >> 8).astype(np.uint8)).convert("RGB")
@@ -472,7 +503,9 @@ def _encode(im: Image.Image, pillow_format: str, limits: ImageLimits) -> bytes:
     bare: dict[str, object] = {"exif": b"", "xmp": b"", "icc_profile": None}
     if pillow_format == "JPEG":
         flat = _on_white(im) if im.mode == "RGBA" else im
-        flat.save(buffer, format="JPEG", quality=limits.quality, optimize=True, **bare)
+        flat.save(
+            buffer, format="JPEG", quality=limits.quality, optimize=limits.jpeg_optimize, **bare
+        )
     else:
         im.save(buffer, format="WEBP", quality=limits.quality, method=limits.webp_method, **bare)
     return buffer.getvalue()

@@ -22,10 +22,10 @@ orientation first: `ImageOps.exif_transpose`).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import numpy as np
 from PIL import Image
 
 from transcode_worker.derivatives.flatten import on_white
@@ -52,10 +52,14 @@ _HEX_DIGITS = PHASH_BITS // 4
 _SAMPLE = 32  # the hash looks at a 32x32 grayscale copy...
 _LOW = 8  # ...and keeps the 8x8 lowest frequencies of its DCT
 
-# DCT-II basis, unnormalised (scipy's default): _DCT[k, n] = cos(pi * (2n + 1) * k / 2N).
-# A uniform scale does not move a median threshold, so no normalisation is needed.
-_index = np.arange(_SAMPLE)
-_DCT = np.cos(np.pi * np.outer(_index, 2 * _index + 1) / (2 * _SAMPLE))
+# DCT-II basis, unnormalised (scipy's default): _DCT[k][n] = cos(pi * (2n + 1) * k / 2N), only
+# the _LOW rows the hash keeps. A uniform scale does not move a median threshold, so no
+# normalisation is needed. Plain Python on purpose: 10 k multiply-adds cost ~2 ms, and a pool
+# process that never needs numpy for an image saves its ~20 MiB (issue 14, item 4).
+_DCT: tuple[tuple[float, ...], ...] = tuple(
+    tuple(math.cos(math.pi * (2 * n + 1) * k / (2 * _SAMPLE)) for n in range(_SAMPLE))
+    for k in range(_LOW)
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -80,14 +84,24 @@ def phash(image: Image.Image) -> int:
     (the most significant) is coefficient (0, 0), bits follow row by row.
     """
     small = on_white(image, "L").resize((_SAMPLE, _SAMPLE), Image.Resampling.LANCZOS)
-    pixels = np.asarray(small, dtype=np.float64)
+    data = small.tobytes()  # 8-bit gray, row by row
+    rows = [data[n * _SAMPLE : (n + 1) * _SAMPLE] for n in range(_SAMPLE)]
+    # Separable 2-D DCT, low frequencies only: across each row, then down each column.
+    across = [
+        [math.fsum(map(float.__mul__, basis, map(float, row))) for basis in _DCT] for row in rows
+    ]
     # Rounded: flat regions give AC terms of float noise (1e-13), which must read as 0 on
-    # every machine and BLAS, or a plain colour would hash at random.
-    coefficients = np.round((_DCT @ pixels @ _DCT.T)[:_LOW, :_LOW].ravel(), 6)
-    threshold = np.median(coefficients[1:])
+    # every machine, or a plain colour would hash at random.
+    coefficients = [
+        round(math.fsum(basis[n] * across[n][v] for n in range(_SAMPLE)), 6)
+        for basis in _DCT
+        for v in range(_LOW)
+    ]
+    # The median of the 63 AC terms (an odd count: the middle one).
+    threshold = sorted(coefficients[1:])[len(coefficients[1:]) // 2]
     value = 0
-    for bit in coefficients > threshold:
-        value = (value << 1) | int(bit)
+    for coefficient in coefficients:
+        value = (value << 1) | int(coefficient > threshold)
     return value
 
 
