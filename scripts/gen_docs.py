@@ -427,6 +427,17 @@ QUEUE_ROLES: dict[str, tuple[str, str, str]] = {
         "`transcode_worker`",
         "an `s3:ObjectCreated:*` event for a new original `o/{media_id}`: run the commit step",
     ),
+    "derive_queue": (
+        "`transcode_worker` (commit step)",
+        "`transcode_worker` (derive lane)",
+        "a `DeriveJob` (JSON: `media_id`, `created_at`): thumbnails or a voice note of a "
+        "verified original",
+    ),
+    "derive_video_queue": (
+        "`transcode_worker` (commit step, reconciler)",
+        "`transcode_worker` (video lane)",
+        "a `DeriveJob` for a video: poster and HLS ladder, on the video lane's own pool",
+    ),
     "media_events_queue": (
         "`transcode_worker`",
         "`message_service`",
@@ -523,6 +534,9 @@ def _bucket_section(names: ResourceNames) -> list[str]:
         "",
         "### Lifecycle rules (the production backstop; the emulator runs none)",
         "",
+        "Generated from `shared.lifecycle` (the sweeper's own settings; see docs/lifecycle.md). "
+        "No rule deletes a current object by age: the sweeper decides from the records.",
+        "",
         "| rule | prefix | what |",
         "| --- | --- | --- |",
     ]
@@ -530,8 +544,11 @@ def _bucket_section(names: ResourceNames) -> list[str]:
         what = []
         for transition in rule.get("Transitions", []):
             what.append(f"to {transition['StorageClass']} after {transition['Days']} days")
-        if "Expiration" in rule:
-            what.append(f"expire after {rule['Expiration']['Days']} days")
+        expiration = rule.get("Expiration", {})
+        if "Days" in expiration:
+            what.append(f"expire after {expiration['Days']} days")
+        if expiration.get("ExpiredObjectDeleteMarker"):
+            what.append("delete markers left alone removed")
         if "NoncurrentVersionExpiration" in rule:
             days = rule["NoncurrentVersionExpiration"]["NoncurrentDays"]
             what.append(f"hidden (noncurrent) versions removed after {days} days")

@@ -7,6 +7,7 @@ the same transaction as the state change that justifies it, so retries and repla
 
 from __future__ import annotations
 
+import zlib
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -33,6 +34,24 @@ OWNER_CREATED_INDEX = "owner-created"
 # other than the owner download it as `original`, and the document shows them its hash and size.
 CLEAN_ORIGINAL_VARIANT = "original_clean"
 PENDING_INDEX = "pending-by-owner"
+# Sparse: (sweep_shard, sweep_due) of media the sweeper must look at again (media_service.sweeper).
+SWEEP_INDEX = "sweep-due"
+# Sparse: media in a state the worker must still move on, by `watch` = "{state}#{shard}" and
+# `watch_at` (the last transition, or the last heartbeat of a job working on it). The reconciler
+# reads it oldest first, per state and shard, never scanning the table.
+WATCH_INDEX = "watch-by-time"
+WATCHED_STATES: frozenset[MediaState] = frozenset(
+    {MediaState.AWAITING_UPLOAD, MediaState.UPLOADED, MediaState.PROCESSING}
+)
+# Keys per watched state, so no one index partition takes every slot's write.
+WATCH_SHARDS = 8
+
+
+def watch_key(state: MediaState, media_id: str, shard: int | None = None) -> str:
+    """The `watch` index key of a media in `state` (`shard` given: that shard's key)."""
+    if shard is None:
+        shard = zlib.crc32(media_id.encode()) % WATCH_SHARDS
+    return f"{state.value}#{shard}"
 
 
 # Every stored time uses `iso`, so range conditions on index keys are exact.
@@ -104,12 +123,38 @@ class MediaRecord(BaseModel):
     request_id: str | None = None
     # Percent done of a long derivation; meaningful only while processing.
     progress: int | None = None
+    # Derivation runs started and not ended in their process (a crash leaves its run counted).
+    derive_runs: int = 0
+    # How often the reconciler found the media stuck and sent it round again.
+    reconciles: int = 0
     # Moderation (shared.moderation): the NSFW score (admins only) and, when moderation blocked
     # or flagged the media, the sparse index key `moderation` with its reason and time.
     nsfw_score: float | None = None
     moderation: str | None = None
     moderation_reason: str | None = None
     moderated_at: Timestamp | None = None
+    # --- lifetime (media_service.sweeper, docs/lifecycle.md) ---
+    # Sparse index `sweep-due` (shard, due time): when the sweeper should next look at this
+    # media; absent when no rule can ever apply (a legal hold settled on storage).
+    sweep_shard: str | None = None
+    sweep_due: Timestamp | None = None
+    # The last moment a message was known to reference it: the unsent TTL counts from here.
+    last_referenced_at: Timestamp | None = None
+    # Retention: the original's bytes retired (the blob reference became a derivatives-only
+    # one, `derivatives_ref`), then the derivatives too.
+    original_retired: bool = False
+    derivatives_ref: bool = False
+    derivatives_retired: bool = False
+    # Legal hold, on this media (`legal_hold`) or through its owner's (`user_hold`).
+    legal_hold: bool = False
+    user_hold: bool = False
+    legal_hold_reason: str | None = None
+    # Deleted by its owner while held: hidden from everyone but admins, kept until released.
+    owner_deleted_at: Timestamp | None = None
+
+    @property
+    def held(self) -> bool:
+        return self.legal_hold or self.user_hold
 
     def document(self, reader: str | None = None) -> MediaDocument:
         """The media document as `reader` sees it (None: the owner): a reader other than the
@@ -170,12 +215,17 @@ class BlobRecord(BaseModel):
 
     blob_key: str
     sha256: str
-    object_key: str
+    # None once the original's bytes were retired by every media holding them.
+    object_key: str | None = None
     version_id: str | None = None
     size: int
     content_type: str
     media_type: MediaType
     refcount: int
+    # Media whose original was retired but whose derivatives (under the same blob) live on.
+    retired_refs: int = 0
+    # Media under legal hold that share these bytes: storage holds stay while any is left.
+    held_by: list[str] = Field(default_factory=list)
     first_media_id: str
     created_at: Timestamp
     # Set once processing settled: a dedup hit copies this outcome instead of re-processing.
@@ -254,9 +304,13 @@ class MediaRecords:
 
     def create_request(self, record: MediaRecord) -> PutTypeDef:
         """The put `create` makes, for a caller that writes it in a transaction of its own."""
+        item = _dump(record)
+        if record.state in WATCHED_STATES:
+            item["watch"] = watch_key(record.state, record.media_id)
+            item["watch_at"] = iso(record.updated_at)
         return {
             "TableName": self.media_table,
-            "Item": to_item(_dump(record)),
+            "Item": to_item(item),
             "ConditionExpression": "attribute_not_exists(media_id)",
         }
 
@@ -274,7 +328,12 @@ class MediaRecords:
             raise ValueError(f"no state may move to {target}")
         # None means "leave as is": DynamoDB has no null worth storing.
         given = {key: value for key, value in (set_fields or {}).items() if value is not None}
-        fields = {**given, "state": target.value, "updated_at": iso(utcnow())}
+        now = iso(utcnow())
+        fields = {**given, "state": target.value, "updated_at": now}
+        if target in WATCHED_STATES:
+            fields.update(watch=watch_key(target, media_id), watch_at=now)
+        else:
+            remove_fields = (*remove_fields, "watch", "watch_at")
         names = {f"#f{i}": name for i, name in enumerate(fields)}
         values = {f":v{i}": to_value(value) for i, value in enumerate(fields.values())}
         assignments = [f"#f{i} = :v{i}" for i in range(len(fields))]
@@ -515,10 +574,110 @@ class MediaRecords:
             await self._db.delete_item(
                 TableName=self.blobs_table,
                 Key={"blob_key": {"S": blob_key}},
-                ConditionExpression="refcount <= :zero",
+                ConditionExpression=(
+                    "refcount <= :zero AND (attribute_not_exists(retired_refs) "
+                    "OR retired_refs <= :zero)"
+                ),
                 ExpressionAttributeValues={":zero": {"N": "0"}},
             )
         return write.applied
+
+    # --- what the worker keeps to leave nothing stuck -----------------------------------------
+
+    async def start_run(self, media_id: str) -> int:
+        """Count a derivation run starting; returns the runs not ended so far, this one included.
+
+        Conditional on a state a run may start from: a settled media raises StaleTransition.
+        """
+        with conditional(StaleTransition(f"{media_id} is not waiting for derivation")):
+            response = await self._db.update_item(
+                TableName=self.media_table,
+                Key={"media_id": {"S": media_id}},
+                UpdateExpression="ADD derive_runs :one",
+                ConditionExpression="#state IN (:uploaded, :processing)",
+                ExpressionAttributeNames={"#state": "state"},
+                ExpressionAttributeValues={
+                    ":one": {"N": "1"},
+                    ":uploaded": {"S": MediaState.UPLOADED.value},
+                    ":processing": {"S": MediaState.PROCESSING.value},
+                },
+                ReturnValues="UPDATED_NEW",
+            )
+        return int(response["Attributes"]["derive_runs"]["N"])
+
+    async def end_run(self, media_id: str) -> None:
+        """A run ended in its own process (not a crash): it no longer counts."""
+        with conditional():
+            await self._db.update_item(
+                TableName=self.media_table,
+                Key={"media_id": {"S": media_id}},
+                UpdateExpression="ADD derive_runs :minus",
+                ConditionExpression="derive_runs > :zero",
+                ExpressionAttributeValues={":minus": {"N": "-1"}, ":zero": {"N": "0"}},
+            )
+
+    async def touch_watch(self, media_id: str, state: MediaState) -> None:
+        """A job still working on a media: its `watch_at` moves on (no transition meanwhile)."""
+        with conditional():
+            await self._db.update_item(
+                TableName=self.media_table,
+                Key={"media_id": {"S": media_id}},
+                UpdateExpression="SET watch_at = :now",
+                ConditionExpression="#state = :state AND attribute_exists(watch)",
+                ExpressionAttributeNames={"#state": "state"},
+                ExpressionAttributeValues={
+                    ":now": {"S": iso(utcnow())},
+                    ":state": {"S": state.value},
+                },
+            )
+
+    async def watched_before(
+        self, state: MediaState, shard: int, before: datetime, limit: int
+    ) -> list[tuple[str, str]]:
+        """(media_id, watch_at) of media in `state` (one shard) not moved on since `before`."""
+        response = await self._db.query(
+            TableName=self.media_table,
+            IndexName=WATCH_INDEX,
+            KeyConditionExpression="watch = :watch AND watch_at < :before",
+            ExpressionAttributeValues={
+                ":watch": {"S": watch_key(state, "", shard)},
+                ":before": {"S": iso(before)},
+            },
+            Limit=limit,
+        )
+        return [
+            (item["media_id"]["S"], item["watch_at"]["S"]) for item in response.get("Items", [])
+        ]
+
+    async def claim_stuck(
+        self, media_id: str, state: MediaState, watch_at: str, *, count: bool
+    ) -> int | None:
+        """Take a stuck media for one reconciliation: its `watch_at` moves to now, only if
+        nobody moved it since `watch_at` was read (so one replica acts, once). Returns how
+        often it was sent round (counted when `count`), or None when another got there first.
+        """
+        update = "SET watch_at = :now"
+        values: dict[str, Any] = {
+            ":now": {"S": iso(utcnow())},
+            ":state": {"S": state.value},
+            ":seen": {"S": watch_at},
+        }
+        if count:
+            update += " ADD reconciles :one"
+            values[":one"] = {"N": "1"}
+        with conditional() as write:
+            response = await self._db.update_item(
+                TableName=self.media_table,
+                Key={"media_id": {"S": media_id}},
+                UpdateExpression=update,
+                ConditionExpression="#state = :state AND watch_at = :seen",
+                ExpressionAttributeNames={"#state": "state"},
+                ExpressionAttributeValues=values,
+                ReturnValues="ALL_NEW",
+            )
+        if not write.applied:
+            return None
+        return int(response["Attributes"].get("reconciles", {"N": "0"})["N"])
 
     async def _transact(self, items: list[TransactWriteItemTypeDef], media_id: str) -> None:
         with conditional(StaleTransition(f"{media_id}: a guarded write did not apply")):

@@ -66,11 +66,15 @@ async def test_alice_sends_bob_a_photo_from_two_terminals(
         sent = await run_chat(fleet, alice, "send", "--to", bob, "--text", "the view", str(photo))
         assert "sent" in sent
 
-        # The message and the photo's media_update travel separately: either may come first.
-        line = await asyncio.wait_for(listener.stdout.readline(), scaled(30))
-        if line.startswith(b"media_update"):
-            line = await asyncio.wait_for(listener.stdout.readline(), scaled(30))
-        assert f"from {alice}: the view".encode() in line, line
+        # The message and the photo's media updates (processing, ready) travel separately:
+        # any of them may come first. Bob fetches once the photo is ready for readers.
+        line, ready = b"", False
+        while not (f"from {alice}: the view".encode() in line and ready):
+            got = await asyncio.wait_for(listener.stdout.readline(), scaled(60))
+            assert got, "the listener stopped"
+            if f"from {alice}: the view".encode() in got:
+                line = got
+            ready = ready or b"is now ready" in got or b"(ready)" in got
         media_id = line.decode().split("image ")[1].split(" ")[0]
     finally:
         # SIGTERM, not Ctrl-C's SIGINT: a shell running the suite in the background starts it
