@@ -36,6 +36,7 @@ from media_service.serving import Serving
 from media_service.settings import Settings
 from media_service.storage import MediaBucket
 from media_service.uploads import Uploads
+from media_service.uppy_routes import router as uppy_router
 from media_service.user_counters import UserCounters
 from shared.aws import client_config, open_aws_clients
 from shared.http import build_app, table_check
@@ -132,6 +133,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         registry=registry,
         settings=settings,
+        cors=True,
     )
     app.include_router(router)
     app.include_router(admin_router)
@@ -139,6 +141,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(me_router)
     app.include_router(moderation_router)
     app.include_router(internal_router)
+    app.include_router(uppy_router)
     return app
 
 

@@ -55,6 +55,9 @@ class Settings(ServiceSettings, LifecycleSettings):
 
     # Downloads
     download_url_ttl_seconds: int = Field(300, ge=10, le=7 * 24 * 3600)
+    # An HLS playback link, and every rendition and segment URL behind it, lives for the video's
+    # duration plus this (API.md v1.1), so playback that starts late still reaches the end.
+    hls_playback_grace_seconds: int = Field(600, ge=0, le=24 * 3600)
 
     # The S3 endpoint that presigned URLs name, when clients reach storage at another address
     # than this service does (compose: http://localhost:4566 while calls go to localstack:4566).

@@ -82,7 +82,7 @@ async def test_bucket_has_object_lock_cors_and_lifecycle(fleet: Fleet, aws: AwsC
     assert lock["ObjectLockConfiguration"]["ObjectLockEnabled"] == "Enabled"
 
     (cors,) = (await aws.s3.get_bucket_cors(Bucket=bucket))["CORSRules"]
-    assert sorted(cors["AllowedMethods"]) == ["GET", "HEAD", "PUT"]
+    assert sorted(cors["AllowedMethods"]) == ["GET", "HEAD", "POST", "PUT"]  # POST: Uppy
     assert cors["AllowedOrigins"] == ["*"]
     assert cors["AllowedHeaders"] == ["*"]
     assert {"ETag", "x-amz-checksum-sha256", "x-amz-version-id"} <= set(cors["ExposeHeaders"])
