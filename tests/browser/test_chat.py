@@ -11,7 +11,7 @@ from typing import Any
 
 from devstack.fleet import LocalFleet
 from tests.browser.conftest import PageFactory, fresh_user
-from tests.media_factory import av, images
+from tests.media_factory import av, documents, images
 
 VIDEO_SECONDS = 30
 # Long waits are for processing on a loaded machine, not for the browser.
@@ -102,8 +102,9 @@ async def test_a_multipart_upload_resumes_after_a_reload(
     await page.wait_for_selector("#conversation-title[data-conversation-id]")
 
     # 12 MiB with 5 MiB parts: three parts. The page dies (reload) once the first has landed.
-    big = av.random_bytes(tmp_path / "archive.pdf", size=12 * 1024 * 1024, seed=7)
-    big.write_bytes(b"%PDF-1.4\n" + big.read_bytes()[9:])
+    # A real PDF (random padding, so never deduplicated): the worker opens documents it previews.
+    big = tmp_path / "archive.pdf"
+    big.write_bytes(documents.sized_pdf(12 * 1024 * 1024))
     sent_parts: list[str] = []
     first_part_stored = asyncio.Event()
 

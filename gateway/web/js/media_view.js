@@ -15,7 +15,10 @@ export function renderMedia(state, reference) {
 
 export function updateMedia(state, frame) {
   const known = state.media.get(frame.media_id) || {};
-  state.media.set(frame.media_id, { ...known, state: frame.state, meta: frame.meta || known.meta, variants: frame.variants });
+  state.media.set(frame.media_id, {
+    ...known, state: frame.state, meta: frame.meta || known.meta, variants: frame.variants,
+    error: frame.error || known.error,
+  });
   for (const box of document.querySelectorAll(`.media[data-media-id="${CSS.escape(frame.media_id)}"]`)) {
     // Never pull a voice note or video from under someone listening to it (it plays on from
     // the original); the processed variant is used the next time it is drawn.
@@ -36,7 +39,9 @@ function draw(state, box) {
   box.dataset.mediaType = media.media_type;
   box.classList.toggle("sensitive", Boolean(media.meta && media.meta.sensitive));
   if (["failed", "blocked", "expired"].includes(media.state)) {
-    box.append(`[${media.media_type} ${media.state}]`);
+    // A media_update can arrive before the message that names the media's type.
+    const code = media.error && media.error.code ? `: ${media.error.code}` : "";
+    box.append(`[${media.media_type || "media"} ${media.state}${code}]`);
     return;
   }
   const ready = media.state === "ready";
