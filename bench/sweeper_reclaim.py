@@ -64,6 +64,8 @@ async def upload(
             headers=headers,
         )
     ).json()
+    if "upload" not in slot:
+        raise SystemExit(f"no upload slot for a {kind}: {slot}")
     await http.put(slot["upload"]["url"], content=data, headers=slot["upload"]["headers"])
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
@@ -82,7 +84,8 @@ async def upload_all(fleet: LocalFleet, photos: int, videos: int, work: Path) ->
     async with httpx.AsyncClient(timeout=60) as http:
         items = [(images.jpeg(1600, 1200, seed=i), "image/jpeg") for i in range(photos + 1)]
         for i in range(videos):
-            clip = av.h264_mp4(work / f"v{i}.mp4", width=320, height=180, seconds=2.0)
+            # Distinct sizes: the same bytes twice would be a dedup answer, not an upload.
+            clip = av.h264_mp4(work / f"v{i}.mp4", width=320 + 16 * i, height=180, seconds=2.0)
             items.append((clip.read_bytes(), "video/mp4"))
         ids = [await upload(http, fleet, headers, data, kind) for data, kind in items]
         base = fleet.url("message_service")
