@@ -216,7 +216,13 @@ function messageItem(message) {
     item.append(text);
   }
   for (const media of message.media || []) {
-    if (!state.media.has(media.media_id)) state.media.set(media.media_id, { ...media });
+    // A media_update may have come first: it carries the newer state, the message the type
+    // (unless the message, read from history later, already shows a settled state).
+    const known = state.media.get(media.media_id) || {};
+    const newer = Object.fromEntries(Object.entries(known).filter(([, value]) => value !== undefined));
+    const settled = ["ready", "failed", "blocked", "expired"].includes(media.state);
+    const knownSettled = ["ready", "failed", "blocked", "expired"].includes(known.state);
+    state.media.set(media.media_id, settled && !knownSettled ? { ...newer, ...media } : { ...media, ...newer });
     item.append(renderMedia(state, media));
   }
   return item;
