@@ -25,6 +25,7 @@ from devstack import bucket as bucket_config
 from devstack import queues as queue_config
 from devstack.tables import TABLES, TableSpec, create_table_request
 from shared.aws import AwsClients, error_code, open_aws_clients
+from shared.lifecycle import LifecycleSettings
 from shared.logging import configure_logging
 from shared.resources import ResourceNames
 from shared.settings import CommonSettings
@@ -64,7 +65,8 @@ async def bootstrap(
             aws.s3,
             resources.bucket,
             "lifecycle",
-            bucket_config.lifecycle_configuration(),
+            # Settings read the environment and `.env` (a file): off the event loop.
+            bucket_config.lifecycle_configuration(await asyncio.to_thread(LifecycleSettings)),
             read="get_bucket_lifecycle_configuration",
             write="put_bucket_lifecycle_configuration",
             argument="LifecycleConfiguration",

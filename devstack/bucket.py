@@ -9,23 +9,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from shared.keys import DERIVATIVES_PREFIX, ORIGINALS_PREFIX
+from shared.keys import ORIGINALS_PREFIX
+from shared.lifecycle import LifecycleSettings, bucket_lifecycle_rules
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3.literals import EventType
     from types_aiobotocore_s3.type_defs import NotificationConfigurationTypeDef
-
-# Originals are rarely read after the first days: cold storage, then gone (the sweeper retires
-# media earlier; these rules are the production backstop, the emulator runs no lifecycle).
-ORIGINALS_TO_COLD_DAYS = 30
-ORIGINALS_EXPIRE_DAYS = 365
-DERIVATIVES_EXPIRE_DAYS = 730
-ABORT_INCOMPLETE_UPLOADS_DAYS = 1
-# Object Lock forces versioning, so an expiration (or our own delete) only hides the object
-# behind a delete marker; this removes the hidden bytes after a grace period. A version under
-# legal hold or retention is never removed by lifecycle.
-NONCURRENT_VERSIONS_EXPIRE_DAYS = 7
-COLD_STORAGE_CLASS = "GLACIER_IR"
 
 NOTIFICATION_ID = "ferry-originals-to-uploads"
 UPLOAD_EVENTS: tuple[EventType, ...] = ("s3:ObjectCreated:*",)
@@ -51,36 +40,9 @@ def cors_configuration(origins: Sequence[str]) -> dict[str, Any]:
     }
 
 
-def lifecycle_configuration() -> dict[str, Any]:
-    return {
-        "Rules": [
-            {
-                "ID": "originals",
-                "Status": "Enabled",
-                "Filter": {"Prefix": ORIGINALS_PREFIX},
-                "Transitions": [
-                    {"Days": ORIGINALS_TO_COLD_DAYS, "StorageClass": COLD_STORAGE_CLASS}
-                ],
-                "Expiration": {"Days": ORIGINALS_EXPIRE_DAYS},
-                "NoncurrentVersionExpiration": {"NoncurrentDays": NONCURRENT_VERSIONS_EXPIRE_DAYS},
-            },
-            {
-                "ID": "derivatives",
-                "Status": "Enabled",
-                "Filter": {"Prefix": DERIVATIVES_PREFIX},
-                "Expiration": {"Days": DERIVATIVES_EXPIRE_DAYS},
-                "NoncurrentVersionExpiration": {"NoncurrentDays": NONCURRENT_VERSIONS_EXPIRE_DAYS},
-            },
-            {
-                "ID": "abandoned-multipart-uploads",
-                "Status": "Enabled",
-                "Filter": {"Prefix": ""},
-                "AbortIncompleteMultipartUpload": {
-                    "DaysAfterInitiation": ABORT_INCOMPLETE_UPLOADS_DAYS
-                },
-            },
-        ]
-    }
+def lifecycle_configuration(settings: LifecycleSettings | None = None) -> dict[str, Any]:
+    """Generated from the sweeper's own settings (`shared.lifecycle`): one source for both."""
+    return bucket_lifecycle_rules(settings or LifecycleSettings())
 
 
 def notification_configuration(uploads_queue_arn: str) -> NotificationConfigurationTypeDef:

@@ -140,11 +140,13 @@ class LocalFleet:
         process = self.processes.get(name)
         return process.pid if process else None
 
-    def token(self, user: str, device: str = DEFAULT_DEVICE) -> str:
-        return issue_token(user, self.secret, device_id=device)
+    def token(self, user: str, device: str = DEFAULT_DEVICE, *, roles: tuple[str, ...] = ()) -> str:
+        return issue_token(user, self.secret, device_id=device, roles=roles)
 
-    def auth(self, user: str, device: str = DEFAULT_DEVICE) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token(user, device)}"}
+    def auth(
+        self, user: str, device: str = DEFAULT_DEVICE, *, roles: tuple[str, ...] = ()
+    ) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token(user, device, roles=roles)}"}
 
     def exited(self) -> dict[str, int | None]:
         """The services that have exited so far, with their exit codes."""

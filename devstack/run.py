@@ -213,12 +213,26 @@ def _serve(args: argparse.Namespace, tailer: LogTailer, stack: ExitStack) -> Non
         processes.append(process)
     for process in processes:  # they boot side by side; wait for each in turn
         process.wait_healthy()
+    watched: list[ManagedProcess] = [*processes]
+    if "media_service" in available_services():
+        # Media lifetime: a sweeper pass every SWEEP_INTERVAL_SECONDS (docs/lifecycle.md).
+        sweeper = ManagedProcess(
+            "sweeper",
+            [sys.executable, "-m", "media_service.sweeper", "--loop"],
+            env=env,
+            log_path=log_dir / "sweeper.log",
+            own_session=True,
+        )
+        stack.callback(_stop, sweeper, tailer)
+        sweeper.launch()
+        tailer.follow("sweeper", sweeper.log_path)
+        watched.append(sweeper)
 
     tailer.print(_banner(instances, emulator_url, settings.auth_jwt_secret, extra))
 
     reported: set[str] = set()
     while True:  # until a signal raises _Interrupted
-        for child in [emulator, *processes]:
+        for child in [emulator, *watched]:
             code = child.returncode
             if code is not None and child.name not in reported:
                 reported.add(child.name)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from shared.media_records import OWNER_CREATED_INDEX, PENDING_INDEX
+from shared.media_records import OWNER_CREATED_INDEX, PENDING_INDEX, SWEEP_INDEX
 from shared.moderation import MODERATION_INDEX
 from shared.resources import (
     ACTIVITY_INDEX,
@@ -78,6 +78,16 @@ TABLES: tuple[TableSpec, ...] = (
                 range_key=KeyAttribute(name="upload_expires_at"),
                 projection="KEYS_ONLY",
                 purpose="sparse: an owner's uploads still awaiting bytes, counted in one query",
+            ),
+            IndexSpec(
+                name=SWEEP_INDEX,
+                hash_key=KeyAttribute(name="sweep_shard"),
+                range_key=KeyAttribute(name="sweep_due"),
+                projection="ALL",
+                purpose=(
+                    "sparse: media the sweeper must look at by a time (one query per shard "
+                    "per pass, never a scan); also holds, markers and cursors rows by key"
+                ),
             ),
             IndexSpec(
                 name=MODERATION_INDEX,

@@ -12,13 +12,18 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
 from media_service.access import AccessPolicy, ConversationReaders, DeviceGate
+from media_service.admin_routes import router as admin_router
 from media_service.cdn import CloudFrontUrlSigner
 from media_service.hls import PlaylistSigner
+from media_service.holds import Holds
 from media_service.internal_routes import router as internal_router
+from media_service.lifecycle_records import LifecycleRecords
+from media_service.lifecycle_storage import LifecycleBucket
 from media_service.lookup import MediaLookup
 from media_service.metrics import MediaMetrics
 from media_service.moderation_routes import router as moderation_router
 from media_service.parts import MediaParts
+from media_service.reclaim import Reclaimer
 from media_service.routes import router
 from media_service.serving import Serving
 from media_service.settings import Settings
@@ -71,6 +76,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 bucket=bucket,
                 expiry_grace=timedelta(seconds=settings.expiry_grace_seconds),
             )
+            lifecycle = LifecycleRecords(records)
+            storage = LifecycleBucket(aws.s3, resources.bucket)
+            holds = Holds(lifecycle=lifecycle, storage=storage)
             parts = MediaParts(
                 settings=settings,
                 records=records,
@@ -78,7 +86,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 lookup=lookup,
                 access=AccessPolicy(readers),
                 metrics=metrics,
+                lifecycle=lifecycle,
+                reclaimer=Reclaimer(records=records, lifecycle=lifecycle, storage=storage),
+                holds=holds,
             )
+            app.state.holds = holds
             app.state.records = records
             app.state.uploads = Uploads(
                 parts, counters=UserCounters(aws.dynamodb, resources.rate_limits_table)
@@ -99,6 +111,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings=settings,
     )
     app.include_router(router)
+    app.include_router(admin_router)
     app.include_router(moderation_router)
     app.include_router(internal_router)
     return app

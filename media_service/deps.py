@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from media_service.holds import Holds
 from media_service.serving import Serving
 from media_service.uploads import Uploads
 from shared.media_records import MediaRecords
@@ -29,3 +30,11 @@ def get_records(request: Request) -> MediaRecords:
 UploadsDep = Annotated[Uploads, Depends(get_uploads)]
 ServingDep = Annotated[Serving, Depends(get_serving)]
 RecordsDep = Annotated[MediaRecords, Depends(get_records)]
+
+
+def get_holds(request: Request) -> Holds:
+    holds: Holds = request.app.state.holds
+    return holds
+
+
+HoldsDep = Annotated[Holds, Depends(get_holds)]

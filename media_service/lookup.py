@@ -35,10 +35,13 @@ class MediaLookup:
         self.bucket = bucket
         self.expiry_grace = expiry_grace
 
-    async def load(self, media_id: str) -> MediaRecord | None:
+    async def load(self, media_id: str, *, hidden: bool = False) -> MediaRecord | None:
         """A media record, with a slot or challenge nobody used in time settled as `expired`
-        (an abandoned upload must not wait forever)."""
+        (an abandoned upload must not wait forever). A media its owner deleted while it was
+        under legal hold is kept but found only with `hidden` (admins)."""
         record = await self.records.get(media_id) if keys.is_media_id(media_id) else None
+        if record is not None and record.owner_deleted_at is not None and not hidden:
+            return None
         if record is None or not upload_abandoned(record, utcnow(), self.expiry_grace):
             return record
         if record.upload_id:

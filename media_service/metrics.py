@@ -44,8 +44,65 @@ def counting_refusals(counter: Counter, *, dependency_errors: bool = False) -> I
         raise
 
 
+DELETE_REASONS = ("owner", "unsent", "held_owner_delete")
+RECLAIM_REASONS = ("owner", "unsent", "retention", "orphan")
+RETIRED_PARTS = ("original", "derivatives")
+
+
+class LifecycleMetrics:
+    """What deletion and the sweeper did: on the Media Service (owner deletes) and on every
+    sweeper process (`--metrics-port`), the same names."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.deleted = Counter(
+            "ferry_media_deleted_total",
+            "Media deleted (record, and bytes nobody else holds), by reason",
+            ["reason"],
+            registry=registry,
+        )
+        self.expired = Counter(
+            "ferry_media_expired_total",
+            "Media parts retired by retention (original, derivatives)",
+            ["part"],
+            registry=registry,
+        )
+        self.reclaimed = Counter(
+            "ferry_reclaimed_bytes_total",
+            "Bytes of object versions deleted from the bucket, by reason",
+            ["reason"],
+            registry=registry,
+        )
+        self.orphans = Counter(
+            "ferry_orphan_objects_deleted_total",
+            "Object versions no record accounted for, deleted by the sweeper",
+            registry=registry,
+        )
+        self.aborted = Counter(
+            "ferry_multipart_uploads_aborted_total",
+            "Incomplete multipart uploads aborted by the sweeper (no open slot)",
+            registry=registry,
+        )
+        self.hold_refusals = Counter(
+            "ferry_legal_hold_refusals_total",
+            "Object deletions Object Lock refused (a legal hold on the version)",
+            registry=registry,
+        )
+        self.passes = Counter(
+            "ferry_sweeper_passes_total",
+            "Sweeper passes finished",
+            registry=registry,
+        )
+        for reason in DELETE_REASONS:
+            self.deleted.labels(reason)
+        for reason in RECLAIM_REASONS:
+            self.reclaimed.labels(reason)
+        for part in RETIRED_PARTS:
+            self.expired.labels(part)
+
+
 class MediaMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
+        self.lifecycle = LifecycleMetrics(registry)
         self.slots = Counter(
             "ferry_upload_slots_total",
             "Upload slots granted, by media type and kind (single, multipart, dedup)",

@@ -5,8 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from media_service.access import AccessPolicy
+from media_service.holds import Holds
+from media_service.lifecycle_records import LifecycleRecords
 from media_service.lookup import MediaLookup
 from media_service.metrics import MediaMetrics
+from media_service.reclaim import Reclaimer
 from media_service.settings import Settings
 from media_service.storage import MediaBucket
 from shared.media_records import MediaRecords
@@ -20,6 +23,9 @@ class MediaParts:
     lookup: MediaLookup
     access: AccessPolicy
     metrics: MediaMetrics
+    lifecycle: LifecycleRecords
+    reclaimer: Reclaimer
+    holds: Holds
 
 
 class UsesMediaParts:
@@ -32,3 +38,6 @@ class UsesMediaParts:
         self.lookup = parts.lookup
         self.access = parts.access
         self.metrics = parts.metrics
+        self.lifecycle = parts.lifecycle
+        self.reclaimer = parts.reclaimer
+        self.holds = parts.holds

@@ -42,7 +42,7 @@ class Serving(UsesMediaParts):
         Alike in time too: a hidden media costs an access check at the Message Service, so a
         missing one asks the same question (whose answer is known), or the latency would tell
         which ids exist (a timing oracle)."""
-        record = await self.lookup.load(media_id)
+        record = await self.lookup.load(media_id, hidden=admin)
         if record is None:
             if keys.is_media_id(media_id) and not admin:
                 await self.access.ask_as_for_hidden(user_id, media_id)
@@ -62,7 +62,9 @@ class Serving(UsesMediaParts):
         record = await self.readable(user_id, media_id, admin=admin)
         document = record.document(reader=user_id)
         if admin:
-            return document.model_copy(update={"nsfw_score": record.nsfw_score})
+            return document.model_copy(
+                update={"legal_hold": record.held, "nsfw_score": record.nsfw_score}
+            )
         return document
 
     async def download_url(
@@ -81,7 +83,7 @@ class Serving(UsesMediaParts):
         """The master playlist, its renditions pointing back here with signed links."""
         with counting_refusals(self.metrics.download_urls, dependency_errors=True):
             record = await self.readable(user_id, media_id)
-            self._servable(record)
+            self._servable(record, HLS_VARIANT)
             master = record.variant(HLS_VARIANT)
             if master is None:
                 raise NotFound("this media has no HLS playlist (yet)", code="no_such_variant")
@@ -117,7 +119,7 @@ class Serving(UsesMediaParts):
         record = await self.records.get(media_id) if keys.is_media_id(media_id) else None
         if record is None or not await self.access.can_read(reader, record):
             raise NotFound("no such playlist, or its link expired")
-        self._servable(record)
+        self._servable(record, HLS_VARIANT)
         prefix = f"{keys.hls_prefix(record.blob_key)}{rendition}/"
         try:
             text = await self.bucket.read_text(f"{prefix}index.m3u8", limit=PLAYLIST_LIMIT_BYTES)
@@ -161,19 +163,35 @@ class Serving(UsesMediaParts):
         )
         return DownloadUrl(url=url, expires_at=expires_at)
 
-    def _servable(self, record: MediaRecord) -> None:
+    def _servable(self, record: MediaRecord, variant: str) -> None:
         if record.state is MediaState.BLOCKED:
             raise UnavailableForLegalReasons("this media was blocked by moderation")
-        if record.state is MediaState.EXPIRED:
-            raise Gone("this media has expired", code="media_expired")
         if record.state is MediaState.FAILED:
             raise Conflict("this media failed; it cannot be served", code="media_unusable")
+        # Retention retires the original first; derivatives stay until their own time.
+        retired = record.derivatives_retired if variant != ORIGINAL else record.original_retired
+        if retired or (record.state is MediaState.EXPIRED and not record.original_retired):
+            raise Gone("this media has expired", code="media_expired")
+
+    async def _check_not_archived(self, record: MediaRecord) -> None:
+        """Originals past the cold-storage age, when the configured class needs a restore:
+        say so (409 `media_archived`) rather than hand out a URL that answers 403."""
+        if not self.settings.cold_needs_restore:
+            return  # the default classes stay directly readable: no HEAD on every download
+        age = utcnow() - record.created_at
+        if age.total_seconds() < self.settings.cold_storage_after_seconds:
+            return
+        if await self.bucket.archived(record.object_key, version_id=record.version_id):
+            raise Conflict(
+                "this original is in archival storage and must be restored before download",
+                code="media_archived",
+            )
 
     async def _sign_download(
         self, record: MediaRecord, variant: str, base_url: str, reader: str
     ) -> DownloadUrl:
-        self._servable(record)
-        if record.state not in BYTES_VERIFIED:
+        self._servable(record, variant)
+        if record.state not in BYTES_VERIFIED and not record.original_retired:
             raise NotFound("the bytes of this media have not arrived yet", code="no_such_variant")
         ttl = self.settings.download_url_ttl_seconds
         expires_at = utcnow() + timedelta(seconds=ttl)
@@ -186,6 +204,7 @@ class Serving(UsesMediaParts):
         if variant == ORIGINAL and reader != record.owner:
             return await self._sign_recipients_original(record, ttl, expires_at)
         if variant == ORIGINAL:
+            await self._check_not_archived(record)
             url = await self.bucket.sign_get(
                 record.object_key,
                 version_id=record.version_id,

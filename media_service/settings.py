@@ -8,6 +8,7 @@ from pydantic import Field, SecretStr, model_validator
 
 from media_service.cdn import load_rsa_private_key
 from shared.content_types import MEDIA_TYPE_OF
+from shared.lifecycle import LifecycleSettings
 from shared.models import MediaType
 from shared.settings import Port, ServiceSettings
 
@@ -17,7 +18,10 @@ S3_MIN_PART_BYTES = 5 * MIB
 S3_MAX_PARTS = 10_000
 
 
-class Settings(ServiceSettings):
+class Settings(ServiceSettings, LifecycleSettings):
+    """The service's settings, with media lifetime's (`shared.lifecycle`: the sweeper's and the
+    bucket rules' one source) mixed in."""
+
     bind_port: Port = 8081
     # The address clients reach this service at, for the links it writes (HLS playlists).
     # None: the request's own base URL (fine locally; behind a proxy, set it).
@@ -27,7 +31,6 @@ class Settings(ServiceSettings):
     single_upload_ttl_seconds: int = Field(300, ge=30, le=3600)
     multipart_threshold_bytes: int = Field(16 * MIB, ge=S3_MIN_PART_BYTES)
     multipart_part_size_bytes: int = Field(8 * MIB, ge=S3_MIN_PART_BYTES, le=5 * 1024 * MIB)
-    multipart_ttl_seconds: int = Field(24 * 3600, ge=300)
     part_url_ttl_seconds: int = Field(900, ge=30, le=7 * 24 * 3600)
 
     # What may be uploaded, and how much of it

@@ -15,6 +15,7 @@ from urllib.parse import quote
 from media_service.cdn import CloudFrontUrlSigner
 from shared.aws import error_code
 from shared.errors import Conflict, Unprocessable
+from shared.lifecycle import RESTORE_NEEDED_CLASSES
 from shared.models import ReceivedPart
 
 if TYPE_CHECKING:
@@ -209,6 +210,16 @@ class MediaBucket:
                 "get_object", Params=params, ExpiresIn=ttl_seconds
             )
         )
+
+    async def archived(self, key: str, *, version_id: str | None) -> bool:
+        """Whether a version sits in a class that needs a restore before a GET (and has no
+        restored copy): GLACIER or DEEP_ARCHIVE. One HEAD; asked only when that can be."""
+        params: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
+        if version_id:
+            params["VersionId"] = version_id
+        response = await self._s3.head_object(**params)
+        restored = 'ongoing-request="false"' in str(response.get("Restore", ""))
+        return response.get("StorageClass") in RESTORE_NEEDED_CLASSES and not restored
 
     async def delete_version(self, key: str, *, version_id: str | None) -> None:
         params: dict[str, Any] = {"Bucket": self.bucket, "Key": key}

@@ -10,6 +10,7 @@ import logging
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
+from media_service.lifecycle_records import sweep_shard
 from media_service.metrics import counting_refusals
 from media_service.parts import MediaParts, UsesMediaParts
 from media_service.planning import (
@@ -18,6 +19,7 @@ from media_service.planning import (
     plan_upload,
     proof_matches,
 )
+from media_service.retention import Policy, next_due
 from media_service.user_counters import SlotLimits, UserCounters
 from shared import keys
 from shared.clock import utcnow
@@ -75,11 +77,13 @@ class Uploads(UsesMediaParts):
         with counting_refusals(self.metrics.refusals):
             media_type = self._admit(request)
             now = utcnow()
+            # A user under legal hold: every new media of theirs is held from its first moment.
+            held = await self._user_hold_fields(owner)
             # Two DynamoDB round trips for a single or dedup slot: this lookup, then one
             # transaction (the user's counter item and the media row: `_take_slot`).
             blob = await self.records.get_blob(keys.blob_key(media_type.value, request.sha256))
             if blob is not None and self._can_dedup(blob, request):
-                return await self._dedup_slot(owner, request, media_type, blob, now)
+                return await self._dedup_slot(owner, request, media_type, blob, now, held)
             plan = plan_upload(
                 request.size,
                 threshold=self.settings.multipart_threshold_bytes,
@@ -88,8 +92,14 @@ class Uploads(UsesMediaParts):
             if isinstance(plan, MultipartPlan):
                 # Admitted first: a refused request must not open an S3 session.
                 await self._take_slot(owner, now, None)
-                return await self._multipart_slot(owner, request, media_type, plan, now)
-            return await self._single_slot(owner, request, media_type, now)
+                return await self._multipart_slot(owner, request, media_type, plan, now, held)
+            return await self._single_slot(owner, request, media_type, now, held)
+
+    async def _user_hold_fields(self, owner: str) -> dict[str, object]:
+        hold = await self.lifecycle.user_hold(owner)
+        if hold is None:
+            return {}
+        return {"user_hold": True, "legal_hold_reason": str(hold.get("reason", ""))}
 
     def _admit(self, request: UploadRequest) -> MediaType:
         media_type = media_type_of(request.content_type)
@@ -126,6 +136,7 @@ class Uploads(UsesMediaParts):
         return (
             blob.outcome in DEDUPLICABLE_OUTCOMES
             and blob.refcount > 0
+            and blob.object_key is not None
             and blob.size == request.size
             and blob.content_type == request.content_type
         )
@@ -138,7 +149,7 @@ class Uploads(UsesMediaParts):
         now: datetime,
         **fields: object,
     ) -> MediaRecord:
-        media_id = keys.new_media_id()
+        media_id = str(fields.pop("media_id", None) or keys.new_media_id())
         base: dict[str, object] = {
             "media_id": media_id,
             "owner": owner,
@@ -151,11 +162,22 @@ class Uploads(UsesMediaParts):
             "updated_at": now,
             "object_key": keys.original_key(media_id),
             "request_id": request_id_var.get(),
+            # The sweeper's index: first due when the slot counts as abandoned.
+            "sweep_shard": sweep_shard(media_id),
         }
-        return MediaRecord.model_validate({**base, **fields})
+        record = MediaRecord.model_validate({**base, **fields})
+        policy = Policy.from_settings(
+            self.settings, abandon_grace_seconds=self.settings.expiry_grace_seconds
+        )
+        return record.model_copy(update={"sweep_due": next_due(record, now, policy)})
 
     async def _single_slot(
-        self, owner: str, request: UploadRequest, media_type: MediaType, now: datetime
+        self,
+        owner: str,
+        request: UploadRequest,
+        media_type: MediaType,
+        now: datetime,
+        held: dict[str, object],
     ) -> UploadSlot:
         ttl = self.settings.single_upload_ttl_seconds
         expires_at = now + timedelta(seconds=ttl)
@@ -168,6 +190,7 @@ class Uploads(UsesMediaParts):
             upload_kind="single",
             upload_expires_at=expires_at,
             pending_owner=owner,
+            **held,
         )
         signed = await self.bucket.sign_put(
             record.object_key,
@@ -192,6 +215,7 @@ class Uploads(UsesMediaParts):
         media_type: MediaType,
         plan: MultipartPlan,
         now: datetime,
+        held: dict[str, object],
     ) -> UploadSlot:
         expires_at = now + timedelta(seconds=self.settings.multipart_ttl_seconds)
         media_id = keys.new_media_id()
@@ -211,6 +235,7 @@ class Uploads(UsesMediaParts):
             part_count=plan.part_count,
             upload_expires_at=expires_at,
             pending_owner=owner,
+            **held,
         )
         try:
             await self.records.create(record)
@@ -235,6 +260,7 @@ class Uploads(UsesMediaParts):
         media_type: MediaType,
         blob: BlobRecord,
         now: datetime,
+        held: dict[str, object],
     ) -> UploadSlot:
         challenge = new_challenge(request.size, self.settings.dedup_proof_bytes)
         expires_at = now + timedelta(seconds=self.settings.proof_ttl_seconds)
@@ -254,6 +280,7 @@ class Uploads(UsesMediaParts):
                 nonce=challenge.nonce,
                 expires_at=expires_at,
             ),
+            **held,
         )
         await self._take_slot(owner, now, record)
         self._count_slot(media_type, "dedup", request.size)
@@ -287,7 +314,7 @@ class Uploads(UsesMediaParts):
                 "the challenge expired; ask for a new upload slot", code="challenge_expired"
             )
         blob = await self.records.get_blob(record.blob_key)
-        if blob is None or blob.outcome is None:
+        if blob is None or blob.outcome is None or blob.object_key is None:
             await self._fail_quietly(media_id, "dedup_unavailable", "the stored copy is gone")
             raise Conflict(
                 "the stored copy is gone; ask for a new upload slot", code="dedup_unavailable"
@@ -398,23 +425,28 @@ class Uploads(UsesMediaParts):
     # --- abandon and delete ----------------------------------------------------------------
 
     async def delete(self, owner: str, media_id: str) -> None:
-        """Abandon an upload, or delete one's own media that no message references."""
+        """Abandon an upload, or delete one's own media that no message references.
+
+        A held media answers as deleted (404 from now on) but stays, bytes and all, until its
+        hold is released; the sweeper then deletes it."""
         record = await self.lookup.owned(owner, media_id)
         if record.state not in PENDING_CLIENT and await self.access.is_referenced(media_id):
             raise Conflict(
                 "messages reference this media; it stays while they do", code="media_referenced"
             )
-        if record.state is MediaState.AWAITING_UPLOAD and record.upload_id:
-            await self.bucket.abort_multipart(record.object_key, upload_id=record.upload_id)
-        blob = await self.records.get_blob(record.blob_key)
+        if record.held:
+            await self.lifecycle.mark_owner_deleted(record, utcnow())
+            return
         try:
-            remaining = await self.records.delete(record)
+            deleted = await self.reclaimer.delete_media(record)
         except StaleTransition as error:
+            fresh = await self.records.get(media_id)
+            if fresh is not None and fresh.held:
+                await self.lifecycle.mark_owner_deleted(fresh, utcnow())
+                return
             raise Conflict(
                 "the media changed while it was being deleted; try again", code="invalid_state"
             ) from error
-        owns_object = blob is None or blob.object_key != record.object_key
-        if record.version_id and owns_object and record.upload_kind != "dedup":
-            await self.bucket.delete_version(record.object_key, version_id=record.version_id)
-        if remaining == 0 and blob is not None and await self.records.forget_blob(blob.blob_key):
-            await self.bucket.delete_version(blob.object_key, version_id=blob.version_id)
+        self.metrics.lifecycle.deleted.labels("owner").inc()
+        self.metrics.lifecycle.reclaimed.labels("owner").inc(deleted.bytes)
+        self.metrics.lifecycle.hold_refusals.inc(deleted.refused)

@@ -500,6 +500,9 @@ def _bucket_section(names: ResourceNames) -> list[str]:
         "",
         "### Lifecycle rules (the production backstop; the emulator runs none)",
         "",
+        "Generated from `shared.lifecycle` (the sweeper's own settings; see docs/lifecycle.md). "
+        "No rule deletes a current object by age: the sweeper decides from the records.",
+        "",
         "| rule | prefix | what |",
         "| --- | --- | --- |",
     ]
@@ -507,8 +510,11 @@ def _bucket_section(names: ResourceNames) -> list[str]:
         what = []
         for transition in rule.get("Transitions", []):
             what.append(f"to {transition['StorageClass']} after {transition['Days']} days")
-        if "Expiration" in rule:
-            what.append(f"expire after {rule['Expiration']['Days']} days")
+        expiration = rule.get("Expiration", {})
+        if "Days" in expiration:
+            what.append(f"expire after {expiration['Days']} days")
+        if expiration.get("ExpiredObjectDeleteMarker"):
+            what.append("delete markers left alone removed")
         if "NoncurrentVersionExpiration" in rule:
             days = rule["NoncurrentVersionExpiration"]["NoncurrentDays"]
             what.append(f"hidden (noncurrent) versions removed after {days} days")

@@ -28,7 +28,7 @@ from shared.auth import (
     check_internal_token,
     verify_token,
 )
-from shared.errors import FerryError
+from shared.errors import FerryError, Forbidden
 from shared.logging import REQUEST_ID_HEADER, accepted_request_id, request_id_var
 from shared.metrics import HttpMetrics
 from shared.request_limits import RequestLimitsMiddleware
@@ -308,5 +308,15 @@ def require_internal_caller(request: Request) -> None:
     check_internal_token(request.headers.get(INTERNAL_TOKEN_HEADER), settings.internal_token)
 
 
+async def admin_identity(
+    identity: Annotated[Identity, Depends(admitted_identity)],
+) -> Identity:
+    """The caller of an `/v1/admin/...` endpoint: a valid token with role `admin` (403 else)."""
+    if not identity.is_admin:
+        raise Forbidden("this endpoint is for admins only", code="forbidden")
+    return identity
+
+
 Caller = Annotated[Identity, Depends(admitted_identity)]
+AdminCaller = Annotated[Identity, Depends(admin_identity)]
 InternalCaller = Annotated[None, Depends(require_internal_caller)]

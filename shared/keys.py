@@ -85,3 +85,21 @@ def derivative_object_key(blob: str, relative: str) -> str:
 
 def hls_prefix(blob: str) -> str:
     return f"{derivative_prefix(blob)}hls/"
+
+
+def blob_key_of_derivative(key: str) -> str | None:
+    """The blob key (`{family}/{sha256}`) a derivative object belongs to, or None."""
+    if not key.startswith(DERIVATIVES_PREFIX):
+        return None
+    family, _, rest = key[len(DERIVATIVES_PREFIX) :].partition("/")
+    sha256, _, relative = rest.partition("/")
+    blob = f"{family}/{sha256}"
+    return blob if relative and _BLOB_KEY.fullmatch(blob) else None
+
+
+def media_id_of_original(key: str) -> str | None:
+    """The media id of an original's key (`o/{media_id}`), or None."""
+    if not key.startswith(ORIGINALS_PREFIX):
+        return None
+    media_id = key[len(ORIGINALS_PREFIX) :]
+    return media_id if is_media_id(media_id) else None

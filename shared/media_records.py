@@ -33,6 +33,8 @@ OWNER_CREATED_INDEX = "owner-created"
 # other than the owner download it as `original`, and the document shows them its hash and size.
 CLEAN_ORIGINAL_VARIANT = "original_clean"
 PENDING_INDEX = "pending-by-owner"
+# Sparse: (sweep_shard, sweep_due) of media the sweeper must look at again (media_service.sweeper).
+SWEEP_INDEX = "sweep-due"
 
 
 # Every stored time uses `iso`, so range conditions on index keys are exact.
@@ -110,6 +112,28 @@ class MediaRecord(BaseModel):
     moderation: str | None = None
     moderation_reason: str | None = None
     moderated_at: Timestamp | None = None
+    # --- lifetime (media_service.sweeper, docs/lifecycle.md) ---
+    # Sparse index `sweep-due` (shard, due time): when the sweeper should next look at this
+    # media; absent when no rule can ever apply (a legal hold settled on storage).
+    sweep_shard: str | None = None
+    sweep_due: Timestamp | None = None
+    # The last moment a message was known to reference it: the unsent TTL counts from here.
+    last_referenced_at: Timestamp | None = None
+    # Retention: the original's bytes retired (the blob reference became a derivatives-only
+    # one, `derivatives_ref`), then the derivatives too.
+    original_retired: bool = False
+    derivatives_ref: bool = False
+    derivatives_retired: bool = False
+    # Legal hold, on this media (`legal_hold`) or through its owner's (`user_hold`).
+    legal_hold: bool = False
+    user_hold: bool = False
+    legal_hold_reason: str | None = None
+    # Deleted by its owner while held: hidden from everyone but admins, kept until released.
+    owner_deleted_at: Timestamp | None = None
+
+    @property
+    def held(self) -> bool:
+        return self.legal_hold or self.user_hold
 
     def document(self, reader: str | None = None) -> MediaDocument:
         """The media document as `reader` sees it (None: the owner): a reader other than the
@@ -170,12 +194,17 @@ class BlobRecord(BaseModel):
 
     blob_key: str
     sha256: str
-    object_key: str
+    # None once the original's bytes were retired by every media holding them.
+    object_key: str | None = None
     version_id: str | None = None
     size: int
     content_type: str
     media_type: MediaType
     refcount: int
+    # Media whose original was retired but whose derivatives (under the same blob) live on.
+    retired_refs: int = 0
+    # Media under legal hold that share these bytes: storage holds stay while any is left.
+    held_by: list[str] = Field(default_factory=list)
     first_media_id: str
     created_at: Timestamp
     # Set once processing settled: a dedup hit copies this outcome instead of re-processing.
@@ -515,7 +544,10 @@ class MediaRecords:
             await self._db.delete_item(
                 TableName=self.blobs_table,
                 Key={"blob_key": {"S": blob_key}},
-                ConditionExpression="refcount <= :zero",
+                ConditionExpression=(
+                    "refcount <= :zero AND (attribute_not_exists(retired_refs) "
+                    "OR retired_refs <= :zero)"
+                ),
                 ExpressionAttributeValues={":zero": {"N": "0"}},
             )
         return write.applied

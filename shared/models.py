@@ -175,6 +175,7 @@ class MediaDocument(ContractModel):
         int | None, Field(ge=0, le=100, description="while processing a long job: percent done")
     ] = None
     # Shown to admins only: never serialized by default, the admin view adds it.
+    legal_hold: bool | None = Field(None, exclude=True, description="admins only")
     nsfw_score: float | None = Field(
         None, exclude=True, ge=0, le=1, description="admins only: the NSFW classifier's score"
     )
@@ -379,3 +380,24 @@ class PushRequest(ContractModel):
 class PushResult(ContractModel):
     delivered: int
     not_connected: int
+
+
+# --- media lifetime (docs/lifecycle.md) ------------------------------------------------------
+
+
+class MediaUnreferenced(ContractModel):
+    """`POST /internal/media/{media_id}/unreferenced` on the Media Service: the last message
+    referencing the media went at `at` (the unsent TTL counts from then)."""
+
+    at: datetime
+
+
+class LegalHoldRequest(ContractModel):
+    reason: Annotated[str, Field(min_length=1, max_length=1000)]
+
+
+class UserLegalHold(ContractModel):
+    user_id: str
+    legal_hold: bool
+    reason: str
+    media_held: int

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from botocore.exceptions import EndpointConnectionError
 
+from media_service.lifecycle_storage import Deleted
 from media_service.storage import SignedRequest
 from shared.clock import utcnow
 from shared.media_records import BlobRecord, Challenge, MediaRecord, StaleTransition, StoredVariant
@@ -307,6 +308,7 @@ class FakeMediaBucket:
     URLs are fake (`fake://...`); what a test asserts is which keys were signed and deleted."""
 
     def __init__(self) -> None:
+        self.archived_keys: set[str] = set()  # originals in a class needing a restore
         self.objects: dict[str, bytes] = {}
         self.uploads: dict[str, str] = {}  # open multipart session → its key
         self.parts: dict[str, list[ReceivedPart]] = {}
@@ -361,6 +363,42 @@ class FakeMediaBucket:
     ) -> str:
         return f"fake://get/{key}?version={version_id}"
 
+    async def archived(self, key: str, *, version_id: str | None) -> bool:
+        return key in self.archived_keys
+
     async def delete_version(self, key: str, *, version_id: str | None) -> None:
         self.deleted.append((key, version_id))
         self.objects.pop(key, None)
+
+
+class FakeLifecycle:
+    """`media_service.lifecycle_records.LifecycleRecords` as the upload path uses it."""
+
+    def __init__(self) -> None:
+        self.user_holds: dict[str, str] = {}
+        self.owner_deleted: list[str] = []
+
+    async def user_hold(self, user_id: str) -> dict[str, Any] | None:
+        reason = self.user_holds.get(user_id)
+        return None if reason is None else {"reason": reason}
+
+    async def mark_owner_deleted(self, record: MediaRecord, now: datetime) -> None:
+        self.owner_deleted.append(record.media_id)
+
+
+class FakeReclaimer:
+    """`media_service.reclaim.Reclaimer.delete_media` over the fakes above: the row (and its
+    blob reference) first, then the session and the bytes nobody holds any more."""
+
+    def __init__(self, records: FakeMediaRecords, bucket: FakeMediaBucket) -> None:
+        self.records = records
+        self.bucket = bucket
+
+    async def delete_media(self, record: MediaRecord) -> Deleted:
+        blob = await self.records.get_blob(record.blob_key)
+        remaining = await self.records.delete(record)
+        if record.upload_id:
+            await self.bucket.abort_multipart(record.object_key, upload_id=record.upload_id)
+        if remaining == 0 and blob is not None and await self.records.forget_blob(blob.blob_key):
+            await self.bucket.delete_version(blob.object_key or "", version_id=blob.version_id)
+        return Deleted()

@@ -27,7 +27,7 @@ from devstack.processes import (
 from devstack.tables import TABLES
 from shared.auth import verify_token
 from shared.aws import AwsClients
-from shared.media_records import OWNER_CREATED_INDEX, PENDING_INDEX
+from shared.media_records import OWNER_CREATED_INDEX, PENDING_INDEX, SWEEP_INDEX
 from shared.moderation import MODERATION_INDEX
 from tests.integration.conftest import TEST_GATEWAYS
 from tests.integration.helpers import Fleet
@@ -93,10 +93,11 @@ async def test_bucket_has_object_lock_cors_and_lifecycle(fleet: Fleet, aws: AwsC
     originals = rules["originals"]
     assert originals["Filter"]["Prefix"] == "o/"
     assert originals["Transitions"] == [{"Days": 30, "StorageClass": "GLACIER_IR"}]
-    assert originals["Expiration"]["Days"] == 365
+    # No rule deletes a current object by age: the sweeper decides from the records.
+    assert originals["Expiration"] == {"ExpiredObjectDeleteMarker": True}
     derivatives = rules["derivatives"]
     assert derivatives["Filter"]["Prefix"] == "d/"
-    assert derivatives["Expiration"]["Days"] == 730
+    assert derivatives["Expiration"] == {"ExpiredObjectDeleteMarker": True}
     abort = rules["abandoned-multipart-uploads"]
     assert abort["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"] == 1
 
@@ -155,7 +156,7 @@ async def test_every_table_exists_as_specified(fleet: Fleet, aws: AwsClients) ->
             assert ttl["TimeToLiveDescription"]["AttributeName"] == spec.ttl_attribute
     media = await aws.dynamodb.describe_table(TableName=fleet.resources.media_table)
     names = {index["IndexName"] for index in media["Table"]["GlobalSecondaryIndexes"]}
-    assert names == {OWNER_CREATED_INDEX, PENDING_INDEX, MODERATION_INDEX}
+    assert names == {OWNER_CREATED_INDEX, PENDING_INDEX, SWEEP_INDEX, MODERATION_INDEX}
     connections = next(spec for spec in TABLES if spec.resource == "connections_table")
     assert connections.ttl_attribute == "expires_at"
 

@@ -22,7 +22,7 @@ from shared.clock import utcnow
 from shared.errors import RateLimited
 from shared.media_records import BlobRecord, MediaRecord
 from shared.models import MediaState, MediaType, UploadRequest
-from tests.fakes import FakeMediaBucket, FakeMediaRecords
+from tests.fakes import FakeLifecycle, FakeMediaBucket, FakeMediaRecords, FakeReclaimer
 
 OWNER = "alice"
 MIB = 1024 * 1024
@@ -58,6 +58,7 @@ class MediaWorld:
         self.records = FakeMediaRecords()
         self.bucket = FakeMediaBucket()
         self.registry = CollectorRegistry()
+        self.lifecycle = FakeLifecycle()
         lookup = MediaLookup(
             records=self.records,  # type: ignore[arg-type]
             bucket=self.bucket,  # type: ignore[arg-type]
@@ -70,6 +71,9 @@ class MediaWorld:
             lookup=lookup,
             access=AccessPolicy(None),
             metrics=MediaMetrics(self.registry),
+            lifecycle=self.lifecycle,  # type: ignore[arg-type]
+            reclaimer=FakeReclaimer(self.records, self.bucket),  # type: ignore[arg-type]
+            holds=None,  # type: ignore[arg-type]
         )
         self.uploads = Uploads(parts, counters=PendingOnly(self.records))  # type: ignore[arg-type]
         self.serving = Serving(parts, playlist_signer=PlaylistSigner("unit-test-secret"))

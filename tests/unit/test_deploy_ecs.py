@@ -74,8 +74,38 @@ def _environment(container: dict[str, Any]) -> dict[str, str]:
     return {item["name"]: item["value"] for item in container["environment"]}
 
 
+# Scheduled tasks (no port, no health check: they run and exit) → (package, settings class).
+SCHEDULED: dict[str, tuple[str, type[BaseSettings]]] = {
+    "media-sweeper": ("media_service", MediaSettings),
+}
+
+
 def test_there_is_one_task_definition_per_service() -> None:
-    assert {path.stem for path in ECS.glob("*.json")} == set(SERVICES)
+    assert {path.stem for path in ECS.glob("*.json")} == set(SERVICES) | set(SCHEDULED)
+
+
+def test_the_sweeper_runs_the_media_service_image_once_per_schedule() -> None:
+    shape = get_session().get_service_model("ecs").operation_model("RegisterTaskDefinition")
+    assert shape.input_shape is not None
+    for params in (json.loads(_raw("media-sweeper")), _rendered("media-sweeper")):
+        report = ParamValidator().validate(params, shape.input_shape)
+        assert not report.has_errors(), report.generate_report()
+    task = _rendered("media-sweeper")
+    container = _container(task)
+    assert container["command"] == ["python", "-m", "media_service.sweeper"]
+    assert container["image"] == _container(_rendered("media-service"))["image"]
+    assert task["family"] == "ferry-media-sweeper"
+    assert task["taskRoleArn"].endswith(":role/ferry-media-sweeper-task")
+    assert "portMappings" not in container
+    environment = _environment(container)
+    assert environment["ENVIRONMENT"] == "production"
+    MediaSettings.model_validate(
+        {
+            **{k.lower(): v for k, v in environment.items()},
+            "auth_jwt_secret": "x" * 40,
+            "internal_token": "y" * 40,
+        }
+    )
 
 
 @pytest.mark.parametrize("name", sorted(SERVICES))
@@ -91,7 +121,7 @@ def test_task_definitions_fit_botocores_register_task_definition_model(name: str
 def test_every_placeholder_is_documented() -> None:
     docs = DOCS.read_text()
     used: set[str] = set()
-    for name in SERVICES:
+    for name in [*SERVICES, *SCHEDULED]:
         used |= set(re.findall(r"\$\{([A-Z_]+)\}", _raw(name)))
     assert used == set(PLACEHOLDERS)
     for placeholder in used:

@@ -21,6 +21,12 @@ TASK_ROLES = {
     "message_service": "MessageServiceTaskRole",
     "transcode_worker": "TranscodeWorkerTaskRole",
 }
+# Not services: the sweeper (an ECS scheduled task of the Media Service's image) and what starts it.
+SWEEPER_ROLE = "MediaSweeperTaskRole"
+SCHEDULER_ROLE = "SweeperSchedulerRole"
+# Listing the bucket: the sweeper (whole bucket: orphans, multipart uploads); the Media Service
+# only under `d/` (one media's derivatives, for a delete or a legal hold), by condition.
+LISTING = {"s3:listbucketversions", "s3:listbucketmultipartuploads"}
 # Actions AWS authorizes on "*" only; each use carries a comment in the template.
 UNSCOPABLE = {"ecr:GetAuthorizationToken"}
 ORIGINALS = "${MediaBucket.Arn}/o/*"
@@ -82,29 +88,49 @@ def _roles(resources: dict[str, Any]) -> list[str]:
 def test_no_wildcard_actions_no_list_bucket_and_star_only_where_unavoidable(
     resources: dict[str, Any],
 ) -> None:
-    assert set(TASK_ROLES.values()) | {"TaskExecutionRole"} == set(_roles(resources))
+    expected = set(TASK_ROLES.values()) | {"TaskExecutionRole", SWEEPER_ROLE, SCHEDULER_ROLE}
+    assert expected == set(_roles(resources))
     for role in _roles(resources):
         for action, granted in _grants(resources, role).items():
             assert "*" not in action, f"{role}: wildcard action {action}"
-            assert action.lower() not in ("s3:listbucket", "s3:listbucketversions"), role
+            assert action.lower() != "s3:listbucket", role
+            if action.lower() in LISTING:
+                assert role in (SWEEPER_ROLE, TASK_ROLES["media_service"]), role
             if "*" in granted:
                 assert action in UNSCOPABLE, f'{role}: {action} on "*"'
             for resource in granted - {"*"}:  # a wildcard only scopes a key prefix
-                assert resource.endswith("/*") or "*" not in resource, f"{role}: {resource}"
+                revisions = resource.endswith("-media-sweeper:*")  # every revision of one family
+                assert resource.endswith("/*") or revisions or "*" not in resource, (
+                    f"{role}: {resource}"
+                )
     for name, resource in resources.items():  # not in any bucket or queue policy either
         text = json.dumps(resource.get("Properties", {})).lower()
-        assert "s3:listbucket" not in text, name
+        assert '"s3:listbucket"' not in text, name
+        if name not in (SWEEPER_ROLE, TASK_ROLES["media_service"]):
+            assert "s3:listbucket" not in text, name
+    listing = [
+        statement
+        for statement in _statements(resources, TASK_ROLES["media_service"])
+        if "s3:ListBucketVersions" in _as_list(statement["Action"])
+    ]
+    (only_derivatives,) = listing
+    assert only_derivatives["Condition"] == {"StringLike": {"s3:prefix": "d/*"}}
 
 
 def test_task_roles_trust_only_ecs_tasks_of_this_account(resources: dict[str, Any]) -> None:
-    for role in _roles(resources):
+    (scheduler,) = resources[SCHEDULER_ROLE]["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    assert scheduler["Principal"] == {"Service": "scheduler.amazonaws.com"}
+    assert "aws:SourceAccount" in scheduler["Condition"]["StringEquals"]
+    for role in set(_roles(resources)) - {SCHEDULER_ROLE}:
         (statement,) = resources[role]["Properties"]["AssumeRolePolicyDocument"]["Statement"]
         assert statement["Principal"] == {"Service": "ecs-tasks.amazonaws.com"}
         assert statement["Action"] == "sts:AssumeRole"
         assert "aws:SourceAccount" in statement["Condition"]["StringEquals"]
 
 
-def test_media_service_signs_and_reads_but_never_lists(resources: dict[str, Any]) -> None:
+def test_media_service_signs_reads_and_holds_but_lists_only_derivatives(
+    resources: dict[str, Any],
+) -> None:
     grants = _grants(resources, TASK_ROLES["media_service"])
     s3 = {action: granted for action, granted in grants.items() if action.startswith("s3:")}
     assert s3 == {
@@ -115,7 +141,11 @@ def test_media_service_signs_and_reads_but_never_lists(resources: dict[str, Any]
         "s3:GetObject": {ORIGINALS, DERIVATIVES},
         "s3:GetObjectVersion": {ORIGINALS},
         "s3:DeleteObject": {ORIGINALS},
-        "s3:DeleteObjectVersion": {ORIGINALS},
+        # Deleting a media takes its derivatives nobody else shares; legal holds lock both.
+        "s3:DeleteObjectVersion": {ORIGINALS, DERIVATIVES},
+        "s3:PutObjectLegalHold": {ORIGINALS, DERIVATIVES},
+        "s3:GetObjectLegalHold": {ORIGINALS, DERIVATIVES},
+        "s3:ListBucketVersions": {"MediaBucket.Arn"},  # under d/ only (condition above)
         # /readyz: a bucket-level read that lists nothing.
         "s3:GetBucketVersioning": {"MediaBucket.Arn"},
     }
@@ -212,3 +242,23 @@ def test_execution_role_reads_only_the_fleets_parameters(resources: dict[str, An
     (parameters,) = grants["ssm:GetParameters"]
     assert parameters.endswith(":parameter/${Prefix}/*")
     assert all(repository.endswith("Repository.Arn") for repository in grants["ecr:BatchGetImage"])
+
+
+def test_the_sweeper_scans_deletes_and_holds_but_writes_no_object(
+    resources: dict[str, Any],
+) -> None:
+    grants = _grants(resources, SWEEPER_ROLE)
+    s3 = {action: granted for action, granted in grants.items() if action.startswith("s3:")}
+    assert s3 == {
+        "s3:ListBucketVersions": {"MediaBucket.Arn"},
+        "s3:ListBucketMultipartUploads": {"MediaBucket.Arn"},
+        "s3:DeleteObjectVersion": {ORIGINALS, DERIVATIVES},
+        "s3:AbortMultipartUpload": {ORIGINALS, DERIVATIVES},
+        "s3:PutObjectLegalHold": {ORIGINALS, DERIVATIVES},
+        "s3:GetObjectLegalHold": {ORIGINALS, DERIVATIVES},
+    }
+    assert grants["sqs:SendMessage"] == {"MediaEventsQueue.Arn"}
+    scheduler = _grants(resources, SCHEDULER_ROLE)
+    assert set(scheduler) == {"ecs:RunTask", "iam:PassRole"}
+    (task,) = scheduler["ecs:RunTask"]
+    assert task.endswith(":task-definition/${Prefix}-media-sweeper:*")

@@ -104,3 +104,43 @@ async def test_hls_master_links_back_here_signed_and_renditions_sign_segments(
         await world.serving.hls_rendition(
             record.media_id, "360p", int(time.time()) - 1, signature, OWNER
         )
+
+
+# --- media lifetime ----------------------------------------------------------------------------
+
+
+async def test_retired_parts_answer_410_and_the_rest_is_served(world: MediaWorld) -> None:
+    poster = StoredVariant(name="poster", content_type="image/jpeg", size=3, key="d/x/poster.jpg")
+    record = await uploaded(world, MediaState.EXPIRED, original_retired=True, variants=[poster])
+    with pytest.raises(FerryError) as gone:
+        await world.serving.download_url(OWNER, record.media_id, "original", BASE_URL)
+    assert (gone.value.status, gone.value.error_code) == (410, "media_expired")
+    served = await world.serving.download_url(OWNER, record.media_id, "poster", BASE_URL)
+    assert "d/x/poster.jpg" in served.url
+    world.settle(record.media_id, MediaState.EXPIRED, derivatives_retired=True)
+    with pytest.raises(FerryError) as later:
+        await world.serving.download_url(OWNER, record.media_id, "poster", BASE_URL)
+    assert later.value.status == 410
+
+
+async def test_an_archived_original_answers_409_media_archived() -> None:
+    world = MediaWorld(cold_storage_class="GLACIER", cold_storage_after_seconds=86_400)
+    record = await uploaded(world, MediaState.READY)
+    # Young originals are not even checked; old ones in GLACIER need a restore first.
+    assert await world.serving.download_url(OWNER, record.media_id, "original", BASE_URL)
+    old = world.settle(
+        record.media_id, MediaState.READY, created_at=record.created_at.replace(year=2020)
+    )
+    world.bucket.archived_keys.add(old.object_key)
+    with pytest.raises(FerryError) as archived:
+        await world.serving.download_url(OWNER, record.media_id, "original", BASE_URL)
+    assert (archived.value.status, archived.value.error_code) == (409, "media_archived")
+
+
+async def test_admins_read_any_media_and_see_its_hold(world: MediaWorld) -> None:
+    record = await uploaded(world, MediaState.READY, legal_hold=True)
+    document = await world.serving.document("ops", record.media_id, admin=True)
+    assert document.legal_hold is True
+    assert "legal_hold" not in document.model_dump()
+    plain = await world.serving.document(OWNER, record.media_id)
+    assert plain.legal_hold is None
