@@ -20,7 +20,8 @@ NOTIFICATION_ID = "ferry-originals-to-uploads"
 UPLOAD_EVENTS: tuple[EventType, ...] = ("s3:ObjectCreated:*",)
 
 # The browser PUTs to a signed URL and must read back what storage says it stored.
-CORS_METHODS = ("PUT", "GET", "HEAD")
+# POST: form uploads (Uppy's single uploads, docs/uppy.md).
+CORS_METHODS = ("PUT", "POST", "GET", "HEAD")
 CORS_EXPOSED_HEADERS = ("ETag", "x-amz-checksum-sha256", "x-amz-version-id")
 CORS_MAX_AGE_SECONDS = 3600
 

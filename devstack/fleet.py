@@ -13,8 +13,9 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import signal
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager, contextmanager, suppress
 from pathlib import Path
 from typing import Literal
 
@@ -46,6 +47,27 @@ __all__ = [
     "instance_names",
     "start_fleet",
 ]
+
+
+def process_tree(root: int) -> list[int]:
+    """`root` and every process descended from it, parents before children (Linux /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue  # gone meanwhile
+        # "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+        fields = stat[stat.rindex(")") + 2 :].split()
+        children.setdefault(int(fields[1]), []).append(int(entry.name))
+    tree, todo = [], [root]
+    while todo:
+        pid = todo.pop(0)
+        tree.append(pid)
+        todo.extend(children.get(pid, []))
+    return tree
 
 
 def instance_names(services: Sequence[str], *, gateways: int = 1) -> list[tuple[str, str]]:
@@ -168,6 +190,44 @@ class LocalFleet:
             for name, code in bad.items()
         )
         return f"services did not exit cleanly: {bad}\n{details}"
+
+    def crash(self, name: str) -> list[int]:
+        """kill -9 of a service and every process under it (pool workers, resource tracker),
+        as a crash of its process group would; returns the pids killed (parent first)."""
+        process = self.processes[name]
+        if process.pid is None or process.returncode is not None:
+            return []
+        tree = process_tree(process.pid)
+        for pid in tree:
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        process.stop()  # reaps it: the exit code is -9
+        return tree
+
+    async def restart(self, name: str) -> ServiceProcess:
+        """A crashed (or stopped) service started again on its port, its log in a new file
+        (`{name}-{n}.log`); waits until healthy."""
+        old = self.processes[name]
+        if not isinstance(old, ServiceProcess):
+            raise TypeError(f"{name} is not a service")
+
+        def launch() -> ServiceProcess:
+            old.stop()
+            runs = sum(1 for _ in self.log_dir.glob(f"{name}-*.log")) + 2
+            new = ServiceProcess(
+                old.package,
+                name=f"{name}-{runs}",
+                port=old.port,
+                env=self.env,
+                log_dir=self.log_dir,
+            )
+            self.processes[name] = new
+            new.launch()
+            new.wait_healthy()
+            return new
+
+        # Off the event loop: stopping, listing logs and waiting all block.
+        return await asyncio.to_thread(launch)
 
     async def start_emulator(self) -> str:
         """Start an emulator (after the first, on the first one's port) and bootstrap it."""

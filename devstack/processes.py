@@ -124,6 +124,14 @@ def service_env(
             "MEDIA_SERVICE_URL": f"http://{LOCALHOST}:{ports['media_service']}",
         }
     )
+    if "CORS_ALLOWED_ORIGINS" not in env:
+        # The web client of every gateway of this fleet (ports vary) may call the services.
+        env["CORS_ALLOWED_ORIGINS"] = ",".join(
+            f"http://{host}:{port}"
+            for name, port in sorted(ports.items())
+            if name.startswith("gateway")
+            for host in (LOCALHOST, "localhost")
+        )
     if "message_service" in available_services():
         # Without it, media stay readable by their owners only (nobody to ask about members).
         env["MESSAGE_SERVICE_URL"] = f"http://{LOCALHOST}:{ports['message_service']}"

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from shared.media_records import OWNER_CREATED_INDEX, PENDING_INDEX, SWEEP_INDEX
+from shared.media_records import OWNER_CREATED_INDEX, PENDING_INDEX, SWEEP_INDEX, WATCH_INDEX
 from shared.moderation import MODERATION_INDEX
 from shared.resources import (
     ACTIVITY_INDEX,
@@ -90,6 +90,16 @@ TABLES: tuple[TableSpec, ...] = (
                 ),
             ),
             IndexSpec(
+                name=WATCH_INDEX,
+                hash_key=KeyAttribute(name="watch"),
+                range_key=KeyAttribute(name="watch_at"),
+                projection="KEYS_ONLY",
+                purpose=(
+                    "sparse: media in a state the worker must move on (awaiting_upload, "
+                    "uploaded, processing) by `{state}#{shard}`, oldest first (the reconciler)"
+                ),
+            ),
+            IndexSpec(
                 name=MODERATION_INDEX,
                 hash_key=KeyAttribute(name="moderation"),
                 range_key=KeyAttribute(name="moderated_at"),
@@ -110,9 +120,19 @@ TABLES: tuple[TableSpec, ...] = (
     TableSpec(
         resource="rate_limits_table",
         owner="media_service",
-        purpose="one counter item per user (`user#<owner>`: upload slot rate, pending count)",
+        purpose=(
+            "one counter item per user (`user#<owner>`: upload slot rate, pending count) and "
+            "one usage item per user (`usage#<owner>`: stored and pending bytes, media count)"
+        ),
         hash_key=KeyAttribute(name="bucket_key"),
         ttl_attribute="expires_at",
+    ),
+    TableSpec(
+        resource="audit_table",
+        owner="media_service",
+        purpose="every admin action in order: one stream sorted by time, paged with a cursor",
+        hash_key=KeyAttribute(name="stream"),
+        range_key=KeyAttribute(name="event_id"),
     ),
     TableSpec(
         resource="conversations_table",

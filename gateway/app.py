@@ -15,6 +15,7 @@ from gateway.message_client import MessageClient
 from gateway.metrics import GatewayMetrics
 from gateway.routes import router, websocket_routes
 from gateway.settings import Settings
+from gateway.web_client import install_web_client
 from shared.aws import open_aws_clients
 from shared.connections import ConnectionRegistry
 from shared.consumers import background
@@ -74,4 +75,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.include_router(router)
     app.router.routes.extend(websocket_routes)
+    install_web_client(app, settings)
     return app

@@ -23,6 +23,7 @@ class CloseCode(IntEnum):
     SERVICE_RESTART = 1012
     TRY_AGAIN_LATER = 1013
     REPLACED = 4000
+    TOKEN_EXPIRED = 4001
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +48,9 @@ CLOSINGS: Mapping[DisconnectReason, Closing] = MappingProxyType(
         ),
         DisconnectReason.SHUTDOWN: Closing(CloseCode.GOING_AWAY, "server shutting down"),
         DisconnectReason.SERVER_ERROR: Closing(CloseCode.INTERNAL_ERROR, "internal error"),
+        DisconnectReason.TOKEN_EXPIRED: Closing(
+            CloseCode.TOKEN_EXPIRED, "token expired; reconnect with a new token"
+        ),
     }
 )
 

@@ -9,8 +9,10 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from shared.metrics import LATENCY_BUCKETS
 
 # Frame types as they appear in the label; anything else counts as "other" (or "invalid" in).
-INBOUND_TYPES = frozenset({"send", "received", "ping"})
-OUTBOUND_TYPES = frozenset({"message", "message_deleted", "media_update", "sent", "error", "pong"})
+INBOUND_TYPES = frozenset({"send", "received", "ping", "auth"})
+OUTBOUND_TYPES = frozenset(
+    {"message", "message_deleted", "media_update", "sent", "error", "pong", "authenticated"}
+)
 # The other bounded label values, created at start.
 SEND_ERROR_KINDS = ("rate_limited", "rejected", "unavailable")
 PUSH_OUTCOMES = ("delivered", "not_connected")
@@ -29,6 +31,7 @@ class DisconnectReason(StrEnum):
     REGISTRY_UNAVAILABLE = "registry_unavailable"  # it could not be registered at all
     SHUTDOWN = "shutdown"  # this gateway is stopping
     SERVER_ERROR = "server_error"  # a bug: logged with its traceback
+    TOKEN_EXPIRED = "token_expired"  # its token expired and no `auth` frame extended it (4001)
 
 
 def inbound_label(frame_type: str | None) -> str:

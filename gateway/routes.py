@@ -12,8 +12,8 @@ from gateway.deps import GatewayDep
 from gateway.gateway import Gateway
 from gateway.message_client import MessageServiceUnavailable, SendRejected
 from gateway.session import Session
-from shared.auth import bearer_token, verify_token
-from shared.errors import Unauthorized
+from shared.auth import TokenVerifier, bearer_token
+from shared.errors import DependencyUnavailable, Unauthorized
 from shared.http import InternalCaller, error_response
 from shared.models import ErrorBody, PushRequest, PushResult
 
@@ -30,8 +30,9 @@ async def websocket_session(websocket: WebSocket) -> None:
         "token", ""
     )
     try:
-        identity = verify_token(token, gateway.settings.auth_jwt_secret)
-    except Unauthorized as error:
+        verifier: TokenVerifier = websocket.app.state.token_verifier
+        identity = await verifier.verify(token)
+    except (Unauthorized, DependencyUnavailable) as error:
         # An HTTP answer instead of the upgrade (ASGI's WebSocket denial response), so the
         # client learns why; a rejected token never becomes a connection.
         await websocket.send_denial_response(

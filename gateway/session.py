@@ -27,9 +27,12 @@ from gateway.gateway import Gateway
 from gateway.message_client import UNAVAILABLE, MessageServiceUnavailable, SendRejected
 from gateway.metrics import DisconnectReason, inbound_label
 from gateway.rate_limit import TokenBucket
-from shared.auth import Identity
+from shared.auth import Identity, TokenVerifier
 from shared.connections import Connection
+from shared.errors import FerryError
 from shared.frames import (
+    AuthenticatedFrame,
+    AuthFrame,
     ErrorFrame,
     PingFrame,
     PongFrame,
@@ -48,7 +51,7 @@ RATE_LIMITED = "rate_limited"
 # Waits between attempts to fetch the backlog (then it is left for the next reconnect).
 PENDING_RETRY_BASE_SECONDS = 0.25
 
-ClientFrame = SendFrame | ReceivedFrame | PingFrame
+ClientFrame = SendFrame | ReceivedFrame | PingFrame | AuthFrame
 
 
 # --- pure decisions (unit-tested) ------------------------------------------------------------
@@ -65,7 +68,9 @@ def _client_msg_id_of(text: str) -> str | None:
     """The `client_msg_id` of a malformed frame, when there is a usable one to answer with."""
     try:
         value = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
+        # RecursionError: deeply nested brackets (a 60 KB frame of them fits the size limit);
+        # the frame is answered with an error like any other malformed one.
         return None
     if isinstance(value, dict):
         client_msg_id = value.get("client_msg_id")
@@ -80,6 +85,8 @@ def interpret(text: str | None) -> ClientFrame | ErrorFrame:
         return ErrorFrame(code=BAD_FRAME, message="frames are JSON text, not binary")
     try:
         return parse_client_frame(text)
+    except RecursionError:  # pydantic bounds its own depth; this is the belt to those braces
+        return ErrorFrame(code=BAD_FRAME, message="not a valid client frame (nested too deeply)")
     except ValidationError as error:
         return ErrorFrame(
             code=BAD_FRAME,
@@ -108,6 +115,8 @@ class Session:
         self._gateway = gateway
         self._websocket = websocket
         self._identity = identity
+        # When the session ends unless an `auth` frame brings a later token (None: never).
+        self._expires_at = identity.expires_at
         settings = gateway.settings
         self._bucket = TokenBucket(
             rate_per_second=settings.send_rate_per_second,
@@ -167,6 +176,7 @@ class Session:
                     tasks.create_task(self._guard(connection, connection.write_loop(self._send))),
                     tasks.create_task(self._guard(connection, self._read_loop(connection, tasks))),
                     tasks.create_task(self._guard(connection, self._deliver_pending(connection))),
+                    tasks.create_task(self._guard(connection, self._expire(connection))),
                 ]
             request = await connection.wait_closing()
             for child in children:
@@ -183,6 +193,37 @@ class Session:
         except Exception:
             log.exception("a WebSocket session failed", extra=self._log_extra)
             connection.close(DisconnectReason.SERVER_ERROR)
+
+    async def _expire(self, connection: LocalConnection) -> None:
+        """Close with 4001 once the token has expired; an `auth` frame moves the moment later."""
+        while self._expires_at is not None:
+            left = self._expires_at - time.time()
+            if left <= 0:
+                connection.close(DisconnectReason.TOKEN_EXPIRED)
+                return
+            await asyncio.sleep(left)  # then look again: the session may have been extended
+
+    async def _authenticate(self, connection: LocalConnection, frame: AuthFrame) -> None:
+        """Take a fresh token of the same user and device, or say why not (the old one holds)."""
+        verifier: TokenVerifier = self._websocket.app.state.token_verifier
+        try:
+            identity = await verifier.verify(frame.token)
+        except FerryError as error:
+            connection.reply(ErrorFrame(code=error.error_code, message=error.message))
+            return
+        if (identity.user_id, identity.device_id) != (
+            self._identity.user_id,
+            self._identity.device_id,
+        ):
+            connection.reply(
+                ErrorFrame(
+                    code="forbidden",
+                    message="the new token must name the same user and device as the session",
+                )
+            )
+            return
+        self._expires_at = identity.expires_at
+        connection.reply(AuthenticatedFrame(expires_at=identity.expires_at))
 
     async def _send(self, text: str) -> None:
         try:
@@ -223,6 +264,8 @@ class Session:
             frames.labels("in", inbound_label(frame.type)).inc()
             if isinstance(frame, PingFrame):
                 connection.reply(PongFrame())
+            elif isinstance(frame, AuthFrame):
+                await self._authenticate(connection, frame)
             elif isinstance(frame, SendFrame):
                 if not self._bucket.try_take(time.monotonic()):
                     self._gateway.metrics.send_errors.labels(RATE_LIMITED).inc()

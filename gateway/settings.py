@@ -17,6 +17,11 @@ class Settings(ServiceSettings):
     # into the connection registry. None: `http://{bind_host}:{bind_port}`, right for one host.
     advertised_url: str | None = None
     message_service_url: str = "http://127.0.0.1:8082"
+    media_service_url: str = "http://127.0.0.1:8081"
+
+    web_client_enabled: bool = True
+    public_media_url: str | None = None
+    public_message_url: str | None = None
 
     # WebSocket protocol limits (enforced by the server before any frame reaches the app).
     max_frame_bytes: int = Field(64 * 1024, ge=1024, le=16 * 1024 * 1024)

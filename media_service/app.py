@@ -13,7 +13,12 @@ from prometheus_client import CollectorRegistry
 
 from media_service.access import AccessPolicy, ConversationReaders, DeviceGate
 from media_service.admin_routes import router as admin_router
+from media_service.audit import AuditLog
 from media_service.cdn import CloudFrontUrlSigner
+from media_service.erasure import Erasure
+from media_service.events import NamedQueueEvents
+from media_service.governance_routes import me_router
+from media_service.governance_routes import router as governance_router
 from media_service.hls import PlaylistSigner
 from media_service.holds import Holds
 from media_service.internal_routes import router as internal_router
@@ -23,17 +28,21 @@ from media_service.lookup import MediaLookup
 from media_service.metrics import MediaMetrics
 from media_service.moderation_routes import router as moderation_router
 from media_service.parts import MediaParts
+from media_service.quarantine import Quarantine
+from media_service.quotas import Quotas
 from media_service.reclaim import Reclaimer
 from media_service.routes import router
 from media_service.serving import Serving
 from media_service.settings import Settings
 from media_service.storage import MediaBucket
 from media_service.uploads import Uploads
+from media_service.uppy_routes import router as uppy_router
 from media_service.user_counters import UserCounters
 from shared.aws import client_config, open_aws_clients
 from shared.http import build_app, table_check
 from shared.internal_client import internal_client
 from shared.media_records import MediaRecords
+from shared.usage import UsageCounters
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3.client import S3Client
@@ -47,7 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
-            aws = await open_aws_clients(stack, settings, "s3", "dynamodb")
+            aws = await open_aws_clients(stack, settings, "s3", "dynamodb", "sqs")
             resources = settings.resources
             readers = None
             if settings.message_service_url:
@@ -64,6 +73,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 aws.dynamodb,
                 media_table=resources.media_table,
                 blobs_table=resources.blobs_table,
+                usage_table=resources.usage_table,
             )
             bucket = MediaBucket(
                 aws.s3,
@@ -91,6 +101,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 holds=holds,
             )
             app.state.holds = holds
+            # Governance: usage, quarantine (announced like the worker's events), erasure, audit.
+            events = NamedQueueEvents(aws.sqs, resources.media_events_queue)
+            app.state.quotas = Quotas(
+                UsageCounters(aws.dynamodb, resources.usage_table),
+                quota_bytes=settings.quota_bytes_per_user,
+            )
+            app.state.quarantine = Quarantine(records=records, events=events)
+            app.state.erasure = Erasure(
+                records=records,
+                reclaimer=Reclaimer(
+                    records=records, lifecycle=lifecycle, storage=storage, events=events
+                ),
+            )
+            app.state.audit = AuditLog(aws.dynamodb, resources.audit_table)
             app.state.records = records
             app.state.uploads = Uploads(
                 parts, counters=UserCounters(aws.dynamodb, resources.rate_limits_table)
@@ -109,11 +133,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         registry=registry,
         settings=settings,
+        cors=True,
     )
     app.include_router(router)
     app.include_router(admin_router)
+    app.include_router(governance_router)
+    app.include_router(me_router)
     app.include_router(moderation_router)
     app.include_router(internal_router)
+    app.include_router(uppy_router)
     return app
 
 

@@ -6,7 +6,11 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from media_service.audit import AuditLog
+from media_service.erasure import Erasure
 from media_service.holds import Holds
+from media_service.quarantine import Quarantine
+from media_service.quotas import Quotas
 from media_service.serving import Serving
 from media_service.uploads import Uploads
 from shared.media_records import MediaRecords
@@ -38,3 +42,33 @@ def get_holds(request: Request) -> Holds:
 
 
 HoldsDep = Annotated[Holds, Depends(get_holds)]
+
+
+# --- governance (media_service.governance_routes); AdminCaller is in shared.http ------------
+
+
+def get_quotas(request: Request) -> Quotas:
+    quotas: Quotas = request.app.state.quotas
+    return quotas
+
+
+def get_quarantine(request: Request) -> Quarantine:
+    quarantine: Quarantine = request.app.state.quarantine
+    return quarantine
+
+
+def get_erasure(request: Request) -> Erasure:
+    erasure: Erasure = request.app.state.erasure
+    return erasure
+
+
+def get_audit(request: Request) -> AuditLog:
+    """The audit log: every admin route records what it did (`await audit.record(...)`)."""
+    audit: AuditLog = request.app.state.audit
+    return audit
+
+
+UsageDep = Annotated[Quotas, Depends(get_quotas)]
+QuarantineDep = Annotated[Quarantine, Depends(get_quarantine)]
+ErasureDep = Annotated[Erasure, Depends(get_erasure)]
+AuditDep = Annotated[AuditLog, Depends(get_audit)]

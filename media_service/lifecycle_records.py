@@ -23,6 +23,7 @@ from shared.media_records import (
     StaleTransition,
 )
 from shared.models import MediaState
+from shared.usage import NOTHING
 
 # The sweep index is partitioned so that no single DynamoDB partition takes every write.
 SWEEP_SHARDS = 8
@@ -226,6 +227,9 @@ class LifecycleRecords:
             items.append(self._blob_counts(record.blob_key, refcount=-1))
         elif record.derivatives_ref:
             items.append(self._blob_counts(record.blob_key, retired_refs=-1))
+        usage = self.records.usage_change(record, NOTHING)
+        if usage is not None:
+            items.append(dict(usage))  # the owner's usage counters, in the same transaction
         # Written whatever the count read before: a dedup partner may attach meanwhile, and a
         # marker left behind is removed with the blob's original (`drop_original`).
         if blob is not None and blob.object_key == record.object_key:

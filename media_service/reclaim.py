@@ -38,11 +38,11 @@ class QueueEvents:
 def media_event(record: MediaRecord) -> MediaEvent:
     return MediaEvent(
         media_id=record.media_id,
-        state=record.state,
+        state=record.visible_state,
         media_type=record.media_type,
         meta=record.meta,
         variants=[variant.public() for variant in record.variants],
-        error=record.error,
+        error=record.visible_error,
         occurred_at=record.updated_at,
     )
 

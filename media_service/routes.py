@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 
 from media_service.deps import ServingDep, UploadsDep
 from media_service.hls import PLAYLIST_CONTENT_TYPE
-from shared.http import Caller
+from shared.http import Caller, current_identity
 from shared.models import (
     CompleteRequest,
     DownloadUrl,
@@ -87,6 +87,8 @@ async def get_media(media_id: str, caller: Caller, serving: ServingDep) -> Respo
     payload = document.model_dump(mode="json")
     if document.legal_hold is not None:
         payload["legal_hold"] = document.legal_hold
+    if document.quarantined is not None:
+        payload["quarantined"] = document.quarantined
     if document.nsfw_score is not None:
         payload["nsfw_score"] = document.nsfw_score
     return JSONResponse(payload)
@@ -100,7 +102,7 @@ async def download_url(
     serving: ServingDep,
     variant: Annotated[str, Query(max_length=64)] = "original",
 ) -> DownloadUrl:
-    """`variant=hls` answers the master playlist's address on this service (bearer required)."""
+    """`variant=hls` answers a signed master playlist link that plays with no headers."""
     return await serving.download_url(caller.user_id, media_id, variant, str(request.base_url))
 
 
@@ -111,9 +113,21 @@ async def download_url(
     summary="The HLS master playlist of a ready video, with signed links",
 )
 async def hls_master(
-    media_id: str, request: Request, caller: Caller, serving: ServingDep
+    media_id: str,
+    request: Request,
+    serving: ServingDep,
+    expires: Annotated[int | None, Query()] = None,
+    reader: Annotated[str | None, Query(max_length=256)] = None,
+    signature: Annotated[str | None, Query(max_length=128)] = None,
 ) -> Response:
-    text = await serving.hls_master(caller.user_id, media_id, str(request.base_url))
+    """With the playback link's `expires`, `reader` and `signature` (from `url?variant=hls`) no
+    header is needed; otherwise the bearer token says who reads."""
+    base_url = str(request.base_url)
+    if expires is not None and reader is not None and signature is not None:
+        text = await serving.hls_master_by_link(media_id, reader, expires, signature, base_url)
+    else:
+        caller = await current_identity(request)
+        text = await serving.hls_master(caller.user_id, media_id, base_url)
     return Response(text, media_type=PLAYLIST_CONTENT_TYPE, headers=_PRIVATE_SHORT_CACHE)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from media_service.hls import (
     PlaylistSigner,
@@ -12,6 +12,12 @@ from media_service.hls import (
     rendition_of,
     rendition_url,
     rewrite_uris,
+)
+from media_service.hls_links import (
+    MAX_PRESIGN_SECONDS,
+    MasterLinkSigner,
+    master_url,
+    playback_seconds,
 )
 from media_service.metrics import counting_refusals
 from media_service.parts import MediaParts, UsesMediaParts
@@ -63,13 +69,21 @@ class Serving(UsesMediaParts):
         document = record.document(reader=user_id)
         if admin:
             return document.model_copy(
-                update={"legal_hold": record.held, "nsfw_score": record.nsfw_score}
+                update={
+                    "legal_hold": record.held,
+                    "nsfw_score": record.nsfw_score,
+                    "quarantined": record.quarantined,
+                }
             )
         return document
 
     async def download_url(
         self, user_id: str, media_id: str, variant: str, base_url: str
     ) -> DownloadUrl:
+        if variant == HLS_VARIANT:
+            # Not a storage URL: the master playlist this service writes, behind a signed link
+            # that plays with no headers (storage signs one key per URL; playlists are relative).
+            return await self.hls_playback_url(user_id, media_id, base_url)
         # An AWS failure is answered 503 `dependency_unavailable` at the edge: counted as that.
         with counting_refusals(self.metrics.download_urls, dependency_errors=True):
             record = await self.readable(user_id, media_id)
@@ -78,6 +92,40 @@ class Serving(UsesMediaParts):
         return url
 
     # --- HLS ----------------------------------------------------------------------------------
+
+    async def hls_playback_url(self, user_id: str, media_id: str, base_url: str) -> DownloadUrl:
+        """`url?variant=hls`: a master playlist link a player opens with no headers, valid for
+        the video's duration plus the grace period (`media_service.hls_links`)."""
+        with counting_refusals(self.metrics.download_urls, dependency_errors=True):
+            record = await self.readable(user_id, media_id)
+            self._servable(record, HLS_VARIANT)
+            if record.state not in BYTES_VERIFIED or record.variant(HLS_VARIANT) is None:
+                raise NotFound("this media has no HLS playlist (yet)", code="no_such_variant")
+        expires = self._playback_expiry(record)
+        signature = self.master_signer.sign(media_id, user_id, expires)
+        public = self.settings.public_url or base_url
+        self.metrics.download_urls.labels("ok").inc()
+        return DownloadUrl(
+            url=master_url(public, media_id, user_id, expires, signature),
+            expires_at=datetime.fromtimestamp(expires, UTC),
+        )
+
+    async def hls_master_by_link(
+        self, media_id: str, reader: str, expires: int, signature: str, base_url: str
+    ) -> str:
+        """The master playlist through a playback link: the link names its reader, whose access
+        is checked again now (a member who left gets nothing)."""
+        if not self.master_signer.verify(media_id, reader, expires, signature, now=time.time()):
+            raise NotFound("no such playlist, or its link expired")
+        return await self.hls_master(reader, media_id, base_url)
+
+    @property
+    def master_signer(self) -> MasterLinkSigner:
+        return MasterLinkSigner(self.settings.auth_jwt_secret)
+
+    def _playback_expiry(self, record: MediaRecord) -> int:
+        window = playback_seconds(record.meta, self.settings.hls_playback_grace_seconds)
+        return int(time.time()) + window
 
     async def hls_master(self, user_id: str, media_id: str, base_url: str) -> str:
         """The master playlist, its renditions pointing back here with signed links."""
@@ -88,7 +136,8 @@ class Serving(UsesMediaParts):
             if master is None:
                 raise NotFound("this media has no HLS playlist (yet)", code="no_such_variant")
             text = await self.bucket.read_text(master.key, limit=PLAYLIST_LIMIT_BYTES)
-        expires = int(utcnow().timestamp()) + self.settings.download_url_ttl_seconds
+        # Rendition links live as long as playback may last (duration + grace), not 5 minutes.
+        expires = self._playback_expiry(record)
 
         def signed(uri: str) -> str | None:
             rendition = rendition_of(uri)
@@ -127,7 +176,9 @@ class Serving(UsesMediaParts):
             if error_code(error) in ("NoSuchKey", "404"):
                 raise NotFound("no such playlist, or its link expired") from error
             raise
-        ttl = max(1, min(self.settings.download_url_ttl_seconds, expires - int(time.time())))
+        # Segments are signed until the link expires: a player fetches the rendition playlist
+        # once and its segments over the whole video (signed again on each fetch of this list).
+        ttl = max(1, min(MAX_PRESIGN_SECONDS, expires - int(time.time())))
         segments: dict[str, str] = {}
         for line in text.splitlines():
             name = line.strip()
@@ -164,7 +215,7 @@ class Serving(UsesMediaParts):
         return DownloadUrl(url=url, expires_at=expires_at)
 
     def _servable(self, record: MediaRecord, variant: str) -> None:
-        if record.state is MediaState.BLOCKED:
+        if record.visible_state is MediaState.BLOCKED:  # moderation, or an admin's quarantine
             raise UnavailableForLegalReasons("this media was blocked by moderation")
         if record.state is MediaState.FAILED:
             raise Conflict("this media failed; it cannot be served", code="media_unusable")
@@ -195,12 +246,6 @@ class Serving(UsesMediaParts):
             raise NotFound("the bytes of this media have not arrived yet", code="no_such_variant")
         ttl = self.settings.download_url_ttl_seconds
         expires_at = utcnow() + timedelta(seconds=ttl)
-        if variant == HLS_VARIANT and record.variant(HLS_VARIANT) is not None:
-            # A stored playlist's URIs are relative and storage signs one key per URL: players
-            # get the playlist this service writes, whose links are signed (same access rules).
-            public = self.settings.public_url or base_url
-            url = f"{public.rstrip('/')}/v1/media/{record.media_id}/hls/master.m3u8"
-            return DownloadUrl(url=url, expires_at=expires_at)
         if variant == ORIGINAL and reader != record.owner:
             return await self._sign_recipients_original(record, ttl, expires_at)
         if variant == ORIGINAL:

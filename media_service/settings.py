@@ -41,6 +41,8 @@ class Settings(ServiceSettings, LifecycleSettings):
     max_document_bytes: int = Field(100 * MIB, ge=1)
 
     # Per-user limits
+    # Verified bytes plus pending declared bytes a user may hold (shared.usage): 10 GiB.
+    quota_bytes_per_user: int = Field(10 * 1024 * MIB, ge=1)
     max_pending_uploads: int = Field(20, ge=1)
     slot_rate_per_minute: int = Field(60, ge=1)
 
@@ -53,6 +55,9 @@ class Settings(ServiceSettings, LifecycleSettings):
 
     # Downloads
     download_url_ttl_seconds: int = Field(300, ge=10, le=7 * 24 * 3600)
+    # An HLS playback link, and every rendition and segment URL behind it, lives for the video's
+    # duration plus this (API.md v1.1), so playback that starts late still reaches the end.
+    hls_playback_grace_seconds: int = Field(600, ge=0, le=24 * 3600)
 
     # The S3 endpoint that presigned URLs name, when clients reach storage at another address
     # than this service does (compose: http://localhost:4566 while calls go to localstack:4566).

@@ -76,6 +76,21 @@ class MediaBucket:
             },
         )
 
+    async def sign_post(
+        self, key: str, *, content_type: str, size: int, ttl_seconds: int
+    ) -> tuple[str, dict[str, str]]:
+        """A browser form upload (POST) to one key, of exactly `size` bytes of this type: what
+        Uppy's single uploads send. The policy cannot carry the SHA-256; the worker's commit step
+        hashes every upload anyway, so other bytes never become a usable media."""
+        post = await self._presigner.generate_presigned_post(
+            Bucket=self.bucket,
+            Key=key,
+            Fields={"Content-Type": content_type},
+            Conditions=[{"Content-Type": content_type}, ["content-length-range", size, size]],
+            ExpiresIn=ttl_seconds,
+        )
+        return str(post["url"]), {name: str(value) for name, value in post["fields"].items()}
+
     async def start_multipart(self, key: str, *, content_type: str) -> str:
         response = await self._s3.create_multipart_upload(
             Bucket=self.bucket, Key=key, ContentType=content_type

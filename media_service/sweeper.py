@@ -301,7 +301,10 @@ async def open_sweeper(
             readers = ConversationReaders(client)
         queue = await aws.sqs.get_queue_url(QueueName=resources.media_events_queue)
         records = MediaRecords(
-            aws.dynamodb, media_table=resources.media_table, blobs_table=resources.blobs_table
+            aws.dynamodb,
+            media_table=resources.media_table,
+            blobs_table=resources.blobs_table,
+            usage_table=resources.usage_table,
         )
         lifecycle = LifecycleRecords(records)
         storage = LifecycleBucket(aws.s3, resources.bucket)

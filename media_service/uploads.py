@@ -120,6 +120,11 @@ class Uploads(UsesMediaParts):
         async def count_pending() -> int:
             return await self.records.count_pending(owner, now, self.settings.max_pending_uploads)
 
+        quota = self.settings.quota_bytes_per_user
+        usage = None
+        if record is not None:
+            # The owner's usage item moves (within the quota) in the same transaction.
+            record, usage = self.records.counted_slot(record, quota)
         await self.counters.admit(
             owner,
             now=now,
@@ -129,6 +134,8 @@ class Uploads(UsesMediaParts):
             ),
             count_pending=count_pending,
             create=self.records.create_request(record) if record is not None else None,
+            also=[usage] if usage is not None else [],
+            refusal=self.records.quota_refusal(record, quota) if record is not None else None,
         )
 
     @staticmethod
@@ -238,7 +245,7 @@ class Uploads(UsesMediaParts):
             **held,
         )
         try:
-            await self.records.create(record)
+            await self.records.create(record, quota_bytes=self.settings.quota_bytes_per_user)
         except BaseException:
             # No row, no session: nothing half-made is left behind.
             await self.bucket.abort_multipart(key, upload_id=upload_id)

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
@@ -102,6 +102,8 @@ class UserCounters:
         limits: SlotLimits,
         count_pending: CountPending,
         create: PutTypeDef | None = None,
+        also: Sequence[TransactWriteItemTypeDef] = (),
+        refusal: Exception | None = None,
     ) -> None:
         """Take a slot for `owner` (and put `create`, the media row, in the same transaction),
         or raise `RateLimited` (`rate_limited` or `too_many_pending_uploads`).
@@ -112,7 +114,9 @@ class UserCounters:
         moment = now.timestamp()
         busy = self._hints.get(owner, 0.0) >= moment
         for _ in range(MAX_ATTEMPTS):
-            seen = await self._attempt(owner, moment, limits, busy=busy, create=create)
+            seen = await self._attempt(
+                owner, moment, limits, busy=busy, create=create, also=also, refusal=refusal
+            )
             if seen is None:
                 return
             if seen.slot_tat is not None and seen.slot_tat > moment + limits.tolerance:
@@ -181,6 +185,8 @@ class UserCounters:
         *,
         busy: bool,
         create: PutTypeDef | None,
+        also: Sequence[TransactWriteItemTypeDef] = (),
+        refusal: Exception | None = None,
     ) -> _Seen | None:
         """None when the slot was taken (and the row put); else what the item held."""
         update = self._update(owner, moment, limits, busy=busy)
@@ -189,9 +195,12 @@ class UserCounters:
                 response = await self._db.update_item(**update, ReturnValues="UPDATED_NEW")
                 self._remember(owner, float(response["Attributes"]["slot_tat"]["N"]))
                 return None
-            items: list[TransactWriteItemTypeDef] = [{"Update": update}, {"Put": create}]
+            items: list[TransactWriteItemTypeDef] = [{"Update": update}, {"Put": create}, *also]
             await self._db.transact_write_items(TransactItems=items)
         except ClientError as error:
+            if refusal is not None and _refused_beyond(error, 2):
+                # One of `also` (the owner's usage against the quota) refused.
+                raise refusal from error
             return self._refusal(error)
         # A lower bound of the new `slot_tat` (exact when the bucket was idle): a next request
         # within one interval expects the bucket busy.
@@ -238,3 +247,15 @@ class UserCounters:
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
                 raise
+
+
+def _refused_beyond(error: ClientError, first: int) -> bool:
+    """Whether a cancelled transaction's items from `first` on refused their condition (and the
+    counter item's own did not: its refusal says more)."""
+    response = cast(dict[str, Any], error.response)
+    if response.get("Error", {}).get("Code") != "TransactionCanceledException":
+        return False
+    reasons: list[dict[str, Any]] = list(response.get("CancellationReasons") or [])
+    if reasons and reasons[0].get("Code") == "ConditionalCheckFailed":
+        return False
+    return any(reason.get("Code") == "ConditionalCheckFailed" for reason in reasons[first:])

@@ -126,6 +126,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         registry=registry,
         settings=settings,
+        cors=True,
     )
     app.include_router(router)
     app.include_router(me_router)

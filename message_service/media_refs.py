@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from shared.clock import iso
 from shared.dynamo import batch_get, conditional, from_item, to_value
 from shared.media_states import sources_of
-from shared.models import MediaEvent, Message, MessageMedia
+from shared.models import MediaEvent, MediaState, Message, MessageMedia
 from shared.resources import UNREFERENCED_INDEX
 
 if TYPE_CHECKING:
@@ -242,7 +242,10 @@ class MediaRefStore:
     async def record_event(self, event: MediaEvent, conversation_id: str) -> bool:
         """Record a newer state; events may arrive out of order, and an older one (a state the
         recorded one cannot come from) changes nothing. True when it was recorded."""
-        sources = sorted(state.value for state in sources_of(event.state) | {event.state})
+        allowed = sources_of(event.state) | {event.state}
+        if event.restored:
+            allowed |= {MediaState.BLOCKED}  # a quarantine lifted (MediaEvent.restored)
+        sources = sorted(state.value for state in allowed)
         tokens = {f":from{i}": {"S": value} for i, value in enumerate(sources)}
         with conditional() as write:
             await self._db.update_item(

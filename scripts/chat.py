@@ -12,7 +12,9 @@
 `send --to bob` reuses Alice and Bob's direct conversation (created the first time; several
 `--to` users make a new group each time), or uses `--conversation`; it uploads the file straight
 to storage exactly as `scripts/upload_demo.py` does, then sends the message over the WebSocket
-and waits for `sent`. `listen` reconnects to the gateway, gets pending messages first, then live
+and waits for `sent`. `listen` connects to the gateway and reconnects whenever the connection
+ends (backoff 0.5 s doubling to 10 s; it stops only when replaced by the same device elsewhere,
+4000, or when the token is refused), gets pending messages first on each connection, then live
 frames, and acknowledges each message with `received`. Tokens are made with the local secret
 (as `make token` does), or passed with `--token`.
 """
@@ -31,6 +33,7 @@ from typing import Any
 
 import httpx
 from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from scripts.upload_demo import (
     DemoFailed,
@@ -43,6 +46,9 @@ from shared.auth import issue_token
 from shared.settings import CommonSettings
 
 EXIT_OK, EXIT_FAILED = 0, 1
+# `listen` reconnects after these waits, doubling up to the last.
+RECONNECT_FIRST_SECONDS, RECONNECT_MAX_SECONDS = 0.5, 10.0
+REPLACED = 4000  # the gateway's close code for a connection of the same device (docs/websocket.md)
 # States in which `send` stops waiting: the bytes are verified (or never will be).
 SENDABLE = frozenset({"uploaded", "processing", "ready", "failed", "blocked", "expired"})
 
@@ -139,16 +145,45 @@ def _describe(frame: dict[str, Any]) -> str:
     return json.dumps(frame)
 
 
-async def _listen(args: argparse.Namespace) -> None:
+async def _listen_once(args: argparse.Namespace) -> None:
+    """One connection, until it ends (returns) or cannot be made (raises)."""
+    # A fresh token per connection: a listener outlives any one token (4001 at expiry).
     headers = {"Authorization": f"Bearer {_token(args)}"}
     async with connect(_ws_url(args.gateway_url), additional_headers=headers) as ws:
         step("listen", f"connected to {args.gateway_url} as {args.user}/{args.device}")
-        async for raw in ws:
-            frame = json.loads(raw)
-            step(frame["type"], _describe(frame))
-            if frame["type"] == "message":
-                ids = [frame["message"]["message_id"]]
-                await ws.send(json.dumps({"type": "received", "message_ids": ids}))
+        with contextlib.suppress(ConnectionClosed):
+            async for raw in ws:
+                frame = json.loads(raw)
+                step(frame["type"], _describe(frame))
+                if frame["type"] == "message":
+                    ids = [frame["message"]["message_id"]]
+                    await ws.send(json.dumps({"type": "received", "message_ids": ids}))
+        code = ws.close_code
+    if code == REPLACED:
+        # Another listener of the same device took over: reconnecting would take it back,
+        # and the two would replace each other forever.
+        raise DemoFailed("replaced by a newer connection of the same device (close code 4000)")
+    step("listen", f"disconnected (close code {code})")
+
+
+async def _listen(args: argparse.Namespace) -> None:
+    """Listen forever: reconnect after every disconnect (a gateway restart, a deploy, a lost
+    network), waiting longer after each failed attempt; pending messages come on reconnect."""
+    delay = RECONNECT_FIRST_SECONDS
+    while True:
+        try:
+            await _listen_once(args)
+            delay = RECONNECT_FIRST_SECONDS  # it was connected: start the backoff over
+        except InvalidStatus as error:
+            if error.response.status_code in (401, 403):
+                status = error.response.status_code
+                raise DemoFailed(f"the gateway refused the token ({status})") from error
+            step("listen", f"the gateway answered {error.response.status_code}")
+        except (OSError, TimeoutError, InvalidHandshake) as error:
+            step("listen", f"cannot connect ({error or type(error).__name__})")
+        step("listen", f"reconnecting in {delay:.1f} s")
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, RECONNECT_MAX_SECONDS)
 
 
 async def _listen_until_terminated(args: argparse.Namespace) -> None:

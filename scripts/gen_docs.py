@@ -173,6 +173,29 @@ DESCRIPTIONS: dict[str, str] = {
     "s3_addressing_style": "S3 addressing: `path` for emulators without wildcard DNS",
     "aws_max_attempts": "attempts per AWS call (botocore's standard retry mode)",
     "auth_jwt_secret": "HS256 secret of the users' bearer tokens",
+    "auth_jwks_url": (
+        "JWKS of a trusted identity provider: its RS256/ES256 tokens are accepted too "
+        "(unset: HS256 dev tokens only)"
+    ),
+    "auth_issuer": "required `iss` of identity-provider tokens (unset: not checked)",
+    "auth_audience": "required `aud` of identity-provider tokens (unset: not checked)",
+    "auth_roles_claim": (
+        "claim holding the roles: `roles`, `cognito:groups`, or a dotted path such as "
+        "`realm_access.roles`"
+    ),
+    "auth_jwks_cache_seconds": "how long fetched JWKS keys are used before the set is refetched",
+    "auth_jwks_refresh_cooldown_seconds": (
+        "a token with an unknown `kid` refetches the key set (rotation) at most this often"
+    ),
+    "web_client_enabled": "serve the web client (`gateway/web/`) at `/`",
+    "public_media_url": (
+        "the Media Service's address as browsers reach it, told to the web client in "
+        "`/config.json` (unset: `MEDIA_SERVICE_URL`)"
+    ),
+    "public_message_url": (
+        "the Message Service's address as browsers reach it, told to the web client in "
+        "`/config.json` (unset: `MESSAGE_SERVICE_URL`)"
+    ),
     "internal_token": "shared token of internal endpoints (`/internal/...`, `X-Internal-Token`)",
     "log_level": "log level of every logger",
     "log_json": "one JSON object a line (`false`: plain text for humans)",
@@ -403,6 +426,17 @@ QUEUE_ROLES: dict[str, tuple[str, str, str]] = {
         "S3 event notifications of the bucket",
         "`transcode_worker`",
         "an `s3:ObjectCreated:*` event for a new original `o/{media_id}`: run the commit step",
+    ),
+    "derive_queue": (
+        "`transcode_worker` (commit step)",
+        "`transcode_worker` (derive lane)",
+        "a `DeriveJob` (JSON: `media_id`, `created_at`): thumbnails or a voice note of a "
+        "verified original",
+    ),
+    "derive_video_queue": (
+        "`transcode_worker` (commit step, reconciler)",
+        "`transcode_worker` (video lane)",
+        "a `DeriveJob` for a video: poster and HLS ladder, on the video lane's own pool",
     ),
     "media_events_queue": (
         "`transcode_worker`",

@@ -37,11 +37,22 @@ class PingFrame(Frame):
     type: Literal["ping"]
 
 
-ClientFrame = Annotated[SendFrame | ReceivedFrame | PingFrame, Field(discriminator="type")]
-CLIENT_FRAME: TypeAdapter[SendFrame | ReceivedFrame | PingFrame] = TypeAdapter(ClientFrame)
+class AuthFrame(Frame):
+    """A fresh token for the same user and device: the session lives on until it expires."""
+
+    type: Literal["auth"]
+    token: Annotated[str, Field(min_length=1, max_length=8192)]
 
 
-def parse_client_frame(text: str) -> SendFrame | ReceivedFrame | PingFrame:
+ClientFrame = Annotated[
+    SendFrame | ReceivedFrame | PingFrame | AuthFrame, Field(discriminator="type")
+]
+CLIENT_FRAME: TypeAdapter[SendFrame | ReceivedFrame | PingFrame | AuthFrame] = TypeAdapter(
+    ClientFrame
+)
+
+
+def parse_client_frame(text: str) -> SendFrame | ReceivedFrame | PingFrame | AuthFrame:
     """Raises pydantic's ValidationError for anything that is not a known client frame."""
     return CLIENT_FRAME.validate_json(text)
 
@@ -70,6 +81,13 @@ class ErrorFrame(Frame):
 
 class PongFrame(Frame):
     type: Literal["pong"] = "pong"
+
+
+class AuthenticatedFrame(Frame):
+    """The answer to an accepted `auth` frame: the session now ends at `expires_at`."""
+
+    type: Literal["authenticated"] = "authenticated"
+    expires_at: int | None = None
 
 
 class MediaUpdateFrame(Frame):

@@ -24,13 +24,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from shared.auth import (
     INTERNAL_TOKEN_HEADER,
     Identity,
+    TokenVerifier,
     bearer_token,
     check_internal_token,
-    verify_token,
 )
+from shared.cors import install_cors, parse_origins
 from shared.errors import FerryError, Forbidden
 from shared.logging import REQUEST_ID_HEADER, accepted_request_id, request_id_var
 from shared.metrics import HttpMetrics
+from shared.offline_docs import offline_docs_app
 from shared.request_limits import RequestLimitsMiddleware
 from shared.settings import CommonSettings
 from shared.version import __version__
@@ -233,17 +235,21 @@ def build_app(
     registry: CollectorRegistry,
     readiness_checks: Callable[[FastAPI], Sequence[ReadinessCheck]] = published_checks,
     settings: CommonSettings | None = None,
+    cors: bool = False,
 ) -> FastAPI:
     """A FastAPI app with the fleet's error bodies, request ids, `/healthz`, `/readyz`, `/metrics`.
 
     `readiness_checks(app)` is called per request, so checks may use clients the lifespan opened;
     by default they are those the lifespan published on `app.state.readiness_checks`.
+    `cors`: browsers on `settings.cors_allowed_origins` may call it (the public HTTP services).
     """
-    app = FastAPI(title=title, version=__version__, lifespan=lifespan)
+    # `/docs` and `/redoc` from assets in the fastapi-offline wheel: no CDN, no internet needed.
+    app = offline_docs_app(title=title, version=__version__, lifespan=lifespan)
     app.state.registry = registry
     if settings is not None:
-        # Identity dependencies read the JWT secret and internal token from here.
+        # Identity dependencies read the internal token and the token verifier from here.
         app.state.settings = settings
+        app.state.token_verifier = token_verifier(settings)
     install_error_handlers(app)
     http_metrics = HttpMetrics(registry)
     # Added first, so it runs inside the request-id middleware: refusals carry an id and a log line.
@@ -257,6 +263,9 @@ def build_app(
             internal_token=settings.internal_token,
         )
     app.add_middleware(RequestContextMiddleware, metrics=http_metrics)
+    if cors and settings is not None:
+        # Last added, so outermost: every answer, refusals by the layers above included.
+        install_cors(app, parse_origins(settings.cors_allowed_origins))
     readiness = ReadinessReport(http_metrics)
 
     @app.get("/healthz", include_in_schema=False)
@@ -280,11 +289,23 @@ def build_app(
     return app
 
 
-def current_identity(request: Request) -> Identity:
+def token_verifier(settings: CommonSettings) -> TokenVerifier:
+    """The verifier of a service's bearer tokens (one per app: it holds the JWKS key cache)."""
+    return TokenVerifier(
+        settings.auth_jwt_secret,
+        jwks_url=settings.auth_jwks_url,
+        issuer=settings.auth_issuer,
+        audience=settings.auth_audience,
+        roles_claim=settings.auth_roles_claim,
+        jwks_cache_seconds=settings.auth_jwks_cache_seconds,
+        refresh_cooldown_seconds=settings.auth_jwks_refresh_cooldown_seconds,
+    )
+
+
+async def current_identity(request: Request) -> Identity:
     """The caller of a public endpoint, from `Authorization: Bearer <JWT>` (401 otherwise)."""
-    settings: CommonSettings = request.app.state.settings
-    token = bearer_token(request.headers.get("authorization"))
-    return verify_token(token, settings.auth_jwt_secret)
+    verifier: TokenVerifier = request.app.state.token_verifier
+    return await verifier.verify(bearer_token(request.headers.get("authorization")))
 
 
 # Set by a service's lifespan on `app.state.device_gate`: raises (403 `too_many_devices`) for a

@@ -7,6 +7,7 @@ the same transaction as the state change that justifies it, so retries and repla
 
 from __future__ import annotations
 
+import zlib
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -15,9 +16,10 @@ from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 from shared import keys
 from shared.clock import iso, utcnow
 from shared.dynamo import conditional, from_item, to_item, to_value
-from shared.media_states import sources_of
+from shared.media_states import PENDING_CLIENT, sources_of
 from shared.models import ErrorDetail, MediaDocument, MediaInfo, MediaState, MediaType, Variant
 from shared.moderation import MODERATION_INDEX
+from shared.usage import NOTHING, QuotaExceeded, Share, share_of, usage_update
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb.client import DynamoDBClient
@@ -35,6 +37,22 @@ CLEAN_ORIGINAL_VARIANT = "original_clean"
 PENDING_INDEX = "pending-by-owner"
 # Sparse: (sweep_shard, sweep_due) of media the sweeper must look at again (media_service.sweeper).
 SWEEP_INDEX = "sweep-due"
+# Sparse: media in a state the worker must still move on, by `watch` = "{state}#{shard}" and
+# `watch_at` (the last transition, or the last heartbeat of a job working on it). The reconciler
+# reads it oldest first, per state and shard, never scanning the table.
+WATCH_INDEX = "watch-by-time"
+WATCHED_STATES: frozenset[MediaState] = frozenset(
+    {MediaState.AWAITING_UPLOAD, MediaState.UPLOADED, MediaState.PROCESSING}
+)
+# Keys per watched state, so no one index partition takes every slot's write.
+WATCH_SHARDS = 8
+
+
+def watch_key(state: MediaState, media_id: str, shard: int | None = None) -> str:
+    """The `watch` index key of a media in `state` (`shard` given: that shard's key)."""
+    if shard is None:
+        shard = zlib.crc32(media_id.encode()) % WATCH_SHARDS
+    return f"{state.value}#{shard}"
 
 
 # Every stored time uses `iso`, so range conditions on index keys are exact.
@@ -106,6 +124,10 @@ class MediaRecord(BaseModel):
     request_id: str | None = None
     # Percent done of a long derivation; meaningful only while processing.
     progress: int | None = None
+    # Derivation runs started and not ended in their process (a crash leaves its run counted).
+    derive_runs: int = 0
+    # How often the reconciler found the media stuck and sent it round again.
+    reconciles: int = 0
     # Moderation (shared.moderation): the NSFW score (admins only) and, when moderation blocked
     # or flagged the media, the sparse index key `moderation` with its reason and time.
     nsfw_score: float | None = None
@@ -131,9 +153,41 @@ class MediaRecord(BaseModel):
     # Deleted by its owner while held: hidden from everyone but admins, kept until released.
     owner_deleted_at: Timestamp | None = None
 
+    # --- governance (media_service.quarantine, shared.usage) ---
+    # Blocked by an admin: everyone (the owner too) sees `blocked` until restored; the state
+    # underneath is kept, so restoring is removing these fields.
+    quarantined_at: Timestamp | None = None
+    quarantine_reason: str | None = None
+    # Counted in its owner's usage counters since its slot was made (rows from before quotas
+    # existed are not, and never move the counters).
+    usage_counted: bool = False
+
     @property
     def held(self) -> bool:
         return self.legal_hold or self.user_hold
+
+    @property
+    def quarantined(self) -> bool:
+        return self.quarantined_at is not None
+
+    @property
+    def visible_state(self) -> MediaState:
+        """The state everyone is shown: `blocked` while quarantined."""
+        return MediaState.BLOCKED if self.quarantined else self.state
+
+    @property
+    def visible_error(self) -> ErrorDetail | None:
+        if self.quarantined:
+            return ErrorDetail(code="quarantined", message="an administrator blocked this media")
+        return self.error
+
+    @property
+    def usage_share(self) -> Share:
+        if not self.usage_counted:
+            return NOTHING
+        # Verified bytes count until the media is deleted, retired or not.
+        had_bytes = self.blob_ref or self.derivatives_ref or self.original_retired
+        return share_of(self.state, self.size, holds_bytes=had_bytes)
 
     def document(self, reader: str | None = None) -> MediaDocument:
         """The media document as `reader` sees it (None: the owner): a reader other than the
@@ -144,7 +198,7 @@ class MediaRecord(BaseModel):
             size, sha256 = clean.size, clean.sha256
         return MediaDocument(
             media_id=self.media_id,
-            state=self.state,
+            state=self.visible_state,
             media_type=self.media_type,
             content_type=self.content_type,
             size=size,
@@ -153,8 +207,8 @@ class MediaRecord(BaseModel):
             filename=self.filename,
             meta=self.meta,
             variants=self.public_variants(),
-            error=self.error,
-            progress=self.progress if self.state is MediaState.PROCESSING else None,
+            error=self.visible_error,
+            progress=self.progress if self.visible_state is MediaState.PROCESSING else None,
         )
 
     def info(self) -> MediaInfo:
@@ -162,7 +216,7 @@ class MediaRecord(BaseModel):
         return MediaInfo(
             media_id=self.media_id,
             owner=self.owner,
-            state=self.state,
+            state=self.visible_state,
             media_type=self.media_type,
             meta=self.meta,
             variants=self.public_variants(),
@@ -223,10 +277,29 @@ def _dump(model: BaseModel) -> dict[str, Any]:
 class MediaRecords:
     """DynamoDB access for media and blob rows (low-level client, conditional writes)."""
 
-    def __init__(self, dynamodb: DynamoDBClient, *, media_table: str, blobs_table: str) -> None:
+    def __init__(
+        self,
+        dynamodb: DynamoDBClient,
+        *,
+        media_table: str,
+        blobs_table: str,
+        usage_table: str | None = None,
+    ) -> None:
         self._db = dynamodb
         self.media_table = media_table
         self.blobs_table = blobs_table
+        # Where per-user usage counters live (None: not counted, e.g. in unit tests' worlds).
+        self.usage_table = usage_table
+
+    def usage_change(self, before: MediaRecord, after: Share) -> TransactWriteItemTypeDef | None:
+        """The counter update moving `before`'s owner from its share to `after` (None: none)."""
+        if self.usage_table is None or not before.usage_counted:
+            return None
+        delta = after.minus(before.usage_share)
+        if delta.is_zero:
+            return None
+        item: TransactWriteItemTypeDef = usage_update(self.usage_table, before.owner, delta)
+        return item
 
     # --- reads -----------------------------------------------------------------------------
 
@@ -278,14 +351,64 @@ class MediaRecords:
 
     # --- writes ----------------------------------------------------------------------------
 
-    async def create(self, record: MediaRecord) -> None:
-        await self._db.put_item(**self.create_request(record))
+    async def create(self, record: MediaRecord, *, quota_bytes: int | None = None) -> None:
+        """Store a new media; with counting on, its pending bytes join its owner's usage in the
+        same transaction, refused (`QuotaExceeded`) if they would pass `quota_bytes`."""
+        if self.usage_table is None:
+            await self._db.put_item(
+                TableName=self.media_table,
+                Item=to_item(_dump(record)),
+                ConditionExpression="attribute_not_exists(media_id)",
+            )
+            return
+        counted = record.model_copy(update={"usage_counted": True})
+        share = counted.usage_share
+        room = None if quota_bytes is None else quota_bytes - share.pending_bytes
+        if room is not None and room < 0:
+            raise QuotaExceeded(_quota_message(quota_bytes, record.size))
+        items: list[TransactWriteItemTypeDef] = [
+            {
+                "Put": {
+                    "TableName": self.media_table,
+                    "Item": to_item(_dump(counted)),
+                    "ConditionExpression": "attribute_not_exists(media_id)",
+                }
+            },
+            usage_update(self.usage_table, record.owner, share, room=room),
+        ]
+        # A fresh random id never collides: a refused condition is the quota's.
+        with conditional(QuotaExceeded(_quota_message(quota_bytes, record.size))):
+            await self._db.transact_write_items(TransactItems=items)
+
+    def counted_slot(
+        self, record: MediaRecord, quota_bytes: int | None
+    ) -> tuple[MediaRecord, TransactWriteItemTypeDef | None]:
+        """The record as a slot stores it (counted in usage) and the usage update to write in
+        the same transaction (None: counting is off); `QuotaExceeded` when it cannot fit."""
+        if self.usage_table is None:
+            return record, None
+        counted = record.model_copy(update={"usage_counted": True})
+        share = counted.usage_share
+        room = None if quota_bytes is None else quota_bytes - share.pending_bytes
+        if room is not None and room < 0:
+            raise QuotaExceeded(_quota_message(quota_bytes, record.size))
+        item: TransactWriteItemTypeDef = usage_update(
+            self.usage_table, record.owner, share, room=room
+        )
+        return counted, item
+
+    def quota_refusal(self, record: MediaRecord, quota_bytes: int | None) -> QuotaExceeded:
+        return QuotaExceeded(_quota_message(quota_bytes, record.size))
 
     def create_request(self, record: MediaRecord) -> PutTypeDef:
         """The put `create` makes, for a caller that writes it in a transaction of its own."""
+        item = _dump(record)
+        if record.state in WATCHED_STATES:
+            item["watch"] = watch_key(record.state, record.media_id)
+            item["watch_at"] = iso(record.updated_at)
         return {
             "TableName": self.media_table,
-            "Item": to_item(_dump(record)),
+            "Item": to_item(item),
             "ConditionExpression": "attribute_not_exists(media_id)",
         }
 
@@ -303,7 +426,12 @@ class MediaRecords:
             raise ValueError(f"no state may move to {target}")
         # None means "leave as is": DynamoDB has no null worth storing.
         given = {key: value for key, value in (set_fields or {}).items() if value is not None}
-        fields = {**given, "state": target.value, "updated_at": iso(utcnow())}
+        now = iso(utcnow())
+        fields = {**given, "state": target.value, "updated_at": now}
+        if target in WATCHED_STATES:
+            fields.update(watch=watch_key(target, media_id), watch_at=now)
+        else:
+            remove_fields = (*remove_fields, "watch", "watch_at")
         names = {f"#f{i}": name for i, name in enumerate(fields)}
         values = {f":v{i}": to_value(value) for i, value in enumerate(fields.values())}
         assignments = [f"#f{i} = :v{i}" for i in range(len(fields))]
@@ -338,6 +466,17 @@ class MediaRecords:
         only_from: frozenset[MediaState] | None = None,
     ) -> MediaRecord:
         """Move a media to `target` if the state machine allows it from its current state."""
+        sources = sources_of(target) if only_from is None else only_from & sources_of(target)
+        if self.usage_table is not None and sources & PENDING_CLIENT:
+            # Leaving a pending state releases pending bytes: the counters move in the same
+            # transaction, from the state read (states only move forward, so a race ends in a
+            # refused condition, never a wrong count).
+            before = await self.get(media_id)
+            pending = before is not None and before.state in sources & PENDING_CLIENT
+            if before is not None and pending and before.usage_counted:
+                return await self._counted_transition(
+                    before, target, set_fields=set_fields, remove_fields=remove_fields
+                )
         update = self._transition_update(
             media_id,
             target,
@@ -348,6 +487,34 @@ class MediaRecords:
         with conditional(StaleTransition(f"{media_id} cannot move to {target}")):
             response = await self._db.update_item(**update, ReturnValues="ALL_NEW")
         return MediaRecord.model_validate(from_item(response["Attributes"]))
+
+    async def _counted_transition(
+        self,
+        before: MediaRecord,
+        target: MediaState,
+        *,
+        set_fields: dict[str, Any] | None,
+        remove_fields: tuple[str, ...],
+    ) -> MediaRecord:
+        update = self._transition_update(
+            before.media_id,
+            target,
+            set_fields=set_fields,
+            remove_fields=remove_fields,
+            only_from=frozenset({before.state}),
+        )
+        holds = (
+            bool((set_fields or {}).get("blob_ref")) or before.blob_ref or before.derivatives_ref
+        )
+        change = self.usage_change(before, share_of(target, before.size, holds_bytes=holds))
+        items: list[TransactWriteItemTypeDef] = [{"Update": update}]
+        if change is not None:
+            items.append(change)
+        await self._transact(items, before.media_id)
+        after = await self.get(before.media_id)
+        if after is None:
+            raise StaleTransition(f"{before.media_id} vanished during a transition")
+        return after
 
     async def fail(
         self,
@@ -438,7 +605,13 @@ class MediaRecords:
             "ExpressionAttributeNames": names,
             "ExpressionAttributeValues": {**values, ":one": {"N": "1"}},
         }
-        await self._transact([{"Update": update}, {"Update": blob_update}], record.media_id)
+        items: list[TransactWriteItemTypeDef] = [{"Update": update}, {"Update": blob_update}]
+        change = self.usage_change(
+            record, share_of(MediaState.UPLOADED, record.size, holds_bytes=True)
+        )
+        if change is not None:
+            items.append(change)
+        await self._transact(items, record.media_id)
         committed = await self.get(record.media_id)
         if committed is None:
             raise StaleTransition(f"{record.media_id} vanished during commit")
@@ -511,7 +684,11 @@ class MediaRecords:
             "ConditionExpression": "attribute_exists(blob_key) AND refcount > :zero",
             "ExpressionAttributeValues": {":one": {"N": "1"}, ":zero": {"N": "0"}},
         }
-        await self._transact([{"Update": update}, {"Update": blob_update}], record.media_id)
+        items: list[TransactWriteItemTypeDef] = [{"Update": update}, {"Update": blob_update}]
+        change = self.usage_change(record, share_of(blob.outcome, record.size, holds_bytes=True))
+        if change is not None:
+            items.append(change)
+        await self._transact(items, record.media_id)
         attached = await self.get(record.media_id)
         if attached is None:
             raise StaleTransition(f"{record.media_id} vanished during dedup")
@@ -531,10 +708,12 @@ class MediaRecords:
                 "ExpressionAttributeValues": {":state": {"S": record.state.value}},
             }
         }
+        change = self.usage_change(record, NOTHING)
+        counted = [change] if change is not None else []
         if not record.blob_ref:
-            await self._transact([delete], record.media_id)
+            await self._transact([delete, *counted], record.media_id)
             return None
-        await self._transact([delete, self._release(record.blob_key)], record.media_id)
+        await self._transact([delete, self._release(record.blob_key), *counted], record.media_id)
         blob = await self.get_blob(record.blob_key)
         return blob.refcount if blob else 0
 
@@ -552,6 +731,110 @@ class MediaRecords:
             )
         return write.applied
 
+    # --- what the worker keeps to leave nothing stuck -----------------------------------------
+
+    async def start_run(self, media_id: str) -> int:
+        """Count a derivation run starting; returns the runs not ended so far, this one included.
+
+        Conditional on a state a run may start from: a settled media raises StaleTransition.
+        """
+        with conditional(StaleTransition(f"{media_id} is not waiting for derivation")):
+            response = await self._db.update_item(
+                TableName=self.media_table,
+                Key={"media_id": {"S": media_id}},
+                UpdateExpression="ADD derive_runs :one",
+                ConditionExpression="#state IN (:uploaded, :processing)",
+                ExpressionAttributeNames={"#state": "state"},
+                ExpressionAttributeValues={
+                    ":one": {"N": "1"},
+                    ":uploaded": {"S": MediaState.UPLOADED.value},
+                    ":processing": {"S": MediaState.PROCESSING.value},
+                },
+                ReturnValues="UPDATED_NEW",
+            )
+        return int(response["Attributes"]["derive_runs"]["N"])
+
+    async def end_run(self, media_id: str) -> None:
+        """A run ended in its own process (not a crash): it no longer counts."""
+        with conditional():
+            await self._db.update_item(
+                TableName=self.media_table,
+                Key={"media_id": {"S": media_id}},
+                UpdateExpression="ADD derive_runs :minus",
+                ConditionExpression="derive_runs > :zero",
+                ExpressionAttributeValues={":minus": {"N": "-1"}, ":zero": {"N": "0"}},
+            )
+
+    async def touch_watch(self, media_id: str, state: MediaState) -> None:
+        """A job still working on a media: its `watch_at` moves on (no transition meanwhile)."""
+        with conditional():
+            await self._db.update_item(
+                TableName=self.media_table,
+                Key={"media_id": {"S": media_id}},
+                UpdateExpression="SET watch_at = :now",
+                ConditionExpression="#state = :state AND attribute_exists(watch)",
+                ExpressionAttributeNames={"#state": "state"},
+                ExpressionAttributeValues={
+                    ":now": {"S": iso(utcnow())},
+                    ":state": {"S": state.value},
+                },
+            )
+
+    async def watched_before(
+        self, state: MediaState, shard: int, before: datetime, limit: int
+    ) -> list[tuple[str, str]]:
+        """(media_id, watch_at) of media in `state` (one shard) not moved on since `before`."""
+        response = await self._db.query(
+            TableName=self.media_table,
+            IndexName=WATCH_INDEX,
+            KeyConditionExpression="watch = :watch AND watch_at < :before",
+            ExpressionAttributeValues={
+                ":watch": {"S": watch_key(state, "", shard)},
+                ":before": {"S": iso(before)},
+            },
+            Limit=limit,
+        )
+        return [
+            (item["media_id"]["S"], item["watch_at"]["S"]) for item in response.get("Items", [])
+        ]
+
+    async def claim_stuck(
+        self, media_id: str, state: MediaState, watch_at: str, *, count: bool
+    ) -> int | None:
+        """Take a stuck media for one reconciliation: its `watch_at` moves to now, only if
+        nobody moved it since `watch_at` was read (so one replica acts, once). Returns how
+        often it was sent round (counted when `count`), or None when another got there first.
+        """
+        update = "SET watch_at = :now"
+        values: dict[str, Any] = {
+            ":now": {"S": iso(utcnow())},
+            ":state": {"S": state.value},
+            ":seen": {"S": watch_at},
+        }
+        if count:
+            update += " ADD reconciles :one"
+            values[":one"] = {"N": "1"}
+        with conditional() as write:
+            response = await self._db.update_item(
+                TableName=self.media_table,
+                Key={"media_id": {"S": media_id}},
+                UpdateExpression=update,
+                ConditionExpression="#state = :state AND watch_at = :seen",
+                ExpressionAttributeNames={"#state": "state"},
+                ExpressionAttributeValues=values,
+                ReturnValues="ALL_NEW",
+            )
+        if not write.applied:
+            return None
+        return int(response["Attributes"].get("reconciles", {"N": "0"})["N"])
+
     async def _transact(self, items: list[TransactWriteItemTypeDef], media_id: str) -> None:
         with conditional(StaleTransition(f"{media_id}: a guarded write did not apply")):
             await self._db.transact_write_items(TransactItems=items)
+
+
+def _quota_message(quota_bytes: int | None, size: int) -> str:
+    return (
+        f"this upload ({size} bytes) would pass your storage quota of {quota_bytes} bytes "
+        "(stored plus pending uploads): delete some media first"
+    )

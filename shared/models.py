@@ -176,6 +176,7 @@ class MediaDocument(ContractModel):
     ] = None
     # Shown to admins only: never serialized by default, the admin view adds it.
     legal_hold: bool | None = Field(None, exclude=True, description="admins only")
+    quarantined: bool | None = Field(None, exclude=True, description="admins only")
     nsfw_score: float | None = Field(
         None, exclude=True, ge=0, le=1, description="admins only: the NSFW classifier's score"
     )
@@ -203,6 +204,9 @@ class MediaEvent(ContractModel):
     variants: list[Variant] = Field(default_factory=list)
     error: ErrorDetail | None = None
     occurred_at: datetime
+    # An admin lifted a quarantine: the state steps back from `blocked` to what it was, which
+    # no state-machine transition allows; consumers accept it from `blocked` for that reason.
+    restored: bool = False
 
 
 class MediaReadAccess(ContractModel):

@@ -35,6 +35,24 @@ class ResourceNames:
     def uploads_dlq(self) -> str:
         return f"{self.prefix}-uploads-dlq"
 
+    # Derivation lanes, fed by the commit step: images and voice notes; videos on their own, so
+    # a long video never holds the slots photos wait for.
+    @property
+    def derive_queue(self) -> str:
+        return f"{self.prefix}-derive"
+
+    @property
+    def derive_dlq(self) -> str:
+        return f"{self.prefix}-derive-dlq"
+
+    @property
+    def derive_video_queue(self) -> str:
+        return f"{self.prefix}-derive-video"
+
+    @property
+    def derive_video_dlq(self) -> str:
+        return f"{self.prefix}-derive-video-dlq"
+
     @property
     def media_events_queue(self) -> str:
         return f"{self.prefix}-media-events"
@@ -55,6 +73,15 @@ class ResourceNames:
     @property
     def rate_limits_table(self) -> str:
         return f"{self.prefix}-rate-limits"
+
+    @property
+    def usage_table(self) -> str:
+        """Per-user usage counters share the per-user counters' table (shared.usage)."""
+        return self.rate_limits_table
+
+    @property
+    def audit_table(self) -> str:
+        return f"{self.prefix}-audit"
 
     # --- tables owned by the Message Service
     @property
@@ -98,5 +125,7 @@ class ResourceNames:
         """Each queue with its dead-letter queue."""
         return (
             (self.uploads_queue, self.uploads_dlq),
+            (self.derive_queue, self.derive_dlq),
+            (self.derive_video_queue, self.derive_video_dlq),
             (self.media_events_queue, self.media_events_dlq),
         )

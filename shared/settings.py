@@ -29,12 +29,21 @@ class CommonSettings(BaseSettings):
     aws_max_attempts: int = Field(3, ge=1, le=10)
     auth_jwt_secret: str = DEV_JWT_SECRET
     internal_token: str = DEV_INTERNAL_TOKEN
+    auth_jwks_url: str | None = None
+    auth_issuer: str | None = None
+    auth_audience: str | None = None
+    auth_roles_claim: str = Field("roles", min_length=1, max_length=200)
+    auth_jwks_cache_seconds: float = Field(300, gt=0, le=86400)
+    auth_jwks_refresh_cooldown_seconds: float = Field(30, ge=0, le=3600)
     log_level: str = "INFO"
     log_json: bool = True
     # request bodies above this get 413 `request_too_large` before any route or auth runs
     max_request_bytes: int = Field(65_536, ge=1024)
     # request headers above this in total get 431 `request_headers_too_large`
     max_header_bytes: int = Field(16_384, ge=4096)
+    # Origins whose pages may call the public HTTP services (comma-separated, `*` for any, empty:
+    # none); the default is the web client the gateway serves locally (`make run`).
+    cors_allowed_origins: str = "http://127.0.0.1:8080,http://localhost:8080"
 
     @model_validator(mode="after")
     def _refuse_dev_secrets_in_production(self) -> Self:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import math
 from collections.abc import Mapping, Sequence
@@ -107,33 +108,54 @@ CONSUMER_OUTCOMES = (
     "ignored",  # nothing to act on
     "retried",  # failed; the message comes back after a backoff
     "gave_up",  # failed on its last receive: work settled, message left for the DLQ
+    "last_receive",  # arrived on its last allowed receive: work settled, left for the DLQ
     "poison",  # malformed; left for the DLQ
 )
 
 
 class QueueMetrics:
-    """A consumer's series, labelled by queue role (bounded: "uploads", "media_events")."""
+    """A consumer's series, labelled by queue role (bounded: "uploads", "media_events").
+
+    One service with several consumers makes the first with the registry and the others with
+    `sibling(...)`: they share the metric families, each with its own `queue` label.
+    """
 
     def __init__(
-        self, registry: CollectorRegistry, queue: str, *, handler_outcomes: Sequence[str] = ()
+        self,
+        registry: CollectorRegistry | None,
+        queue: str,
+        *,
+        handler_outcomes: Sequence[str] = (),
+        _families: tuple[Gauge, Counter] | None = None,
     ) -> None:
         self.queue = queue
-        in_flight = Gauge(
-            "ferry_queue_jobs_in_flight",
-            "Queue messages being handled right now, by queue",
-            ["queue"],
-            registry=registry,
-        )
-        self.messages = Counter(
-            "ferry_queue_messages_total",
-            "Queue messages handled, by queue and outcome",
-            ["queue", "outcome"],
-            registry=registry,
-        )
+        if _families is None:
+            _families = (
+                Gauge(
+                    "ferry_queue_jobs_in_flight",
+                    "Queue messages being handled right now, by queue",
+                    ["queue"],
+                    registry=registry,
+                ),
+                Counter(
+                    "ferry_queue_messages_total",
+                    "Queue messages handled, by queue and outcome",
+                    ["queue", "outcome"],
+                    registry=registry,
+                ),
+            )
+        self._families = _families
+        in_flight, self.messages = _families
         self.jobs_in_flight = in_flight.labels(queue)
         # Every label value exists from the start, so rates work before the first message.
         for outcome in (*CONSUMER_OUTCOMES, *handler_outcomes):
             self.messages.labels(queue, outcome)
+
+    def sibling(self, queue: str, *, handler_outcomes: Sequence[str] = ()) -> QueueMetrics:
+        """Another queue's series, in the same families."""
+        return QueueMetrics(
+            None, queue, handler_outcomes=handler_outcomes, _families=self._families
+        )
 
     def count(self, outcome: str) -> None:
         self.messages.labels(self.queue, outcome).inc()
@@ -159,8 +181,13 @@ class ConsumerConfig:
     visibility_timeout_seconds: int = 60
     retry_base_seconds: float = 5.0
     shutdown_grace_seconds: float = 30.0
-    # The queue's redrive policy: the receive after this many goes to the dead-letter queue.
+    # The queue's redrive policy: the receive after this many goes to the dead-letter queue
+    # (read from the queue itself when the consumer starts; this is the fallback).
     max_receive_count: int = MAX_RECEIVE_COUNT
+    # A message arriving on its last allowed receive is not tried again: its work is settled
+    # (`give_up`) and it is left for the dead-letter queue. For work that may kill its process
+    # (a crash on the last try would skip `give_up`).
+    settle_on_last_receive: bool = False
 
     @classmethod
     def from_settings(cls, settings: QueueSettings, *, concurrency: int) -> ConsumerConfig:
@@ -193,6 +220,11 @@ class Consumer:
         self._stopping = asyncio.Event()
         self._jobs: dict[asyncio.Task[None], QueueMessage] = {}
         self._receive_failures = 0
+        self._max_receive_count = config.max_receive_count
+
+    @property
+    def max_receive_count(self) -> int:
+        return self._max_receive_count
 
     @property
     def jobs_in_flight(self) -> int:
@@ -204,6 +236,7 @@ class Consumer:
 
     async def run(self) -> None:
         stop_requested = asyncio.create_task(self._stopping.wait(), name="consumer-stop")
+        await self._read_redrive_policy()
         try:
             while not self._stopping.is_set():
                 free = self._config.concurrency - len(self._jobs)
@@ -218,6 +251,18 @@ class Consumer:
         finally:
             stop_requested.cancel()
             await self._drain()
+
+    async def _read_redrive_policy(self) -> None:
+        """The queue's own maxReceiveCount, so "last receive" means what SQS means by it."""
+        try:
+            response = await self._sqs.get_queue_attributes(
+                QueueUrl=self._queue_url, AttributeNames=["RedrivePolicy"]
+            )
+            policy = json.loads(response.get("Attributes", {}).get("RedrivePolicy", "{}"))
+            self._max_receive_count = int(policy["maxReceiveCount"])
+        except Exception:
+            # No policy (a dead-letter queue itself) or AWS away: the configured value stands.
+            return
 
     # --- receiving --------------------------------------------------------------------------
 
@@ -290,6 +335,9 @@ class Consumer:
 
     async def _handle(self, message: QueueMessage) -> None:
         context = {"message_id": message.message_id, "receive_count": message.receive_count}
+        if self._config.settle_on_last_receive and message.receive_count >= self._max_receive_count:
+            await self._settle_last_receive(message, context)
+            return
         try:
             outcome = await self._handler.handle(message)
         except PoisonMessage as poison:
@@ -299,7 +347,7 @@ class Consumer:
             await self._set_visibility(message, 0)
             return
         except Exception:
-            if message.receive_count >= self._config.max_receive_count:
+            if message.receive_count >= self._max_receive_count:
                 log.exception("message failed on its last receive", extra=context)
                 await self._give_up(message)
                 self._metrics.count("gave_up")
@@ -311,6 +359,23 @@ class Consumer:
                 self._metrics.count("retried")
                 await self._set_visibility(message, delay)
             return
+        await self._delete(message, context)
+        self._metrics.count(outcome)
+
+    async def _settle_last_receive(self, message: QueueMessage, context: dict[str, Any]) -> None:
+        log.error("message arrived on its last allowed receive: settling its work", extra=context)
+        try:
+            await self._handler.give_up(message)
+        except Exception:
+            # Its dead-letter queue's consumer (if any) settles it.
+            log.exception("could not settle a message on its last receive", extra=context)
+            await self._set_visibility(message, 0)
+            return
+        self._metrics.count("last_receive")
+        # Settled; its next receive moves it to the dead-letter queue, which keeps the record.
+        await self._set_visibility(message, 0)
+
+    async def _delete(self, message: QueueMessage, context: dict[str, Any]) -> None:
         try:
             await self._sqs.delete_message(
                 QueueUrl=self._queue_url, ReceiptHandle=message.receipt_handle
@@ -318,7 +383,6 @@ class Consumer:
         except Exception:
             # Handlers are idempotent: a redelivery finds nothing left to do.
             log.warning("could not delete a handled message", exc_info=True, extra=context)
-        self._metrics.count(outcome)
 
     async def _give_up(self, message: QueueMessage) -> None:
         try:

@@ -21,6 +21,7 @@ from shared.clock import utcnow
 from shared.media_records import BlobRecord, Challenge, MediaRecord, StaleTransition, StoredVariant
 from shared.media_states import sources_of
 from shared.models import ErrorDetail, MediaState, ReceivedPart
+from shared.usage import QuotaExceeded
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs.client import SQSClient
@@ -145,11 +146,21 @@ class FakeMediaRecords:
 
     # --- writes ----------------------------------------------------------------------------
 
+    def counted_slot(
+        self, record: MediaRecord, quota_bytes: int | None
+    ) -> tuple[MediaRecord, None]:
+        """Usage is not counted by the fake (tests/integration/test_governance.py covers it)."""
+        return record, None
+
+    def quota_refusal(self, record: MediaRecord, quota_bytes: int | None) -> Exception:
+        return QuotaExceeded(f"over {quota_bytes}")
+
     def create_request(self, record: MediaRecord) -> MediaRecord:
         """The fake's "put request" is the record itself (`NoSlotLimits` creates it)."""
         return record
 
-    async def create(self, record: MediaRecord) -> None:
+    async def create(self, record: MediaRecord, *, quota_bytes: int | None = None) -> None:
+        """Usage is not counted here (tests/integration/test_governance.py covers it)."""
         if record.media_id in self.media:
             raise StaleTransition(f"{record.media_id} exists")
         self.media[record.media_id] = record

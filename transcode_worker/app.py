@@ -39,21 +39,51 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             sqs = aws.sqs
             resources = settings.resources
             store = MediaRecords(
-                aws.dynamodb, media_table=resources.media_table, blobs_table=resources.blobs_table
+                aws.dynamodb,
+                media_table=resources.media_table,
+                blobs_table=resources.blobs_table,
+                usage_table=resources.usage_table,
             )
             pool = DerivePool(settings.process_pool_size)
             stack.push_async_callback(pool.close)
+            video_pool = DerivePool(settings.video_process_pool_size)
+            stack.push_async_callback(video_pool.close)
             worker = Worker(
-                settings=settings, s3=aws.s3, sqs=sqs, store=store, metrics=metrics, pool=pool
+                settings=settings,
+                s3=aws.s3,
+                sqs=sqs,
+                store=store,
+                metrics=metrics,
+                pool=pool,
+                video_pool=video_pool,
             )
             consuming, task = await stack.enter_async_context(
                 running_consumer(sqs, worker.queue_names(), worker.consumer, what="uploads")
             )
+            checks = [task_check(task, "the consumer", name="consumer")]
+            for spec in worker.other_consumers():
+                _, other = await stack.enter_async_context(
+                    running_consumer(sqs, spec.queue_names, spec.build, what=spec.what)
+                )
+                checks.append(task_check(other, f"the {spec.what} consumer", name=spec.what))
+            reconciler = worker.reconciler()
+            reconciling = await stack.enter_async_context(
+                background(reconciler.run(), name="reconciler", stop=reconciler.stop)
+            )
+            checks.append(task_check(reconciling, "the reconciler", name="reconciler"))
             sampler = QueueDepthSampler(
                 sqs,
                 [
                     SampledQueue(
                         role="uploads", name=resources.uploads_queue, dlq_name=resources.uploads_dlq
+                    ),
+                    SampledQueue(
+                        role="derive", name=resources.derive_queue, dlq_name=resources.derive_dlq
+                    ),
+                    SampledQueue(
+                        role="derive_video",
+                        name=resources.derive_video_queue,
+                        dlq_name=resources.derive_video_dlq,
                     ),
                     SampledQueue(
                         role="media_events",
@@ -76,7 +106,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 )
 
             app.state.readiness_checks = [
-                task_check(task, "the consumer", name="consumer"),
+                *checks,
                 uploads_queue,
                 table_check(aws.dynamodb, resources.media_table, name="media_table"),
             ]

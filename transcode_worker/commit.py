@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from contextvars import Token
 from datetime import datetime, timedelta
@@ -65,6 +65,10 @@ _GONE = frozenset({"NoSuchKey", "NoSuchVersion", "404"})
 _ANNOUNCED_BY_WORKER = frozenset({MediaState.READY, MediaState.FAILED})
 
 
+# Hands a verified media to a derivation lane; False when its type has none (processed here).
+Handoff = Callable[[MediaRecord, CreatedObject], Awaitable[bool]]
+
+
 class ObjectMissing(Exception):
     """An event announced an original that storage does not have."""
 
@@ -81,8 +85,11 @@ class CommitStep:
         metrics: WorkerMetrics,
         read_chunk_bytes: int,
         expiry_grace: timedelta = timedelta(minutes=10),
+        handoff: Handoff | None = None,
     ) -> None:
         self._s3 = s3
+        # With a handoff, verification is a fast lane: derivation runs off another queue.
+        self._handoff = handoff
         self._bucket = bucket
         self._store = store
         self._publisher = publisher
@@ -147,6 +154,25 @@ class CommitStep:
             if token is not None:
                 request_id_var.reset(token)
 
+    async def derive(self, created: CreatedObject, *, redelivered: bool = False) -> Outcome:
+        """A derivation lane's job: process a verified media (uploaded, or processing after a
+        crash) and settle it; anything else is a repeat."""
+        async with self._one_job_per_media(created.media_id):
+            record = await self._store.get(created.media_id)
+            if record is None:
+                return "orphan"
+            # Log lines of this job carry the id of the request that opened the slot.
+            token = request_id_var.set(record.request_id) if record.request_id else None
+            try:
+                if record.state in (MediaState.UPLOADED, MediaState.PROCESSING):
+                    return await self._process(record, created)
+                if redelivered and record.state in _ANNOUNCED_BY_WORKER:
+                    await self._publisher.publish(record)
+                return "duplicate"
+            finally:
+                if token is not None:
+                    request_id_var.reset(token)
+
     async def give_up(self, media_id: str) -> None:
         """The last attempt failed: fail the media from whatever live state it is in, so it
         never stays stuck (its message goes on to the dead-letter queue)."""
@@ -191,6 +217,12 @@ class CommitStep:
                     return "duplicate"  # another version's event: nothing else to do for it
         # A redelivered message whose media is still `processing` is a job that died mid-way
         # (crash, broken pool, shutdown): resume it. A fresh duplicate event is another job's.
+        if self._handoff is not None:
+            # `processing` was set by a derivation lane's job: that lane's queue owns it.
+            if record.state is MediaState.UPLOADED and await self._handoff(record, created):
+                return "ok"
+            if record.state is MediaState.PROCESSING:
+                return "duplicate"
         if record.state is MediaState.UPLOADED or (
             record.state is MediaState.PROCESSING and redelivered
         ):

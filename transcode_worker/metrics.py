@@ -28,8 +28,17 @@ STORED_KINDS = ("original", "derivative")
 DERIVED_TYPES = (MediaType.IMAGE, MediaType.VOICE, MediaType.VIDEO)
 # ferry_discarded_objects_total{reason} (see transcode_worker.stray_versions).
 DISCARD_REASONS = ("extra_version", "abandoned", "expired")
-# The queues whose depth this worker samples: the uploads queue and the media-events queue.
-SAMPLED_QUEUES = ("uploads", "media_events")
+# The queues whose depth this worker samples: its own three and the media-events queue.
+SAMPLED_QUEUES = ("uploads", "derive", "derive_video", "media_events")
+# The queues whose dead letters the worker settles (ferry_dead_letters_total{queue}).
+DEAD_LETTER_QUEUES = ("uploads", "derive", "derive_video")
+# ferry_dead_letters_total{outcome}: a media failed, nothing left to settle, a body unreadable.
+DEAD_LETTER_OUTCOMES = ("settled", "already_settled", "unreadable")
+# ferry_stuck_media_failed_total{reason}: why the worker failed a media with processing_failed.
+STUCK_REASONS = ("last_receive", "dead_letter", "crash_limit", "reconciler")
+# ferry_reconciler_actions_total{state, action}
+RECONCILED_STATES = ("awaiting_upload", "uploaded", "processing")
+RECONCILER_ACTIONS = ("requeued", "failed")
 
 
 class WorkerMetrics:
@@ -95,6 +104,50 @@ class WorkerMetrics:
         self.uploads_queue = QueueMetrics(
             registry, "uploads", handler_outcomes=("duplicate", "orphan")
         )
+        self.derive_queue = self.uploads_queue.sibling(
+            "derive", handler_outcomes=("duplicate", "orphan")
+        )
+        self.derive_video_queue = self.uploads_queue.sibling(
+            "derive_video", handler_outcomes=("duplicate", "orphan")
+        )
+        self.dead_letter_queues = {
+            queue: self.uploads_queue.sibling(f"{queue}_dlq", handler_outcomes=DEAD_LETTER_OUTCOMES)
+            for queue in DEAD_LETTER_QUEUES
+        }
+        self.dead_letters = Counter(
+            "ferry_dead_letters_total",
+            "Dead letters the worker took off its queues' DLQs, by source queue and outcome "
+            "(settled: a media failed with processing_failed; already_settled; unreadable)",
+            ["queue", "outcome"],
+            registry=registry,
+        )
+        self.stuck_media_failed = Counter(
+            "ferry_stuck_media_failed_total",
+            "Media failed with processing_failed so that none stays stuck, by reason ("
+            "last_receive, dead_letter, crash_limit, reconciler)",
+            ["reason"],
+            registry=registry,
+        )
+        self.isolated_runs = Counter(
+            "ferry_derive_isolated_runs_total",
+            "Derivations run alone in a fresh process (after a pool broke under them, or after "
+            "earlier crashes), by media type and outcome (ok, crashed: the job is the culprit)",
+            ["media_type", "outcome"],
+            registry=registry,
+        )
+        self.reconciler_actions = Counter(
+            "ferry_reconciler_actions_total",
+            "Stuck media the reconciler acted on, by the state it found and the action "
+            "(requeued, failed)",
+            ["state", "action"],
+            registry=registry,
+        )
+        self.reconciler_passes = Counter(
+            "ferry_reconciler_passes_total",
+            "Reconciler passes, by outcome (ok, error)",
+            ["outcome"],
+            registry=registry,
+        )
         self.queue_depth = QueueDepthMetrics(registry, SAMPLED_QUEUES)
         self._create_series()
 
@@ -115,3 +168,16 @@ class WorkerMetrics:
             self.moderation.labels(outcome)
         for kind in STORED_KINDS:
             self.stored_bytes.labels(kind)
+        for queue in DEAD_LETTER_QUEUES:
+            for outcome in DEAD_LETTER_OUTCOMES:
+                self.dead_letters.labels(queue, outcome)
+        for reason in STUCK_REASONS:
+            self.stuck_media_failed.labels(reason)
+        for media_type in DERIVED_TYPES:
+            for outcome in ("ok", "crashed"):
+                self.isolated_runs.labels(media_type.value, outcome)
+        for state in RECONCILED_STATES:
+            for action in RECONCILER_ACTIONS:
+                self.reconciler_actions.labels(state, action)
+        for outcome in ("ok", "error"):
+            self.reconciler_passes.labels(outcome)

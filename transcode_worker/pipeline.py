@@ -18,10 +18,12 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import os
 import shutil
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -87,6 +89,20 @@ def record_ids(record: MediaRecord) -> dict[str, str]:
 # A derivation: (source, out_dir) → Derived, run in a pool process. Bound with its limits.
 DeriveFunction = Callable[[Path, Path], Derived]
 
+# How long a fault-injected derivation runs before it kills its process (jobs beside it are
+# then in flight when the pool breaks, as with a real decoder crash).
+CRASH_AFTER_SECONDS = 1.0
+
+
+class JobCrashed(Exception):
+    """A derivation killed the process it ran in, alone: the job itself is the cause."""
+
+
+def crash_pool_process(source: Path, out_dir: Path) -> Derived:
+    """Fault injection (`FAULT_CRASH_SHA256`): die the way a segfaulting decoder does."""
+    time.sleep(CRASH_AFTER_SECONDS)
+    os._exit(70)
+
 
 # A check of the original before its derivation (the documents' malware scan); raises
 # ScanFailed when it cannot judge (the job is retried).
@@ -129,7 +145,10 @@ class DerivingProcessor:
         work_dir: str | None = None,
         upload_concurrency: int = 4,
         progress_poll_seconds: float = 2.0,
+        crash_on: frozenset[str] = frozenset(),
     ) -> None:
+        # SHA-256s whose derivation kills its pool process (fault-injection tests only).
+        self._crash_on = crash_on
         self._s3 = s3
         self._bucket = bucket
         self._store = store
@@ -157,8 +176,7 @@ class DerivingProcessor:
                 checked = await self._check(record, source)
                 if checked.blocked_reason is not None:
                     return self._blocked(record, checked.meta, checked.blocked_reason, None)
-                job = await self._pool.run(functools.partial(derive, source, out_dir))
-                derived = await self._follow(record, job, out_dir)
+                derived = await self._derive(record, derive, source, out_dir)
             except ScanFailed as error:
                 # Not a verdict: the job is retried, nothing is published meanwhile.
                 self._metrics.moderation.labels("error").inc()
@@ -206,6 +224,44 @@ class DerivingProcessor:
             )
         finally:
             await asyncio.to_thread(shutil.rmtree, work, True)
+
+    async def _derive(
+        self, record: MediaRecord, derive: DeriveFunction, source: Path, out_dir: Path
+    ) -> Derived:
+        """Run the derivation in the shared pool; if the pool breaks under it, again alone.
+
+        A broken pool fails every job in flight, the culprit's and its bystanders'. Alone, a
+        bystander finishes and the culprit breaks its own process: `JobCrashed`. A media whose
+        earlier runs died unfinished (`derive_runs` > 1) runs alone from the start, so a
+        repeat offender never takes others down with it.
+        """
+        if record.sha256 in self._crash_on:
+            derive = crash_pool_process
+        job = functools.partial(derive, source, out_dir)
+        if record.derive_runs > 1:
+            return await self._isolated(record, job, out_dir)
+        try:
+            return await self._follow(record, await self._pool.run(job), out_dir)
+        except BrokenProcessPool:
+            log.warning("the pool broke under this job; running it alone", extra=record_ids(record))
+            return await self._isolated(record, job, out_dir)
+
+    async def _isolated(
+        self, record: MediaRecord, job: Callable[[], Derived], out_dir: Path
+    ) -> Derived:
+        await asyncio.to_thread(shutil.rmtree, out_dir, True)  # what the broken run left
+        await asyncio.to_thread(out_dir.mkdir)
+        isolated = self._metrics.isolated_runs
+        run = asyncio.ensure_future(self._pool.run_isolated(job))
+        try:
+            derived = await self._follow(record, run, out_dir)
+        except BrokenProcessPool as error:
+            isolated.labels(record.media_type.value, "crashed").inc()
+            raise JobCrashed(f"the derivation of {record.media_id} killed its process") from error
+        finally:
+            run.cancel()
+        isolated.labels(record.media_type.value, "ok").inc()
+        return derived
 
     async def _check(self, record: MediaRecord, source: Path) -> FileChecked:
         check = self._plans.checks.get(record.media_type)

@@ -2,13 +2,16 @@
 
 A decoder that segfaults or is killed for memory (a hostile file is enough) breaks a
 `ProcessPoolExecutor` for good: every later job would fail. The pool is rebuilt instead, and
-the job that broke it is retried like any failure (and fails for good after the DLQ threshold).
+every job in flight then sees `BrokenProcessPool`, the culprit and its bystanders alike.
+`run_isolated` runs one job in a fresh process of its own: a bystander finishes there, and a job
+that breaks its process there is the culprit (`transcode_worker.derive_lane` counts it).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -18,6 +21,15 @@ from typing import TypeVar
 log = logging.getLogger("ferry.worker.pool")
 
 T = TypeVar("T")
+
+# Pool processes run at a lower CPU priority than the worker's event loop: on a busy machine the
+# loop (verification, heartbeats, uploads of finished derivatives) and whatever else shares the
+# cores come first, and derivation takes what is left.
+POOL_NICENESS = 5
+
+
+def _lower_priority() -> None:
+    os.nice(POOL_NICENESS)
 
 
 class DerivePool:
@@ -35,7 +47,9 @@ class DerivePool:
 
     def _new(self) -> ProcessPoolExecutor:
         # Spawned, not forked: a fork of a process running an event loop and threads is unsafe.
-        return ProcessPoolExecutor(max_workers=self._size, mp_context=get_context("spawn"))
+        return ProcessPoolExecutor(
+            max_workers=self._size, mp_context=get_context("spawn"), initializer=_lower_priority
+        )
 
     async def run(self, job: Callable[[], T]) -> asyncio.Future[T]:
         """Start `job` in a pool process; the future raises BrokenProcessPool if it died."""
@@ -60,6 +74,21 @@ class DerivePool:
         self._executor = None
         self._generation += 1
         self.replacements += 1
+
+    async def run_isolated(self, job: Callable[[], T]) -> T:
+        """Run `job` in a process of its own; BrokenProcessPool means this job killed it."""
+        executor = self._new_single()
+        try:
+            return await asyncio.get_running_loop().run_in_executor(executor, job)
+        finally:
+            # Not waiting: its one process exits once its job is done (or is already gone).
+            executor.shutdown(wait=False, cancel_futures=True)
+
+    @staticmethod
+    def _new_single() -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(
+            max_workers=1, mp_context=get_context("spawn"), initializer=_lower_priority
+        )
 
     async def close(self) -> None:
         """Off the event loop: waiting for running jobs to finish blocks."""

@@ -18,11 +18,12 @@ def media_event(record: MediaRecord) -> MediaEvent:
     """The event announcing the state `record` is in (its last update is when it happened)."""
     return MediaEvent(
         media_id=record.media_id,
-        state=record.state,
+        # A quarantined media stays `blocked` to everyone, whatever processing concluded.
+        state=record.visible_state,
         media_type=record.media_type,
         meta=record.meta,
         variants=[variant.public() for variant in record.variants],
-        error=record.error,
+        error=record.visible_error,
         occurred_at=record.updated_at,
     )
 

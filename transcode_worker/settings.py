@@ -17,8 +17,15 @@ MIB = 1024 * 1024
 class Settings(ServiceSettings):
     bind_port: Port = 8083
 
-    # How many messages are handled at once (each one streams an original).
-    worker_concurrency: int = Field(4, ge=1, le=64)
+    # Uploads-queue messages verified at once (the fast lane: each one streams an original,
+    # hashing off the event loop; derivation runs off the derive queues, never in this lane).
+    worker_concurrency: int = Field(8, ge=1, le=64)
+    # Derive-queue jobs (images, voice notes) at once, on the pool of PROCESS_POOL_SIZE.
+    derive_concurrency: int = Field(4, ge=1, le=64)
+    # Video jobs at once, on a pool of their own (VIDEO_PROCESS_POOL_SIZE): long videos never
+    # hold the processes photos and voice notes wait for.
+    video_concurrency: int = Field(1, ge=1, le=64)
+    video_process_pool_size: int = Field(1, ge=1, le=64)
     # As the Media Service's: bytes that land this long after their slot expired are deleted
     # and the media settled `expired` (an upload started just before expiry still lands).
     expiry_grace_seconds: int = Field(600, ge=0, le=24 * 3600)
@@ -39,6 +46,22 @@ class Settings(ServiceSettings):
     # --- processing (derivatives) -------------------------------------------------------
     # Decoding and encoding run in this many pool processes (never on the event loop).
     process_pool_size: int = Field(2, ge=1, le=64)
+
+    # --- leaving nothing stuck ----------------------------------------------------------
+    # A media whose derivation died this many times with its process (runs started and never
+    # ended: a segfault, an OOM kill, the worker killed) fails with `processing_failed`.
+    max_job_crashes: int = Field(3, ge=1, le=100)
+    # The reconciler: every this many seconds it looks for media in awaiting_upload (with
+    # their original in storage), uploaded or processing that have not moved for
+    # STUCK_AFTER_SECONDS, sends them round again, and fails them after RECONCILE_MAX_REQUEUES.
+    reconcile_interval_seconds: float = Field(60.0, gt=0, le=3600)
+    stuck_after_seconds: float = Field(1800.0, ge=1, le=7 * 86400)
+    reconcile_max_requeues: int = Field(2, ge=0, le=100)
+    # Media looked at per state and index shard in one pass (a pass stays bounded).
+    reconcile_batch: int = Field(25, ge=1, le=1000)
+    # Fault injection, for tests only: derivations of originals with these SHA-256s kill
+    # their pool process (as a segfaulting decoder would).
+    fault_crash_sha256: list[str] = Field(default_factory=list)
     # Where originals and derivatives wait on disk while a job runs (None: the system's).
     work_dir: str | None = None
     # Derivative uploads in flight per job.

@@ -7,6 +7,7 @@ import logging
 from shared.sqs_consumer import PoisonMessage, QueueMessage
 from transcode_worker.commit import CommitStep, Outcome
 from transcode_worker.events import ObjectsCreated, Poison, TestEvent, parse_uploads_message
+from transcode_worker.settle import MediaSettler
 
 log = logging.getLogger("ferry.worker.uploads")
 
@@ -15,8 +16,9 @@ _PRECEDENCE: tuple[Outcome, ...] = ("ok", "orphan", "duplicate", "ignored")
 
 
 class UploadsHandler:
-    def __init__(self, commit: CommitStep) -> None:
+    def __init__(self, commit: CommitStep, settler: MediaSettler) -> None:
         self._commit = commit
+        self._settler = settler
 
     async def handle(self, message: QueueMessage) -> str:
         parsed = parse_uploads_message(message.body)
@@ -37,6 +39,6 @@ class UploadsHandler:
         for created in parsed.objects:
             # One media's failure to settle must not keep the others stuck.
             try:
-                await self._commit.give_up(created.media_id)
+                await self._settler.fail(created.media_id, "last_receive")
             except Exception:
                 log.exception("could not fail media", extra={"media_id": created.media_id})

@@ -55,6 +55,8 @@ TEST_SETTINGS = {
     "VISIBILITY_TIMEOUT_SECONDS": "5",
     "MAX_PENDING_UPLOADS": "5",
     "SLOT_RATE_PER_MINUTE": "12",
+    # Room for every test's uploads; test_governance declares slots past it.
+    "QUOTA_BYTES_PER_USER": str(256 * 1024 * 1024),
     # Queue depths sampled every second, so the gauges move within a test.
     "QUEUE_SAMPLE_SECONDS": "1",
     "LOG_JSON": "true",

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from devstack.processes import REPO_ROOT
+from devstack.processes import REPO_ROOT, ServiceProcess, free_port, stopped_cleanly
 from tests.integration.conftest import Fleet
 from tests.integration.media_client import make_jpeg
 from tests.waiting import scaled
@@ -66,11 +66,15 @@ async def test_alice_sends_bob_a_photo_from_two_terminals(
         sent = await run_chat(fleet, alice, "send", "--to", bob, "--text", "the view", str(photo))
         assert "sent" in sent
 
-        # The message and the photo's media_update travel separately: either may come first.
-        line = await asyncio.wait_for(listener.stdout.readline(), scaled(30))
-        if line.startswith(b"media_update"):
-            line = await asyncio.wait_for(listener.stdout.readline(), scaled(30))
-        assert f"from {alice}: the view".encode() in line, line
+        # The message and the photo's media updates (processing, ready) travel separately:
+        # any of them may come first. Bob fetches once the photo is ready for readers.
+        line, ready = b"", False
+        while not (f"from {alice}: the view".encode() in line and ready):
+            got = await asyncio.wait_for(listener.stdout.readline(), scaled(60))
+            assert got, "the listener stopped"
+            if f"from {alice}: the view".encode() in got:
+                line = got
+            ready = ready or b"is now ready" in got or b"(ready)" in got
         media_id = line.decode().split("image ")[1].split(" ")[0]
     finally:
         # SIGTERM, not Ctrl-C's SIGINT: a shell running the suite in the background starts it
@@ -82,6 +86,61 @@ async def test_alice_sends_bob_a_photo_from_two_terminals(
     saved = tmp_path / "saved.jpg"
     await run_chat(fleet, bob, "fetch", media_id, "--out", str(saved))
     assert saved.read_bytes() == photo.read_bytes()
+
+
+async def next_line_with(stream: asyncio.StreamReader, *needles: bytes) -> bytes:
+    """The next output line containing every needle (lines before it are skipped)."""
+    async with asyncio.timeout(scaled(60)):
+        while True:
+            line = await stream.readline()
+            assert line, "the listener ended"
+            if all(needle in line for needle in needles):
+                return line
+
+
+async def test_listen_reconnects_when_its_gateway_restarts(
+    fleet: Fleet, user: Callable[..., str]
+) -> None:
+    alice, bob = user("alice"), user("bob")
+    port = free_port()
+    gateway = ServiceProcess(
+        "gateway", name=f"gateway-chat-{port}", port=port, env=fleet.env, log_dir=fleet.log_dir
+    )
+    await asyncio.to_thread(gateway.start)
+    command = chat_command(fleet, bob, "listen")
+    command[command.index("--gateway-url") + 1] = gateway.url
+    listener = await asyncio.create_subprocess_exec(
+        *command,
+        cwd=REPO_ROOT,
+        env=fleet.env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    replacement: ServiceProcess | None = None
+    try:
+        assert listener.stdout is not None
+        await next_line_with(listener.stdout, b"connected to")
+        # The gateway goes away (a deploy): 1001, then nobody answers on its port for a while.
+        assert stopped_cleanly(await asyncio.to_thread(gateway.stop))
+        await next_line_with(listener.stdout, b"disconnected")
+        replacement = ServiceProcess(
+            "gateway",
+            name=f"gateway-chat-{port}-2",
+            port=port,
+            env=fleet.env,
+            log_dir=fleet.log_dir,
+        )
+        await asyncio.to_thread(replacement.start)
+        await next_line_with(listener.stdout, b"connected to")
+
+        await run_chat(fleet, alice, "send", "--to", bob, "--text", "are you back?")
+        await next_line_with(listener.stdout, f"from {alice}: are you back?".encode())
+    finally:
+        listener.terminate()
+        await asyncio.wait_for(listener.wait(), scaled(10))
+        if replacement is not None:
+            await asyncio.to_thread(replacement.stop)
+    assert listener.returncode == 0
 
 
 async def test_send_to_the_same_person_reuses_their_direct_conversation(

@@ -27,7 +27,7 @@ from devstack.processes import (
 from devstack.tables import TABLES
 from shared.auth import verify_token
 from shared.aws import AwsClients
-from shared.media_records import OWNER_CREATED_INDEX, PENDING_INDEX, SWEEP_INDEX
+from shared.media_records import OWNER_CREATED_INDEX, PENDING_INDEX, SWEEP_INDEX, WATCH_INDEX
 from shared.moderation import MODERATION_INDEX
 from tests.integration.conftest import TEST_GATEWAYS
 from tests.integration.helpers import Fleet
@@ -82,7 +82,7 @@ async def test_bucket_has_object_lock_cors_and_lifecycle(fleet: Fleet, aws: AwsC
     assert lock["ObjectLockConfiguration"]["ObjectLockEnabled"] == "Enabled"
 
     (cors,) = (await aws.s3.get_bucket_cors(Bucket=bucket))["CORSRules"]
-    assert sorted(cors["AllowedMethods"]) == ["GET", "HEAD", "PUT"]
+    assert sorted(cors["AllowedMethods"]) == ["GET", "HEAD", "POST", "PUT"]  # POST: Uppy
     assert cors["AllowedOrigins"] == ["*"]
     assert cors["AllowedHeaders"] == ["*"]
     assert {"ETag", "x-amz-checksum-sha256", "x-amz-version-id"} <= set(cors["ExposeHeaders"])
@@ -156,7 +156,13 @@ async def test_every_table_exists_as_specified(fleet: Fleet, aws: AwsClients) ->
             assert ttl["TimeToLiveDescription"]["AttributeName"] == spec.ttl_attribute
     media = await aws.dynamodb.describe_table(TableName=fleet.resources.media_table)
     names = {index["IndexName"] for index in media["Table"]["GlobalSecondaryIndexes"]}
-    assert names == {OWNER_CREATED_INDEX, PENDING_INDEX, SWEEP_INDEX, MODERATION_INDEX}
+    assert names == {
+        OWNER_CREATED_INDEX,
+        PENDING_INDEX,
+        SWEEP_INDEX,
+        WATCH_INDEX,
+        MODERATION_INDEX,
+    }
     connections = next(spec for spec in TABLES if spec.resource == "connections_table")
     assert connections.ttl_attribute == "expires_at"
 

@@ -149,7 +149,12 @@ def test_media_service_signs_reads_and_holds_but_lists_only_derivatives(
         # /readyz: a bucket-level read that lists nothing.
         "s3:GetBucketVersioning": {"MediaBucket.Arn"},
     }
-    assert not any(action.startswith("sqs:") for action in grants)
+    # Quarantine and restore announce the media's state as the worker does.
+    sqs = {action: granted for action, granted in grants.items() if action.startswith("sqs:")}
+    assert sqs == {
+        "sqs:SendMessage": {"MediaEventsQueue.Arn"},
+        "sqs:GetQueueUrl": {"MediaEventsQueue.Arn"},
+    }
 
 
 def test_worker_reads_originals_and_writes_derivatives_only(resources: dict[str, Any]) -> None:
@@ -161,10 +166,22 @@ def test_worker_reads_originals_and_writes_derivatives_only(resources: dict[str,
         "s3:DeleteObjectVersion": {ORIGINALS},  # rejected bytes, by version only
         "s3:PutObject": {DERIVATIVES},
     }
-    assert grants["sqs:ReceiveMessage"] == {"UploadsQueue.Arn"}
-    assert grants["sqs:DeleteMessage"] == {"UploadsQueue.Arn"}
-    assert grants["sqs:ChangeMessageVisibility"] == {"UploadsQueue.Arn"}
-    assert grants["sqs:SendMessage"] == {"MediaEventsQueue.Arn"}
+    # Its three lanes and their dead-letter queues (whose letters it settles).
+    consumed = {
+        f"{queue}{kind}.Arn"
+        for queue in ("Uploads", "Derive", "DeriveVideo")
+        for kind in ("Queue", "DeadLetterQueue")
+    }
+    assert grants["sqs:ReceiveMessage"] == consumed
+    assert grants["sqs:DeleteMessage"] == consumed
+    assert grants["sqs:ChangeMessageVisibility"] == consumed
+    # Media events; hand-offs to the derivation lanes; the reconciler's S3 events sent again.
+    assert grants["sqs:SendMessage"] == {
+        "MediaEventsQueue.Arn",
+        "UploadsQueue.Arn",
+        "DeriveQueue.Arn",
+        "DeriveVideoQueue.Arn",
+    }
 
 
 def test_message_service_consumes_media_events_only(resources: dict[str, Any]) -> None:
@@ -209,10 +226,15 @@ def test_each_service_writes_only_the_tables_it_owns(resources: dict[str, Any]) 
     owned: dict[str, set[str]] = defaultdict(set)
     for spec in TABLES:
         owned[spec.owner].add(TABLE_OF[spec.resource])
-    # The worker writes media and blob rows as the Media Service's back end (not rate limits).
+    # The worker writes media and blob rows as the Media Service's back end, and the owner's
+    # usage counters (in the rate-limits table) in the same transactions.
     allowed_writes = {
         **owned,
-        "transcode_worker": {TABLE_OF["media_table"], TABLE_OF["blobs_table"]},
+        "transcode_worker": {
+            TABLE_OF["media_table"],
+            TABLE_OF["blobs_table"],
+            TABLE_OF["rate_limits_table"],
+        },
     }
     # The Message Service reads the connection registry to push to gateways.
     allowed_reads = {

@@ -179,7 +179,7 @@ def test_bucket_rules_follow_the_settings_and_never_expire_by_age() -> None:
 def test_tokens_carry_roles() -> None:
     admin = verify_token(issue_token("ops", "s" * 40, roles=("admin",)), "s" * 40)
     assert admin.is_admin
-    assert admin.roles == ("admin",)
+    assert admin.roles == frozenset({"admin"})
     plain = verify_token(issue_token("alice", "s" * 40), "s" * 40)
     assert not plain.is_admin
 
@@ -189,4 +189,4 @@ def test_make_token_role_admin_prints_an_admin_token(capsys: pytest.CaptureFixtu
     assert token_main(["ops", "--role", "admin"]) == 0
     secret = CommonSettings().auth_jwt_secret
     identity = verify_token(capsys.readouterr().out.strip(), secret)
-    assert (identity.user_id, identity.roles) == ("ops", ("admin",))
+    assert (identity.user_id, identity.roles) == ("ops", frozenset({"admin"}))

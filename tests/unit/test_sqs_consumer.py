@@ -169,6 +169,41 @@ async def test_last_receive_gives_up_and_leaves_the_message() -> None:
     assert messages_counted(registry, "gave_up") == 1
 
 
+async def test_a_message_on_its_last_receive_is_settled_without_another_try() -> None:
+    tried: list[QueueMessage] = []
+
+    async def crashing(message: QueueMessage) -> str:
+        tried.append(message)  # stands for a job that would kill its process
+        return "ok"
+
+    handler = ScriptedHandler(crashing)
+    consumer, sqs, registry = build(handler, max_receive_count=5, settle_on_last_receive=True)
+    earlier = sqs.put("{}", receive_count=4)
+    last = sqs.put("{}", receive_count=5)
+    run = asyncio.create_task(consumer.run())
+    await eventually(lambda: (last, 0) in sqs.visibility, "the last handed back for the DLQ")
+    await eventually(lambda: sqs.deleted == [earlier], "the earlier one deleted")
+    consumer.stop()
+    await asyncio.wait_for(run, DEADLINE_SECONDS)
+    assert [message.receipt_handle for message in tried] == [earlier]
+    assert [message.receipt_handle for message in handler.given_up] == [last]
+    assert messages_counted(registry, "last_receive") == 1
+
+
+async def test_the_queues_own_redrive_policy_says_which_receive_is_the_last() -> None:
+    handler = ScriptedHandler(ok)
+    consumer, sqs, _ = build(handler, settle_on_last_receive=True)
+    sqs.attributes["uploads"] = {"RedrivePolicy": '{"maxReceiveCount": "3"}'}
+    sqs.put("{}", receive_count=3)
+    run = asyncio.create_task(consumer.run())
+    await eventually(lambda: bool(handler.given_up), "the give-up")
+    consumer.stop()
+    await asyncio.wait_for(run, DEADLINE_SECONDS)
+    assert sqs.deleted == []
+    assert consumer.max_receive_count == 3
+    assert len(handler.given_up) == 1
+
+
 async def test_heartbeat_extends_visibility_while_the_job_runs() -> None:
     release = asyncio.Event()
 
