@@ -251,6 +251,11 @@ class LocalFleet:
             await bootstrap(self.settings)
         return self.emulator_url
 
+    @property
+    def emulator_pid(self) -> int | None:
+        """The running emulator's process id (to freeze it with SIGSTOP, as a fault test does)."""
+        return self._emulators[-1].pid if self._emulators else None
+
     async def stop_emulator(self) -> None:
         await asyncio.to_thread(self._emulators[-1].stop)
 

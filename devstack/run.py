@@ -244,6 +244,11 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
 
     def interrupt(signum: int, _frame: FrameType | None) -> None:
+        # Ignored from here on, before anything else runs: a second SIGTERM to the group (or a
+        # second Ctrl-C) arriving while the first is still being handled must not raise again
+        # out of the `except` below and print a traceback instead of stopping the fleet.
+        for stop_signal in STOP_SIGNALS:
+            signal.signal(stop_signal, signal.SIG_IGN)
         raise _Interrupted(signum)
 
     for stop_signal in STOP_SIGNALS:

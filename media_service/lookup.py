@@ -21,8 +21,11 @@ def upload_abandoned(record: MediaRecord, now: datetime, grace: timedelta) -> bo
     still land."""
     if record.state is MediaState.AWAITING_UPLOAD and record.upload_expires_at is not None:
         return now > record.upload_expires_at + grace
-    if record.state is MediaState.AWAITING_PROOF and record.challenge is not None:
-        return now > record.challenge.expires_at + grace
+    if record.state is MediaState.AWAITING_PROOF:
+        # A proof takes the challenge first; if its process died before settling the media the
+        # challenge is gone, so the slot's own expiry (the challenge's, set with it) decides.
+        expires_at = record.challenge.expires_at if record.challenge else record.upload_expires_at
+        return expires_at is not None and now > expires_at + grace
     return False
 
 

@@ -61,8 +61,11 @@ def abandoned_at(record: MediaRecord, policy: Policy) -> datetime | None:
     """When a pending slot or challenge counts as abandoned (None: not pending)."""
     if record.state is MediaState.AWAITING_UPLOAD and record.upload_expires_at is not None:
         return record.upload_expires_at + policy.abandon_grace
-    if record.state is MediaState.AWAITING_PROOF and record.challenge is not None:
-        return record.challenge.expires_at + policy.abandon_grace
+    if record.state is MediaState.AWAITING_PROOF:
+        # A proof whose process died after taking the challenge left none: the slot's expiry
+        # (set with the challenge) still bounds it.
+        expires_at = record.challenge.expires_at if record.challenge else record.upload_expires_at
+        return expires_at + policy.abandon_grace if expires_at is not None else None
     return None
 
 

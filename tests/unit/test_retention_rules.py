@@ -116,6 +116,18 @@ def test_an_unanswered_challenge_settles_too() -> None:
     assert decide(pending, T0 + timedelta(minutes=16), POLICY) is Action.SETTLE_ABANDONED
 
 
+def test_a_challenge_a_crashed_proof_took_settles_by_the_slot_expiry() -> None:
+    # The proof's process died between taking the challenge and settling the media.
+    taken = record(
+        MediaState.AWAITING_PROOF,
+        upload_kind="dedup",
+        upload_expires_at=T0 + timedelta(minutes=5),
+        blob_ref=False,
+    )
+    assert decide(taken, T0 + timedelta(minutes=15), POLICY) is Action.NONE
+    assert decide(taken, T0 + timedelta(minutes=16), POLICY) is Action.SETTLE_ABANDONED
+
+
 def test_a_live_slot_is_never_deleted_even_past_a_short_ttl() -> None:
     short = Policy(**{**POLICY.__dict__, "unsent_ttl": timedelta(seconds=1)})
     slot = record(MediaState.AWAITING_UPLOAD, upload_expires_at=T0 + timedelta(minutes=5))

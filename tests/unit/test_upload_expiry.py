@@ -37,6 +37,13 @@ def test_an_unanswered_challenge_is_abandoned_too() -> None:
     assert upload_abandoned(pending, NOW + 2 * GRACE, GRACE)
 
 
+def test_a_challenge_taken_by_a_proof_that_crashed_still_expires() -> None:
+    # The proof's process died after taking the challenge and before settling the media.
+    taken = record(MediaState.AWAITING_PROOF, upload_kind="dedup", upload_expires_at=NOW)
+    assert not upload_abandoned(taken, NOW + GRACE, GRACE)
+    assert upload_abandoned(taken, NOW + GRACE + timedelta(seconds=1), GRACE)
+
+
 def test_media_whose_bytes_arrived_never_expire_this_way() -> None:
     for state in (MediaState.UPLOADED, MediaState.PROCESSING, MediaState.READY):
         assert not upload_abandoned(record(state, upload_expires_at=NOW), NOW + 9 * GRACE, GRACE)
