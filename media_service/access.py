@@ -7,6 +7,8 @@ read is one internal question to the Message Service. Until it is configured, on
 from __future__ import annotations
 
 import logging
+from contextlib import AsyncExitStack
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 import httpx
@@ -14,8 +16,12 @@ import httpx
 from shared.admitted import AdmittedCache
 from shared.auth import Identity
 from shared.errors import DependencyUnavailable, Forbidden
+from shared.internal_client import internal_client
 from shared.media_records import MediaRecord
 from shared.models import MediaReadAccess, MediaReferences
+
+if TYPE_CHECKING:
+    from media_service.settings import Settings
 
 log = logging.getLogger("ferry.media.access")
 
@@ -100,3 +106,18 @@ class AccessPolicy:
     async def is_referenced(self, media_id: str) -> bool:
         """Whether any message references the media (never, without a Message Service)."""
         return self._readers is not None and await self._readers.is_referenced(media_id)
+
+
+async def open_message_service_client(
+    stack: AsyncExitStack, settings: Settings
+) -> httpx.AsyncClient | None:
+    """The internal client to the Message Service (closed with `stack`); None when unset."""
+    if not settings.message_service_url:
+        return None
+    return await stack.enter_async_context(
+        internal_client(
+            settings.internal_token,
+            base_url=settings.message_service_url,
+            timeout=settings.internal_call_timeout_seconds,
+        )
+    )

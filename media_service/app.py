@@ -11,7 +11,12 @@ import aioboto3
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
-from media_service.access import AccessPolicy, ConversationReaders, DeviceGate
+from media_service.access import (
+    AccessPolicy,
+    ConversationReaders,
+    DeviceGate,
+    open_message_service_client,
+)
 from media_service.admin_routes import router as admin_router
 from media_service.audit import AuditLog
 from media_service.cdn import CloudFrontUrlSigner
@@ -40,7 +45,6 @@ from media_service.uppy_routes import router as uppy_router
 from media_service.user_counters import UserCounters
 from shared.aws import client_config, open_aws_clients
 from shared.http import build_app, table_check
-from shared.internal_client import internal_client
 from shared.media_records import MediaRecords
 from shared.usage import UsageCounters
 
@@ -59,14 +63,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             aws = await open_aws_clients(stack, settings, "s3", "dynamodb", "sqs")
             resources = settings.resources
             readers = None
-            if settings.message_service_url:
-                client = await stack.enter_async_context(
-                    internal_client(
-                        settings.internal_token,
-                        base_url=settings.message_service_url,
-                        timeout=settings.internal_call_timeout_seconds,
-                    )
-                )
+            client = await open_message_service_client(stack, settings)
+            if client is not None:
                 readers = ConversationReaders(client)
                 app.state.device_gate = DeviceGate(client)
             records = MediaRecords(

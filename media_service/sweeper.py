@@ -27,7 +27,11 @@ from datetime import datetime, timedelta
 
 from prometheus_client import CollectorRegistry, start_http_server
 
-from media_service.access import AccessPolicy, ConversationReaders
+from media_service.access import (
+    AccessPolicy,
+    ConversationReaders,
+    open_message_service_client,
+)
 from media_service.holds import Holds
 from media_service.lifecycle_records import (
     MULTIPART_CURSOR_KEY,
@@ -49,7 +53,6 @@ from shared import keys
 from shared.aws import open_aws_clients
 from shared.clock import iso, utcnow
 from shared.errors import DependencyUnavailable
-from shared.internal_client import internal_client
 from shared.logging import configure_logging
 from shared.media_records import MediaRecord, MediaRecords, StaleTransition
 from shared.media_states import BYTES_VERIFIED, PENDING_CLIENT
@@ -289,16 +292,8 @@ async def open_sweeper(
     async with AsyncExitStack() as stack:
         aws = await open_aws_clients(stack, settings, "s3", "dynamodb", "sqs")
         resources = settings.resources
-        readers = None
-        if settings.message_service_url:
-            client = await stack.enter_async_context(
-                internal_client(
-                    settings.internal_token,
-                    base_url=settings.message_service_url,
-                    timeout=settings.internal_call_timeout_seconds,
-                )
-            )
-            readers = ConversationReaders(client)
+        client = await open_message_service_client(stack, settings)
+        readers = None if client is None else ConversationReaders(client)
         queue = await aws.sqs.get_queue_url(QueueName=resources.media_events_queue)
         records = MediaRecords(
             aws.dynamodb,
