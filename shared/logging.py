@@ -34,12 +34,13 @@ def accepted_request_id(incoming: str) -> str:
 
 
 def _escaped(value: Any) -> str:
-    """One logged value that cannot forge fields or lines: controls, brackets, `=`, spaces and
-    quotes are escaped (`\\x..`), so `x] user_id=admin [y` reads as the one value it is."""
+    """One logged value that cannot forge fields or lines: a value that is not plain is written
+    as a JSON string (logfmt's quoting), so `x] user_id=admin [y` reads as the one value it is
+    and stays readable: `"x] user_id=admin [y"`; controls and quotes are escaped inside it."""
     text = str(value)
     if _PLAIN_VALUE.fullmatch(text):
         return text
-    return "".join(ch if _PLAIN_VALUE.fullmatch(ch) else _escape_char(ch) for ch in text)
+    return json.dumps(text)
 
 
 def _escape_char(ch: str) -> str:
