@@ -45,7 +45,7 @@ async def hold_media(
         reason=body.reason,
     )
     document = await serving.document(caller.user_id, media_id, admin=True)
-    return JSONResponse({**document.model_dump(mode="json"), "legal_hold": document.legal_hold})
+    return JSONResponse(document.body())
 
 
 @router.delete(

@@ -63,9 +63,7 @@ async def quarantine_media(
         reason=body.reason,
     )
     document = await serving.document(caller.user_id, media_id, admin=True)
-    payload = document.model_dump(mode="json")
-    payload |= {"legal_hold": document.legal_hold, "quarantined": document.quarantined}
-    return JSONResponse(payload)
+    return JSONResponse(document.body())
 
 
 @router.delete(

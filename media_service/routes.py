@@ -84,14 +84,7 @@ async def delete_media(media_id: str, caller: Caller, uploads: UploadsDep) -> Re
 async def get_media(media_id: str, caller: Caller, serving: ServingDep) -> Response:
     """Admins read any media, and see `legal_hold` and `nsfw_score`; nobody else sees them."""
     document = await serving.document(caller.user_id, media_id, admin=caller.is_admin)
-    payload = document.model_dump(mode="json")
-    if document.legal_hold is not None:
-        payload["legal_hold"] = document.legal_hold
-    if document.quarantined is not None:
-        payload["quarantined"] = document.quarantined
-    if document.nsfw_score is not None:
-        payload["nsfw_score"] = document.nsfw_score
-    return JSONResponse(payload)
+    return JSONResponse(document.body())
 
 
 @router.get("/{media_id}/url", response_model=DownloadUrl, responses=ERRORS)

@@ -181,6 +181,16 @@ class MediaDocument(ContractModel):
         None, exclude=True, ge=0, le=1, description="admins only: the NSFW classifier's score"
     )
 
+    def body(self) -> dict[str, Any]:
+        """The JSON answer: the admin-only fields appear only where they were filled in (for
+        an admin), since the schema dump always leaves them out."""
+        payload = self.model_dump(mode="json")
+        for name in ("legal_hold", "quarantined", "nsfw_score"):
+            value = getattr(self, name)
+            if value is not None:
+                payload[name] = value
+        return payload
+
 
 class DownloadUrl(ContractModel):
     url: str
