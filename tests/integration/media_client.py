@@ -58,7 +58,12 @@ async def wait_for_state(
     within: float = 20.0,
 ) -> dict[str, Any]:
     async def settled() -> dict[str, Any] | None:
-        response = await http.get(f"{media_url}/v1/media/{media_id}", headers=headers)
+        try:
+            response = await http.get(f"{media_url}/v1/media/{media_id}", headers=headers)
+        except httpx.RemoteProtocolError:
+            # A pooled keep-alive connection the server closed just as it was reused (after a
+            # long pause): the GET is idempotent, so it is simply polled again.
+            return None
         assert response.status_code == 200, response.text
         document: dict[str, Any] = response.json()
         return document if document["state"] in states else None
