@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
@@ -13,9 +14,10 @@ from gateway.gateway import Gateway
 from gateway.heartbeat import Heartbeat
 from gateway.message_client import MessageClient
 from gateway.metrics import GatewayMetrics
-from gateway.routes import router, websocket_routes
+from gateway.routes import router
 from gateway.settings import Settings
 from gateway.web_client import install_web_client
+from gateway.websocket import GATEWAY_STATE_KEY
 from shared.aws import open_aws_clients
 from shared.connections import ConnectionRegistry
 from shared.consumers import background
@@ -32,7 +34,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     metrics = GatewayMetrics(registry)
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         async with AsyncExitStack() as stack:
             aws = await open_aws_clients(stack, settings, "dynamodb")
             http = await stack.enter_async_context(
@@ -50,10 +52,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 connections=LocalConnections(metrics),
                 registry=ConnectionRegistry(aws.dynamodb, settings.resources.connections_table),
                 messages=MessageClient(http),
+                verifier=app.state.token_verifier,
             )
-            # Under uvicorn the sessions have ended by the time this stops (see
-            # gateway.protocol); under any other server `shutdown` closes them. Clients close
-            # after both.
+            # Under uvicorn the sessions have ended by the time this stops (its graceful
+            # shutdown closes each WebSocket with 1001, see gateway.websocket); `shutdown`
+            # closes whatever remains. Clients close after both.
             stack.push_async_callback(gateway.shutdown)
             heartbeat = await stack.enter_async_context(
                 background(Heartbeat(gateway).run(), name="registry-heartbeat")
@@ -65,7 +68,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     aws.dynamodb, settings.resources.connections_table, name="connections_table"
                 ),
             ]
-            yield
+            # The lifespan state reaches uvicorn's WebSocket protocol class as `app_state`.
+            yield {GATEWAY_STATE_KEY: gateway}
 
     app = build_app(
         title="Ferry Edge Gateway",
@@ -74,6 +78,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings=settings,
     )
     app.include_router(router)
-    app.router.routes.extend(websocket_routes)
     install_web_client(app, settings)
     return app

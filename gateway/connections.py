@@ -1,11 +1,12 @@
-"""The connections this gateway holds: one `LocalConnection` per (user, device), and its writer.
+"""The connections this gateway holds: one `LocalConnection` per (user, device).
 
-Every frame for a client goes through its connection's bounded queue, drained by one writer
-task. Nothing waits for a slow client: a frame that finds the queue full disconnects the client
-instead (close code 1013), so a client that stops reading costs at most `outbound_queue_frames`
-frames of memory. The frames are serialized once, when queued.
+Every frame for a client is written to its socket at once, or waits in a bounded queue while
+the socket's send buffer is full. Nothing waits for a slow client: a frame that finds the queue
+full disconnects the client instead (close code 1013), so a client that stops reading costs at
+most `outbound_queue_frames` frames (plus the socket buffers) of memory. No task per connection:
+an idle connection is a few objects. The frames are serialized once, when offered.
 
-While a new connection's pending messages are being fetched, live frames are held back (and
+Until a new connection's pending messages are written, live frames are held back (and
 deduplicated by `message_id` against the pending ones), so the client sees its backlog first.
 """
 
@@ -14,9 +15,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable, Iterator
+from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Protocol
 
 from gateway.close_codes import CLOSINGS
 from gateway.metrics import DisconnectReason, GatewayMetrics, outbound_label
@@ -24,10 +26,6 @@ from shared.connections import Connection
 from shared.frames import Frame
 
 log = logging.getLogger("ferry.gateway.connections")
-
-
-class ClientGone(Exception):
-    """The client's side of the connection is closed: nothing more can be written to it."""
 
 
 def encode(frame: dict[str, Any]) -> str:
@@ -103,13 +101,37 @@ class CloseRequest:
     reason: str = ""
 
 
-SendText = Callable[[str], Awaitable[None]]
-# The queue item that tells the writer the backlog is ready (never an outbound frame label).
-_BACKLOG = "__backlog__"
+class Wire(Protocol):
+    """Where a connection's frames go: the WebSocket (gateway.websocket), a list in unit tests."""
+
+    def writable(self) -> bool:
+        """False while the socket's send buffer is full (the client is not reading)."""
+
+    def write_text(self, text: str) -> bool:
+        """Write one text frame now; False when the client is gone (nothing was written)."""
+
+    def close(self, code: int | None, reason: str) -> None:
+        """Close with this code (None: the client is gone already, there is nothing to send)."""
 
 
 class LocalConnection:
-    """One client connection on this gateway: its registry row, outbound queue and close state."""
+    """One client connection on this gateway: its registry row, outbound queue and close state.
+
+    Synchronous: a frame is written to the socket at once while the socket takes it, and waits
+    in a deque (at most `queue_frames`) only while the socket's buffer is full; the wire calls
+    `drain` when it empties. A frame that finds the deque full closes the connection (1013).
+    """
+
+    __slots__ = (
+        "_limit",
+        "_metrics",
+        "_queue",
+        "_window",
+        "_wire",
+        "close_request",
+        "registered",
+        "row",
+    )
 
     def __init__(
         self,
@@ -117,20 +139,17 @@ class LocalConnection:
         *,
         queue_frames: int,
         metrics: GatewayMetrics,
+        wire: Wire,
     ) -> None:
         self.row = row
         self._metrics = metrics
-        # The outbound queue, as (metric label, text). A list and a future rather than an
-        # asyncio.Queue (and an Event below): idle connections are the common case, and each
-        # deque those allocate costs ~0.75 KiB per connection. Pops from the front of a list
-        # of at most `queue_frames` items are cheap enough.
+        self._wire = wire
         self._limit = queue_frames
-        self._frames: list[tuple[str, str]] = []
-        self._wakeup: asyncio.Future[None] | None = None
-        # Open until the pending messages are queued (see `deliver_pending`).
+        # Created when the socket first pushes back, dropped when it drains: an idle
+        # connection holds no queue at all.
+        self._queue: deque[tuple[str, str]] | None = None
+        # Open until the pending messages are written (see `deliver_pending`).
         self._window: PendingWindow | None = PendingWindow(queue_frames)
-        self._backlog: list[dict[str, Any]] | None = None
-        self._closed: asyncio.Future[None] | None = None
         self.close_request: CloseRequest | None = None
         # Set once the registry holds `row`: only then may the heartbeat renew it (a renewal
         # racing the registration would find no row of ours and call it replaced).
@@ -144,6 +163,10 @@ class LocalConnection:
     def closing(self) -> bool:
         return self.close_request is not None
 
+    @property
+    def queued(self) -> int:
+        return len(self._queue) if self._queue is not None else 0
+
     def renewed(self, expires_at: int) -> Connection:
         """The registry row with a later expiry (kept here once the registry accepts it)."""
         return replace(self.row, expires_at=expires_at)
@@ -151,11 +174,8 @@ class LocalConnection:
     # --- closing ------------------------------------------------------------------------------
 
     def close(self, why: DisconnectReason) -> None:
-        """Ask the session to end this connection with the close frame `CLOSINGS` gives `why`;
-        the first request wins, later ones are no-ops.
-
-        Safe from anywhere (a push, the heartbeat, shutdown): the session does the closing.
-        """
+        """End this connection with the close frame `CLOSINGS` gives `why`; the first request
+        wins, later ones are no-ops. Safe from anywhere (a push, the heartbeat, shutdown)."""
         closing = CLOSINGS.get(why)
         if closing is None:
             self._request(CloseRequest(why, None))
@@ -170,20 +190,13 @@ class LocalConnection:
         if self.close_request is not None:
             return
         self.close_request = request
-        if self._closed is not None and not self._closed.done():
-            self._closed.set_result(None)
-
-    async def wait_closing(self) -> CloseRequest:
-        if self.close_request is None:
-            self._closed = asyncio.get_running_loop().create_future()
-            await self._closed
-        assert self.close_request is not None
-        return self.close_request
+        self._queue = None
+        self._wire.close(request.code, request.reason)
 
     # --- frames to the client -----------------------------------------------------------------
 
     def push(self, frame: dict[str, Any]) -> bool:
-        """Queue a live frame from the Message Service; False if it will not reach the client."""
+        """Send a live frame from the Message Service; False if it will not reach the client."""
         if self.closing:
             return False
         if self._window is not None:
@@ -194,29 +207,38 @@ class LocalConnection:
         return self._offer(outbound_label(frame.get("type")), encode(frame))
 
     def reply(self, frame: Frame) -> bool:
-        """Queue one of the gateway's own frames (`sent`, `error`, `pong`)."""
+        """Send one of the gateway's own frames (`sent`, `error`, `pong`)."""
         if self.closing:
             return False
         frame_type = getattr(frame, "type", None)
         return self._offer(outbound_label(frame_type), frame.model_dump_json(exclude_none=True))
 
     def _offer(self, label: str, text: str) -> bool:
-        if len(self._frames) >= self._limit:
+        queue = self._queue
+        if queue is None and self._wire.writable():
+            self._write(label, text)
+            return True
+        if queue is None:
+            queue = self._queue = deque()
+        if len(queue) >= self._limit:
             self._overflow("the client does not read its frames")
             return False
-        self._frames.append((label, text))
-        if self._wakeup is not None and not self._wakeup.done():
-            self._wakeup.set_result(None)
+        queue.append((label, text))
         return True
 
-    async def _next(self) -> tuple[str, str]:
-        while not self._frames:
-            self._wakeup = asyncio.get_running_loop().create_future()
-            try:
-                await self._wakeup
-            finally:
-                self._wakeup = None
-        return self._frames.pop(0)
+    def drain(self) -> None:
+        """Write queued frames while the socket takes them (the wire calls this as it empties)."""
+        queue = self._queue
+        while queue and self._wire.writable() and not self.closing:
+            self._write(*queue.popleft())
+        if not queue:
+            self._queue = None
+
+    def _write(self, label: str, text: str) -> None:
+        if self._wire.write_text(text):
+            self._metrics.frames.labels("out", label).inc()
+        else:
+            self.ended(DisconnectReason.CONNECTION_LOST)
 
     def _overflow(self, why: str) -> None:
         log.warning(
@@ -227,49 +249,24 @@ class LocalConnection:
         self.close(DisconnectReason.SLOW_READER)
 
     def deliver_pending(self, messages: list[dict[str, Any]]) -> None:
-        """Hand the backlog to the writer: it sends it, then the frames held meanwhile.
+        """Write the backlog, then the live frames held meanwhile; live frames flow after.
 
-        Called with no messages when the backlog could not be fetched (it comes on reconnect).
-        The writer sends the backlog straight to the socket (paced by the client's reading),
-        not through the queue: a long backlog is no sign of a slow reader, and replies
-        (`pong`, `sent`) must still find room in the queue meanwhile.
+        Called with no messages when the backlog could not be fetched (it comes on reconnect);
+        only the first call counts. The backlog goes straight to the socket, past the queue's
+        bound: a long backlog is no sign of a slow reader (it is in memory already), and
+        replies (`pong`, `sent`) must still find room in the queue meanwhile.
         """
-        if self._window is None or self._backlog is not None:
-            return
-        self._backlog = messages
-        self._offer(_BACKLOG, "")
-
-    async def write_loop(self, send_text: SendText) -> None:
-        """Drain the queue to the client until cancelled; `ClientGone` ends the connection."""
-        try:
-            while True:
-                label, text = await self._next()
-                if label == _BACKLOG:
-                    await self._send_backlog(send_text)
-                else:
-                    await self._send(send_text, label, text)
-        except ClientGone:
-            self.ended(DisconnectReason.CONNECTION_LOST)
-
-    async def _send(self, send_text: SendText, label: str, text: str) -> None:
-        await send_text(text)
-        self._metrics.frames.labels("out", label).inc()
-
-    async def _send_backlog(self, send_text: SendText) -> None:
-        window, backlog = self._window, self._backlog or []
-        self._backlog = []
+        window = self._window
         if window is None:
             return
-        for message in backlog:
-            frame = backlog_frame(message)
-            if window.first_sight(frame):
-                await self._send(send_text, outbound_label(frame["type"]), encode(frame))
-        # Frames may be held while we send; no await between the last empty batch and
-        # opening the gate, so no live frame can slip past the ones held before it.
-        while batch := window.take_held():
-            for frame in batch:
-                await self._send(send_text, outbound_label(frame.get("type")), encode(frame))
         self._window = None
+        for message in messages:
+            frame = backlog_frame(message)
+            if window.first_sight(frame) and not self.closing:
+                self._write(outbound_label(frame["type"]), encode(frame))
+        for frame in window.take_held():
+            if not self.closing:
+                self._write(outbound_label(frame.get("type")), encode(frame))
 
 
 class LocalConnections:

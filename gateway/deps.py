@@ -11,7 +11,6 @@ from gateway.gateway import Gateway
 
 
 def get_gateway(connection: HTTPConnection) -> Gateway:
-    # HTTPConnection, not Request: the WebSocket route uses this dependency too.
     gateway: Gateway = connection.app.state.gateway
     return gateway
 

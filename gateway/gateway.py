@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from typing import Any
 
 from gateway.connections import LocalConnections
 from gateway.message_client import MessageClient
 from gateway.metrics import DisconnectReason, GatewayMetrics
 from gateway.settings import Settings
+from shared.auth import TokenVerifier
 from shared.connections import ConnectionRegistry
 
 log = logging.getLogger("ferry.gateway")
@@ -24,6 +27,17 @@ class Gateway:
     connections: LocalConnections
     registry: ConnectionRegistry
     messages: MessageClient
+    verifier: TokenVerifier
+    # The short tasks of every connection (handshakes, sends in flight, deregistrations): held
+    # here so none is garbage-collected mid-flight, and shutdown can wait for them.
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+    def start(self, work: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        """Run one short piece of a connection's work; a bug in it is logged, never raised."""
+        task = asyncio.get_running_loop().create_task(_logged(work, name))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task
 
     async def shutdown(self) -> None:
         """Close every connection with 1001 and wait (bounded) for their sessions to end.
@@ -44,3 +58,14 @@ class Gateway:
                     await self.registry.deregister(connection.row)
                 except Exception as error:  # best effort: the row's TTL is the backstop
                     log.warning("could not deregister at shutdown: %s", error)
+        # Sends in flight finish (bounded by the call timeout): their messages are stored even
+        # though the answer can no longer reach the client.
+        if self.tasks:
+            await asyncio.wait(list(self.tasks), timeout=budget)
+
+
+async def _logged(work: Coroutine[Any, Any, None], name: str) -> None:
+    try:
+        await work
+    except Exception:
+        log.exception("a WebSocket %s failed", name)

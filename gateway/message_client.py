@@ -86,6 +86,17 @@ def failure_of(status: int, content: bytes) -> MessageServiceError:
     return SendRejected(status, detail.code, detail.message)
 
 
+def _too_many_devices(content: bytes) -> SendRejected | None:
+    """The refusal in a 403 body, when it is `too_many_devices` (pure)."""
+    try:
+        detail = _ErrorBody.model_validate_json(content).error
+    except ValidationError:
+        return None
+    if detail.code != "too_many_devices":
+        return None
+    return SendRejected(403, detail.code, detail.message)
+
+
 def _segment(value: str) -> str:
     # Ids travel as path segments: nothing in them may add one.
     return quote(value, safe="")
@@ -134,19 +145,24 @@ class MessageClient:
         if response.status_code == 204:
             return
         if response.status_code == 403:
-            try:
-                detail = _ErrorBody.model_validate_json(response.content).error
-            except ValidationError:
-                detail = None
-            if detail is not None and detail.code == "too_many_devices":
-                raise SendRejected(403, detail.code, detail.message)
+            refusal = _too_many_devices(response.content)
+            if refusal is not None:
+                raise refusal
         raise MessageServiceUnavailable(f"device admission answered {response.status_code}")
 
     async def pending(self, user_id: str, device_id: str) -> list[dict[str, Any]]:
-        """The device's pending messages, in delivery order, as JSON objects."""
+        """The device's pending messages, in delivery order, as JSON objects.
+
+        One call admits the device too (the Message Service admits whoever asks for its
+        pending): `SendRejected` (403 `too_many_devices`) when the account has no room for it.
+        """
         response = await self._call(
             "GET", f"/internal/devices/{_segment(user_id)}/{_segment(device_id)}/pending"
         )
+        if response.status_code == 403:
+            refusal = _too_many_devices(response.content)
+            if refusal is not None:
+                raise refusal
         if response.status_code != 200:
             raise MessageServiceUnavailable(
                 f"the pending messages could not be read ({response.status_code})"

@@ -1,60 +1,15 @@
-"""The gateway's endpoints: the clients' WebSocket and the Message Service's push."""
+"""The gateway's HTTP endpoint for the Message Service's push (the clients' WebSocket is
+gateway.websocket, outside ASGI)."""
 
 from __future__ import annotations
 
-import logging
-
 from fastapi import APIRouter
-from starlette.routing import WebSocketRoute
-from starlette.websockets import WebSocket
 
 from gateway.deps import GatewayDep
-from gateway.gateway import Gateway
-from gateway.message_client import MessageServiceUnavailable, SendRejected
-from gateway.session import Session
-from shared.auth import TokenVerifier, bearer_token
-from shared.errors import DependencyUnavailable, Unauthorized
-from shared.http import InternalCaller, error_response
+from shared.http import InternalCaller
 from shared.models import ErrorBody, PushRequest, PushResult
 
-log = logging.getLogger("ferry.gateway.routes")
-
 router = APIRouter()
-
-
-async def websocket_session(websocket: WebSocket) -> None:
-    """The client's connection (protocol in docs); the token is checked before the upgrade."""
-    gateway: Gateway = websocket.app.state.gateway
-    # Browsers cannot set headers on a WebSocket, hence `?token=` as well.
-    token = bearer_token(websocket.headers.get("authorization")) or websocket.query_params.get(
-        "token", ""
-    )
-    try:
-        verifier: TokenVerifier = websocket.app.state.token_verifier
-        identity = await verifier.verify(token)
-    except (Unauthorized, DependencyUnavailable) as error:
-        # An HTTP answer instead of the upgrade (ASGI's WebSocket denial response), so the
-        # client learns why; a rejected token never becomes a connection.
-        await websocket.send_denial_response(
-            error_response(error.status, error.error_code, error.message)
-        )
-        return
-    try:
-        await gateway.messages.admit(identity.user_id, identity.device_id)
-    except SendRejected as refusal:  # too many devices: a 403 instead of the upgrade
-        await websocket.send_denial_response(
-            error_response(refusal.status, refusal.code, refusal.message)
-        )
-        return
-    except MessageServiceUnavailable as error:
-        # Nobody can say now; the backlog fetch asks again (and nothing can be sent meanwhile).
-        log.warning("device admission unavailable: %s", error)
-    await Session(gateway, websocket, identity).run()
-
-
-# A plain Starlette route, not FastAPI's: dependency injection would keep its own exit stacks
-# and solved values alive for the whole life of every connection (~4 KiB each, measured).
-websocket_routes = [WebSocketRoute("/v1/ws", websocket_session)]
 
 
 @router.post(

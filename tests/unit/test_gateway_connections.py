@@ -9,7 +9,6 @@ from prometheus_client import CollectorRegistry
 
 from gateway.close_codes import CloseCode
 from gateway.connections import (
-    ClientGone,
     LocalConnection,
     LocalConnections,
     PendingWindow,
@@ -30,34 +29,39 @@ def row(user: str = "alice", device: str = "phone", connection_id: str = "c1") -
     return Connection(user, device, "http://gw", connection_id, expires_at=100)
 
 
-def connection(metrics: GatewayMetrics, *, queue: int = 8, **kwargs: str) -> LocalConnection:
-    return LocalConnection(row(**kwargs), queue_frames=queue, metrics=metrics)
+class Client:
+    """The wire: collects what is written; `reading = False` makes its buffer fill up."""
+
+    def __init__(self) -> None:
+        self.frames: list[dict[str, Any]] = []
+        self.reading = True
+        self.gone = False
+        self.closed: tuple[int | None, str] | None = None
+
+    def writable(self) -> bool:
+        return self.reading
+
+    def write_text(self, text: str) -> bool:
+        if self.gone:
+            return False
+        self.frames.append(json.loads(text))
+        return True
+
+    def close(self, code: int | None, reason: str) -> None:
+        self.closed = (code, reason)
+
+
+def connection(
+    metrics: GatewayMetrics, *, queue: int = 8, client: Client | None = None, **kwargs: str
+) -> LocalConnection:
+    return LocalConnection(
+        row(**kwargs), queue_frames=queue, metrics=metrics, wire=client or Client()
+    )
 
 
 @pytest.fixture
 def metrics() -> GatewayMetrics:
     return GatewayMetrics(CollectorRegistry())
-
-
-class Client:
-    """Collects what the writer sends; `block` makes it stop reading."""
-
-    def __init__(self) -> None:
-        self.frames: list[dict[str, Any]] = []
-        self.reading = asyncio.Event()
-        self.reading.set()
-        self.gone = False
-
-    async def send(self, text: str) -> None:
-        if self.gone:
-            raise ClientGone()
-        await self.reading.wait()
-        self.frames.append(json.loads(text))
-
-
-async def settle() -> None:
-    for _ in range(20):
-        await asyncio.sleep(0)
 
 
 # --- the pending window ----------------------------------------------------------------------
@@ -90,79 +94,77 @@ def test_the_window_is_bounded() -> None:
 # --- the writer ------------------------------------------------------------------------------
 
 
-async def test_the_backlog_goes_first_then_held_frames_without_duplicates(
+def test_the_backlog_goes_first_then_held_frames_without_duplicates(
     metrics: GatewayMetrics,
 ) -> None:
-    conn = connection(metrics)
     client = Client()
-    writer = asyncio.create_task(conn.write_loop(client.send))
-    try:
-        # Live frames while the backlog is fetched: held, even the one pushed first.
-        assert conn.push(message("m3"))
-        assert conn.push(message("m2"))  # stored after registering: pending and pushed
-        assert conn.reply(PongFrame())  # the gateway's own replies need not wait
-        await settle()
-        assert client.frames == [{"type": "pong"}]
-        conn.deliver_pending([message("m1")["message"], message("m2")["message"]])
-        await settle()
-        assert conn.push(message("m4"))  # the gate is open: straight to the queue
-        await settle()
-        ids = [frame["message"]["message_id"] for frame in client.frames[1:]]
-        assert ids == ["m1", "m2", "m3", "m4"]
-    finally:
-        writer.cancel()
+    conn = connection(metrics, client=client)
+    # Live frames while the backlog is fetched: held, even the one pushed first.
+    assert conn.push(message("m3"))
+    assert conn.push(message("m2"))  # stored after registering: pending and pushed
+    assert conn.reply(PongFrame())  # the gateway's own replies need not wait
+    assert client.frames == [{"type": "pong"}]
+    conn.deliver_pending([message("m1")["message"], message("m2")["message"]])
+    assert conn.push(message("m4"))  # the gate is open: straight to the socket
+    ids = [frame["message"]["message_id"] for frame in client.frames[1:]]
+    assert ids == ["m1", "m2", "m3", "m4"]
 
 
-async def test_a_failed_backlog_fetch_still_releases_held_frames(metrics: GatewayMetrics) -> None:
-    conn = connection(metrics)
+def test_a_failed_backlog_fetch_still_releases_held_frames(metrics: GatewayMetrics) -> None:
     client = Client()
-    writer = asyncio.create_task(conn.write_loop(client.send))
-    try:
-        conn.push(message("m1"))
-        conn.deliver_pending([])
-        conn.deliver_pending([message("m0")["message"]])  # only the first hand-over counts
-        await settle()
-        assert client.frames == [message("m1")]
-    finally:
-        writer.cancel()
-
-
-async def test_a_backlog_longer_than_the_queue_is_no_slow_reader(metrics: GatewayMetrics) -> None:
-    conn = connection(metrics, queue=4)
-    client = Client()
-    writer = asyncio.create_task(conn.write_loop(client.send))
-    try:
-        conn.deliver_pending([message(f"m{n}")["message"] for n in range(50)])
-        await settle()
-        assert len(client.frames) == 50
-        assert not conn.closing
-    finally:
-        writer.cancel()
-
-
-async def test_a_full_queue_closes_the_connection_with_1013(metrics: GatewayMetrics) -> None:
-    conn = connection(metrics, queue=4)
+    conn = connection(metrics, client=client)
+    conn.push(message("m1"))
     conn.deliver_pending([])
+    conn.deliver_pending([message("m0")["message"]])  # only the first hand-over counts
+    assert client.frames == [message("m1")]
+
+
+def test_a_backlog_longer_than_the_queue_is_no_slow_reader(metrics: GatewayMetrics) -> None:
     client = Client()
-    writer = asyncio.create_task(conn.write_loop(client.send))
-    try:
-        await settle()  # the backlog marker is consumed: the gate is open
-        client.reading.clear()  # the client stops reading
-        delivered = [conn.push({"type": "media_update", "n": n}) for n in range(10)]
-        assert delivered.count(False) >= 1
-        assert conn.closing
-        request = await conn.wait_closing()
-        assert (request.why, request.code) == (
-            DisconnectReason.SLOW_READER,
-            CloseCode.TRY_AGAIN_LATER,
-        )
-        assert not conn.push({"type": "media_update"})  # nothing more is queued once closing
-        assert not conn.reply(PongFrame())
-    finally:
-        writer.cancel()
+    conn = connection(metrics, queue=4, client=client)
+    client.reading = False  # even into a full buffer: the backlog is in memory already
+    conn.deliver_pending([message(f"m{n}")["message"] for n in range(50)])
+    assert len(client.frames) == 50
+    assert not conn.closing
 
 
-async def test_too_many_frames_held_during_the_fetch_close_too(metrics: GatewayMetrics) -> None:
+def test_frames_wait_while_the_socket_is_full_and_flow_when_it_drains(
+    metrics: GatewayMetrics,
+) -> None:
+    client = Client()
+    conn = connection(metrics, queue=4, client=client)
+    conn.deliver_pending([])
+    client.reading = False
+    assert all(conn.push({"type": "media_update", "n": n}) for n in range(4))
+    assert client.frames == []
+    assert conn.queued == 4
+    client.reading = True
+    conn.drain()
+    assert [frame["n"] for frame in client.frames] == [0, 1, 2, 3]
+    assert conn.queued == 0
+    assert conn.push({"type": "media_update", "n": 4})  # straight through again
+    assert client.frames[-1]["n"] == 4
+
+
+def test_a_full_queue_closes_the_connection_with_1013(metrics: GatewayMetrics) -> None:
+    client = Client()
+    conn = connection(metrics, queue=4, client=client)
+    conn.deliver_pending([])
+    client.reading = False  # the client stops reading
+    delivered = [conn.push({"type": "media_update", "n": n}) for n in range(10)]
+    assert delivered.count(False) >= 1
+    assert conn.close_request is not None
+    assert (conn.close_request.why, conn.close_request.code) == (
+        DisconnectReason.SLOW_READER,
+        CloseCode.TRY_AGAIN_LATER,
+    )
+    assert client.closed is not None
+    assert client.closed[0] == CloseCode.TRY_AGAIN_LATER
+    assert not conn.push({"type": "media_update"})  # nothing more is queued once closing
+    assert not conn.reply(PongFrame())
+
+
+def test_too_many_frames_held_during_the_fetch_close_too(metrics: GatewayMetrics) -> None:
     conn = connection(metrics, queue=2)
     assert conn.push(message("a"))
     assert conn.push(message("b"))
@@ -171,26 +173,31 @@ async def test_too_many_frames_held_during_the_fetch_close_too(metrics: GatewayM
     assert conn.close_request.why is DisconnectReason.SLOW_READER
 
 
-async def test_a_client_gone_ends_the_writer(metrics: GatewayMetrics) -> None:
-    conn = connection(metrics)
-    conn.deliver_pending([message("m1")["message"]])
+def test_a_client_gone_ends_the_connection(metrics: GatewayMetrics) -> None:
     client = Client()
+    conn = connection(metrics, client=client)
     client.gone = True
-    await asyncio.wait_for(conn.write_loop(client.send), scaled(1))
-    request = await conn.wait_closing()
-    assert (request.why, request.code) == (DisconnectReason.CONNECTION_LOST, None)
+    conn.deliver_pending([message("m1")["message"]])
+    assert conn.close_request is not None
+    assert (conn.close_request.why, conn.close_request.code) == (
+        DisconnectReason.CONNECTION_LOST,
+        None,
+    )
 
 
-async def test_the_first_close_wins(metrics: GatewayMetrics) -> None:
-    conn = connection(metrics)
+def test_the_first_close_wins(metrics: GatewayMetrics) -> None:
+    client = Client()
+    conn = connection(metrics, client=client)
     conn.close(DisconnectReason.REPLACED)
     conn.close(DisconnectReason.SHUTDOWN)
-    request = await conn.wait_closing()
+    request = conn.close_request
+    assert request is not None
     assert (request.why, request.code, request.reason) == (
         DisconnectReason.REPLACED,
         CloseCode.REPLACED,
         "replaced by a newer connection",
     )
+    assert client.closed == (CloseCode.REPLACED, "replaced by a newer connection")
 
 
 # --- the set of local connections ------------------------------------------------------------
