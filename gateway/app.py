@@ -14,6 +14,7 @@ from gateway.gateway import Gateway
 from gateway.heartbeat import Heartbeat
 from gateway.message_client import MessageClient
 from gateway.metrics import GatewayMetrics
+from gateway.registrar import Registrar
 from gateway.routes import router
 from gateway.settings import Settings
 from gateway.web_client import install_web_client
@@ -46,11 +47,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     mint_request_ids=True,
                 )
             )
+            registry = ConnectionRegistry(aws.dynamodb, settings.resources.connections_table)
             gateway = Gateway(
                 settings=settings,
                 metrics=metrics,
                 connections=LocalConnections(metrics),
-                registry=ConnectionRegistry(aws.dynamodb, settings.resources.connections_table),
+                registry=registry,
+                registrar=Registrar(registry),
                 messages=MessageClient(http),
                 verifier=app.state.token_verifier,
             )

@@ -11,6 +11,7 @@ from typing import Any
 from gateway.connections import LocalConnections
 from gateway.message_client import MessageClient
 from gateway.metrics import DisconnectReason, GatewayMetrics
+from gateway.registrar import Registrar
 from gateway.settings import Settings
 from shared.auth import TokenVerifier
 from shared.connections import ConnectionRegistry
@@ -26,6 +27,7 @@ class Gateway:
     metrics: GatewayMetrics
     connections: LocalConnections
     registry: ConnectionRegistry
+    registrar: Registrar  # registrations, batched in connect storms
     messages: MessageClient
     verifier: TokenVerifier
     # The short tasks of every connection (handshakes, sends in flight, deregistrations): held

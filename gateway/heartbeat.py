@@ -36,10 +36,16 @@ class Heartbeat:
             await self.beat()
 
     async def beat(self) -> None:
-        """Renew every registered local connection once."""
+        """Renew every registered local connection whose row was written an interval ago or
+        more. A younger row lives past the next beat anyway (it has more than `ttl - interval`
+        left, the next beat comes within an interval, and the interval is a third of the ttl),
+        so a connect storm is not followed by a heartbeat storm of rows just written."""
+        settings = self._gateway.settings
+        fresh = time.time() + settings.registry_ttl_seconds - settings.heartbeat_interval_seconds
         async with asyncio.TaskGroup() as renewals:
             for connection in self._gateway.connections:
-                if connection.registered and not connection.closing:
+                due = connection.registered and connection.row.expires_at <= fresh
+                if due and not connection.closing:
                     renewals.create_task(self._renew(connection))
 
     async def _renew(self, connection: LocalConnection) -> None:

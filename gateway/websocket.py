@@ -341,7 +341,7 @@ class GatewayWebSocket(asyncio.Protocol):
     ) -> None:
         gateway = self._gateway
         try:
-            await gateway.registry.register(connection.row)
+            await gateway.registrar.register(connection.row)
         except Exception as error:
             gateway.metrics.registry_errors.labels("register").inc()
             log.warning("could not register a connection: %s", error, extra=_extra(connection))

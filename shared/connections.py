@@ -13,13 +13,13 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from shared.dynamo import conditional
+from shared.dynamo import batch_put, conditional
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb.client import DynamoDBClient
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Connection:
     user_id: str
     device_id: str
@@ -36,6 +36,11 @@ class ConnectionRegistry:
     async def register(self, connection: Connection) -> None:
         """The newest connection of a device wins: a reconnect elsewhere takes its row over."""
         await self._db.put_item(TableName=self._table, Item=_item(connection))
+
+    async def register_many(self, connections: list[Connection]) -> None:
+        """`register` for many devices in one call per 25 (puts are unconditional); each device
+        at most once (DynamoDB refuses a batch that names a key twice)."""
+        await batch_put(self._db, self._table, [_item(connection) for connection in connections])
 
     async def heartbeat(self, connection: Connection) -> bool:
         """Extend this connection's row; False when another connection took the device over."""
