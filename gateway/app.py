@@ -9,12 +9,12 @@ from typing import Any
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
+from gateway.batching import backlogs, registrations
 from gateway.connections import LocalConnections
 from gateway.gateway import Gateway
 from gateway.heartbeat import Heartbeat
 from gateway.message_client import MessageClient
 from gateway.metrics import GatewayMetrics
-from gateway.registrar import Registrar
 from gateway.routes import router
 from gateway.settings import Settings
 from gateway.web_client import install_web_client
@@ -48,13 +48,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 )
             )
             registry = ConnectionRegistry(aws.dynamodb, settings.resources.connections_table)
+            messages = MessageClient(http)
             gateway = Gateway(
                 settings=settings,
                 metrics=metrics,
                 connections=LocalConnections(metrics),
                 registry=registry,
-                registrar=Registrar(registry),
-                messages=MessageClient(http),
+                messages=messages,
+                registrations=registrations(registry),
+                backlogs=backlogs(messages),
                 verifier=app.state.token_verifier,
             )
             # Under uvicorn the sessions have ended by the time this stops (its graceful

@@ -8,13 +8,13 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway.batching import Batcher
 from gateway.connections import LocalConnections
 from gateway.message_client import MessageClient
 from gateway.metrics import DisconnectReason, GatewayMetrics
-from gateway.registrar import Registrar
 from gateway.settings import Settings
 from shared.auth import TokenVerifier
-from shared.connections import ConnectionRegistry
+from shared.connections import Connection, ConnectionRegistry
 
 log = logging.getLogger("ferry.gateway")
 
@@ -27,8 +27,10 @@ class Gateway:
     metrics: GatewayMetrics
     connections: LocalConnections
     registry: ConnectionRegistry
-    registrar: Registrar  # registrations, batched in connect storms
     messages: MessageClient
+    # Registrations and backlog fetches of connecting devices, batched in connect storms.
+    registrations: Batcher[Connection, None]
+    backlogs: Batcher[tuple[str, str], list[dict[str, Any]]]
     verifier: TokenVerifier
     # The short tasks of every connection (handshakes, sends in flight, deregistrations): held
     # here so none is garbage-collected mid-flight, and shutdown can wait for them.

@@ -63,6 +63,20 @@ class _PendingPage(_Lenient):
     messages: list[dict[str, Any]]
 
 
+class _PendingResult(_Lenient):
+    status: int
+    messages: list[dict[str, Any]] = []
+    error: _ErrorDetail | None = None
+
+
+class _PendingResults(_Lenient):
+    results: list[_PendingResult]
+
+
+# Result of one device in a batch: its pending messages, or why not.
+Backlog = list[dict[str, Any]] | SendRejected | MessageServiceUnavailable
+
+
 @dataclass(frozen=True, slots=True)
 class Stored:
     """What a `sent` frame needs from the stored message."""
@@ -95,6 +109,16 @@ def _too_many_devices(content: bytes) -> SendRejected | None:
     if detail.code != "too_many_devices":
         return None
     return SendRejected(403, detail.code, detail.message)
+
+
+def _backlog(result: _PendingResult) -> Backlog:
+    """One device's result in a batch (pure)."""
+    if result.status == 200:
+        return result.messages
+    error = result.error
+    if result.status == 403 and error is not None and error.code == "too_many_devices":
+        return SendRejected(403, error.code, error.message)
+    return MessageServiceUnavailable(f"the pending messages could not be read ({result.status})")
 
 
 def _segment(value: str) -> str:
@@ -172,6 +196,37 @@ class MessageClient:
         except ValidationError as error:
             raise MessageServiceUnavailable("the Message Service answered an odd body") from error
         return page.messages
+
+    async def pending_many(self, devices: list[tuple[str, str]]) -> list[Backlog]:
+        """`pending` for many (user, device) at once: one result per device, in order."""
+        if len(devices) == 1:
+            return [await self._one_pending(*devices[0])]
+        body = {"devices": [{"user_id": user, "device_id": device} for user, device in devices]}
+        try:
+            response = await self._http.post("/internal/devices/pending", json=body)
+        except httpx.HTTPError as error:
+            raise MessageServiceUnavailable(
+                f"the Message Service is unreachable ({type(error).__name__})"
+            ) from error
+        if response.status_code in (404, 405):  # an older Message Service: one call each
+            return [await self._one_pending(user, device) for user, device in devices]
+        if response.status_code != 200:
+            raise MessageServiceUnavailable(
+                f"the pending messages could not be read ({response.status_code})"
+            )
+        try:
+            results = _PendingResults.model_validate_json(response.content).results
+        except ValidationError as error:
+            raise MessageServiceUnavailable("the Message Service answered an odd body") from error
+        if len(results) != len(devices):
+            raise MessageServiceUnavailable("the Message Service answered an odd body")
+        return [_backlog(result) for result in results]
+
+    async def _one_pending(self, user_id: str, device_id: str) -> Backlog:
+        try:
+            return await self.pending(user_id, device_id)
+        except (SendRejected, MessageServiceUnavailable) as error:
+            return error
 
     async def received(self, user_id: str, device_id: str, message_ids: list[str]) -> None:
         """This device has these messages: they stop being pending for it."""

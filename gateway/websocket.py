@@ -341,7 +341,7 @@ class GatewayWebSocket(asyncio.Protocol):
     ) -> None:
         gateway = self._gateway
         try:
-            await gateway.registrar.register(connection.row)
+            await gateway.registrations.submit(connection.row)
         except Exception as error:
             gateway.metrics.registry_errors.labels("register").inc()
             log.warning("could not register a connection: %s", error, extra=_extra(connection))
@@ -353,7 +353,7 @@ class GatewayWebSocket(asyncio.Protocol):
             try:
                 # One call: admits the device (403 beyond the account's limit) and reads what
                 # is pending for it.
-                backlog = await gateway.messages.pending(identity.user_id, identity.device_id)
+                backlog = await gateway.backlogs.submit((identity.user_id, identity.device_id))
             except SendRejected as refusal:
                 self._deny(refusal.status, refusal.code, refusal.message)
                 self._finish()
