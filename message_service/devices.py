@@ -39,15 +39,22 @@ class DeviceStore:
         self._devices = devices_table
         self._pending = pending_table
 
-    async def admit(self, user_id: str, device_id: str, *, now: datetime, limit: int) -> bool:
-        """Whether the device may be used: known already, or admitted now within `limit`."""
-        response = await self._db.get_item(
-            TableName=self._devices,
-            Key={"user_id": {"S": user_id}, "device_id": {"S": device_id}},
-            ConsistentRead=True,
-        )
-        if "Item" in response:
-            return True
+    async def admit(
+        self, user_id: str, device_id: str, *, now: datetime, limit: int, unknown: bool = False
+    ) -> bool:
+        """Whether the device may be used: known already, or admitted now within `limit`.
+
+        `unknown`: the caller has just seen that the device has no row (a failed `touch`), so
+        the lookup is skipped; a row written meanwhile still counts as known.
+        """
+        if not unknown:
+            response = await self._db.get_item(
+                TableName=self._devices,
+                Key={"user_id": {"S": user_id}, "device_id": {"S": device_id}},
+                ConsistentRead=True,
+            )
+            if "Item" in response:
+                return True
         try:
             await self._db.transact_write_items(
                 TransactItems=[
@@ -88,9 +95,10 @@ class DeviceStore:
             raise
         return True
 
-    async def touch(self, user_id: str, device_id: str, now: datetime) -> None:
-        """Note when a known device last connected (it must have been admitted)."""
-        with conditional():
+    async def touch(self, user_id: str, device_id: str, now: datetime) -> bool:
+        """Note when a known device last connected; False (nothing written) for a device that
+        has no row, i.e. was never admitted."""
+        with conditional() as write:
             await self._db.update_item(
                 TableName=self._devices,
                 Key={"user_id": {"S": user_id}, "device_id": {"S": device_id}},
@@ -98,6 +106,7 @@ class DeviceStore:
                 ConditionExpression="attribute_exists(device_id)",
                 ExpressionAttributeValues={":now": {"S": iso(now)}},
             )
+        return write.applied
 
     async def remove(self, user_id: str, device_id: str) -> None:
         """Forget a device (its place is free again) and what was pending for it."""

@@ -147,12 +147,21 @@ class MessagingService:
             return
         limit = self.settings.max_devices_per_user
         if not await self.devices.admit(user_id, device_id, now=utcnow(), limit=limit):
-            raise Forbidden(
-                f"this account already uses {limit} devices; remove one with "
-                "DELETE /v1/me/devices/{device_id}",
-                code="too_many_devices",
-            )
+            raise _too_many_devices(limit)
         self._admitted.add(key)
+
+    async def _admit_connecting(self, user_id: str, device_id: str) -> None:
+        """`admit_device` and note the connection, in as few writes as a connect storm allows:
+        a known device is one conditional update (its `last_seen`); a new one is that update
+        (refused: no row) and the admission, which writes `last_seen` itself."""
+        now = utcnow()
+        if await self.devices.touch(user_id, device_id, now):
+            self._admitted.add((user_id, device_id))
+            return
+        limit = self.settings.max_devices_per_user
+        if not await self.devices.admit(user_id, device_id, now=now, limit=limit, unknown=True):
+            raise _too_many_devices(limit)
+        self._admitted.add((user_id, device_id))
 
     async def remove_device(self, user_id: str, device_id: str) -> None:
         try:
@@ -605,8 +614,7 @@ class MessagingService:
 
         Asking admits the device (403 beyond the limit), so every later message is kept for it.
         """
-        await self.admit_device(user_id, device_id)
-        await self.devices.touch(user_id, device_id, utcnow())
+        await self._admit_connecting(user_id, device_id)
         pending = await self.deliveries.pending(user_id, device_id)
         if not pending:
             return []
@@ -674,3 +682,11 @@ def check_message_shape(body: SendMessage) -> None:
                 f"(this one is {len(decoded)})",
                 code="thumbnail_too_large",
             )
+
+
+def _too_many_devices(limit: int) -> Forbidden:
+    return Forbidden(
+        f"this account already uses {limit} devices; remove one with "
+        "DELETE /v1/me/devices/{device_id}",
+        code="too_many_devices",
+    )
