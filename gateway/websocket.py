@@ -296,6 +296,19 @@ class GatewayWebSocket(asyncio.Protocol):
         self._gateway.start(self._handshake(token, response), "handshake")
 
     async def _handshake(self, token: str, response: Response) -> None:
+        try:
+            await self._verify_register_and_open(token, response)
+        except BaseException:
+            # A bug (logged by the caller) or cancellation: never leave the client hanging.
+            self._deny(500, "internal_error", "the connection could not be set up")
+            connection = self._connection
+            if connection is not None and self._upgraded:
+                connection.close(DisconnectReason.SERVER_ERROR)
+            elif connection is not None:
+                self._finish()
+            raise
+
+    async def _verify_register_and_open(self, token: str, response: Response) -> None:
         gateway = self._gateway
         try:
             identity = await gateway.verifier.verify(token)
@@ -309,13 +322,7 @@ class GatewayWebSocket(asyncio.Protocol):
             self._deny(503, "unavailable", "this gateway is shutting down; connect again")
             return
         connection = self._connection = self._hold(identity)
-        try:
-            await self._register_and_open(identity, connection, response)
-        except BaseException:
-            if self._phase == _HANDSHAKE:
-                self._deny(500, "internal_error", "the connection could not be set up")
-                self._finish()
-            raise
+        await self._register_and_open(identity, connection, response)
 
     def _hold(self, identity: Identity) -> LocalConnection:
         gateway, settings = self._gateway, self._gateway.settings
@@ -372,8 +379,8 @@ class GatewayWebSocket(asyncio.Protocol):
         log.debug("connected", extra=_extra(connection))
         if not registered:
             connection.close(DisconnectReason.REGISTRY_UNAVAILABLE)
-        elif connection.close_request is not None:  # replaced or stopped meanwhile
-            request = connection.close_request
+        request = connection.close_request
+        if request is not None:  # not registered, or replaced or stopped meanwhile
             self.close(request.code, request.reason)
         elif backlog is not None:
             connection.deliver_pending(backlog)
