@@ -271,7 +271,15 @@ async def websocket_costs(fleet: LocalFleet, count: int) -> dict[str, Any]:
             return False
 
         ws_url = gateway_url.replace("http://", "ws://") + "/v1/ws"
+        before = fleet_cpu(fleet)
         ferry = await idle_connections(gateway_pid, ws_url, tokens, registered)
+        after = fleet_cpu(fleet)
+    # Where the connect time goes (whole run, warm-up included): the gateway's own CPU is a
+    # small part; the Message Service and the emulator behind both do most of the work.
+    ferry["cpu_ms_each_by_process"] = {
+        name: round((after[name] - before.get(name, 0.0)) / len(tokens) * 1000, 2)
+        for name in after
+    }
     secret = secrets.token_urlsafe(32)
     with bare_server("ws", secret) as (pid, port):
         bare_tokens = [issue_token(f"u{n}", secret) for n in range(count + WARMUP)]
