@@ -277,8 +277,7 @@ async def websocket_costs(fleet: LocalFleet, count: int) -> dict[str, Any]:
     # Where the connect time goes (whole run, warm-up included): the gateway's own CPU is a
     # small part; the Message Service and the emulator behind both do most of the work.
     ferry["cpu_ms_each_by_process"] = {
-        name: round((after[name] - before.get(name, 0.0)) / len(tokens) * 1000, 2)
-        for name in after
+        name: round((after[name] - before.get(name, 0.0)) / len(tokens) * 1000, 2) for name in after
     }
     secret = secrets.token_urlsafe(32)
     with bare_server("ws", secret) as (pid, port):
