@@ -88,8 +88,9 @@ class Batcher(Generic[T, R]):
 
 # DynamoDB's limit per BatchWriteItem.
 REGISTRATIONS_PER_CALL = 25
-# Devices per backlog request: small enough that one call answers well within its timeout.
-BACKLOGS_PER_CALL = 20
+# Devices per backlog request: small enough that one call answers well within its timeout
+# even when the Message Service is busy (a timed-out call fails every device in it).
+BACKLOGS_PER_CALL = 10
 CALLS_IN_FLIGHT = 4
 
 

@@ -160,8 +160,10 @@ async def fetch_backlog(gateway: Gateway, connection: LocalConnection, attempts:
         if connection.closing:
             return
         try:
-            messages = await gateway.messages.pending(
-                connection.row.user_id, connection.row.device_id
+            # Batched like the handshakes' fetches: after an outage, many connections retry at
+            # once, and one call each would add to the load that made them fail.
+            messages = await gateway.backlogs.submit(
+                (connection.row.user_id, connection.row.device_id)
             )
             break
         except (MessageServiceUnavailable, SendRejected) as error:

@@ -19,7 +19,7 @@ from tests.integration.test_message_path import create_conversation, send
 
 __all__ = ["gateway_url"]  # the fixture, imported to be used here
 
-# Devices connecting at once: more than one batch of backlog fetches (20) and of registry
+# Devices connecting at once: more than one batch of backlog fetches (10) and of registry
 # writes (25), small enough for the shared fleet.
 STORM = 30
 
