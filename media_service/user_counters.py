@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from botocore.exceptions import ClientError
 
+from media_service.slot_guards import Guard
 from shared.errors import RateLimited
 
 if TYPE_CHECKING:
@@ -102,11 +103,11 @@ class UserCounters:
         limits: SlotLimits,
         count_pending: CountPending,
         create: PutTypeDef | None = None,
-        also: Sequence[TransactWriteItemTypeDef] = (),
-        refusal: Exception | None = None,
+        guards: Sequence[Guard] = (),
     ) -> None:
-        """Take a slot for `owner` (and put `create`, the media row, in the same transaction),
-        or raise `RateLimited` (`rate_limited` or `too_many_pending_uploads`).
+        """Take a slot for `owner` (and put `create`, the media row, in the same transaction,
+        with `guards`), or raise `RateLimited` (`rate_limited` or `too_many_pending_uploads`),
+        or what the first refusing guard says (the counter's own refusal comes first).
 
         `count_pending` gives the true pending count; it is called only when the counter says
         the user is at the limit.
@@ -115,7 +116,7 @@ class UserCounters:
         busy = self._hints.get(owner, 0.0) >= moment
         for _ in range(MAX_ATTEMPTS):
             seen = await self._attempt(
-                owner, moment, limits, busy=busy, create=create, also=also, refusal=refusal
+                owner, moment, limits, busy=busy, create=create, guards=guards
             )
             if seen is None:
                 return
@@ -185,8 +186,7 @@ class UserCounters:
         *,
         busy: bool,
         create: PutTypeDef | None,
-        also: Sequence[TransactWriteItemTypeDef] = (),
-        refusal: Exception | None = None,
+        guards: Sequence[Guard] = (),
     ) -> _Seen | None:
         """None when the slot was taken (and the row put); else what the item held."""
         update = self._update(owner, moment, limits, busy=busy)
@@ -195,12 +195,16 @@ class UserCounters:
                 response = await self._db.update_item(**update, ReturnValues="UPDATED_NEW")
                 self._remember(owner, float(response["Attributes"]["slot_tat"]["N"]))
                 return None
-            items: list[TransactWriteItemTypeDef] = [{"Update": update}, {"Put": create}, *also]
+            items: list[TransactWriteItemTypeDef] = [
+                {"Update": update},
+                {"Put": create},
+                *(guard.item for guard in guards),
+            ]
             await self._db.transact_write_items(TransactItems=items)
         except ClientError as error:
-            if refusal is not None and _refused_beyond(error, 2):
-                # One of `also` (the owner's usage against the quota) refused.
-                raise refusal from error
+            refused = _refused_guard(error, guards, first=2)
+            if refused is not None:
+                raise refused from error
             return self._refusal(error)
         # A lower bound of the new `slot_tat` (exact when the bucket was idle): a next request
         # within one interval expects the bucket busy.
@@ -249,13 +253,16 @@ class UserCounters:
                 raise
 
 
-def _refused_beyond(error: ClientError, first: int) -> bool:
-    """Whether a cancelled transaction's items from `first` on refused their condition (and the
-    counter item's own did not: its refusal says more)."""
+def _refused_guard(error: ClientError, guards: Sequence[Guard], *, first: int) -> Exception | None:
+    """What the first refusing guard (items `first`... of a cancelled transaction) says, unless
+    the counter item (item 0) refused too: its refusal says more."""
     response = cast(dict[str, Any], error.response)
     if response.get("Error", {}).get("Code") != "TransactionCanceledException":
-        return False
+        return None
     reasons: list[dict[str, Any]] = list(response.get("CancellationReasons") or [])
     if reasons and reasons[0].get("Code") == "ConditionalCheckFailed":
-        return False
-    return any(reason.get("Code") == "ConditionalCheckFailed" for reason in reasons[first:])
+        return None
+    for guard, reason in zip(guards, reasons[first:], strict=False):
+        if reason.get("Code") == "ConditionalCheckFailed":
+            return guard.refused(reason.get("Item"))
+    return None
