@@ -3,8 +3,10 @@
 Why (issue 14, item 2): a slot used to cost five round trips (read and conditionally put a token
 bucket, query the pending GSI, look the blob up, put the media row), and one user's concurrent
 requests raced on the bucket until some got `429 rate_limited` from contention alone. Now a
-single-upload or dedup slot costs two: the blob lookup, then one transaction that updates this
-item (rate and pending checked by its condition) and puts the media row.
+single-upload slot for new bytes costs one: a transaction that updates this item (rate and
+pending checked by its condition), puts the media row, moves the usage item and carries the
+guards of `media_service.slot_guards` (no deduplicable blob, no user hold), which hand back
+what they found when they refuse.
 
 The item `user#<owner>` lives in the rate-limits table (key `bucket_key`, no TTL attribute, so
 it stays) and holds:
@@ -24,8 +26,8 @@ it stays) and holds:
   it. So no other code path (the worker's commit, expiry, deletion) has to keep it exact, and
   the GSI is read once per `MAX_PENDING_UPLOADS - pending` slots instead of on every slot.
 
-Per-user quotas (bytes stored, `GET /v1/me/usage`) belong on this same item: another attribute
-in the same conditional update, no extra round trip.
+Per-user quotas (bytes stored, `GET /v1/me/usage`) live on a usage item beside this one
+(`shared.usage`), moved in the same transaction: no extra round trip.
 """
 
 from __future__ import annotations
