@@ -32,7 +32,9 @@ Per-user quotas (bytes stored, `GET /v1/me/usage`) live on a usage item beside t
 
 from __future__ import annotations
 
+import asyncio
 import math
+import random
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -42,6 +44,7 @@ from typing import TYPE_CHECKING, Any, cast
 from botocore.exceptions import ClientError
 
 from media_service.slot_guards import Guard
+from shared.dynamo import is_transaction_conflict
 from shared.errors import RateLimited
 
 if TYPE_CHECKING:
@@ -58,6 +61,8 @@ MAX_ATTEMPTS = 4
 PENDING_RETRY_AFTER_SECONDS = 30
 # Owners whose last `slot_tat` this instance remembers (to guess the update's shape).
 HINTS_KEPT = 10_000
+# First retry of a transaction cancelled by a conflict waits up to this long, doubling.
+CONFLICT_BACKOFF_SECONDS = 0.01
 
 
 def _number(value: float) -> str:
@@ -86,6 +91,8 @@ class _Seen:
 
     slot_tat: float | None
     pending: int
+    # Another transaction held one of the items: nothing was refused, try again.
+    conflict: bool = False
 
 
 CountPending = Callable[[], Awaitable[int]]
@@ -116,12 +123,17 @@ class UserCounters:
         """
         moment = now.timestamp()
         busy = self._hints.get(owner, 0.0) >= moment
-        for _ in range(MAX_ATTEMPTS):
+        for attempt in range(MAX_ATTEMPTS):
             seen = await self._attempt(
                 owner, moment, limits, busy=busy, create=create, guards=guards
             )
             if seen is None:
                 return
+            if seen.conflict:
+                # DynamoDB cancels a transaction that meets another one on the same item (the
+                # user's own concurrent slots, or others checking the same blob): jittered retry.
+                await asyncio.sleep(random.uniform(0, CONFLICT_BACKOFF_SECONDS * 2**attempt))
+                continue
             if seen.slot_tat is not None and seen.slot_tat > moment + limits.tolerance:
                 self._remember(owner, seen.slot_tat)
                 wait = math.ceil(seen.slot_tat - limits.tolerance - moment)
@@ -207,6 +219,8 @@ class UserCounters:
             refused = _refused_guard(error, guards, first=2)
             if refused is not None:
                 raise refused from error
+            if is_transaction_conflict(error):
+                return _Seen(slot_tat=None, pending=0, conflict=True)
             return self._refusal(error)
         # A lower bound of the new `slot_tat` (exact when the bucket was idle): a next request
         # within one interval expects the bucket busy.
