@@ -12,6 +12,12 @@ its peak memory (VmHWM) is one job's and nothing else's. Modes:
 
 Each child thumbnails `runs` photos (textured, made by `bench.media`), cycling over the ones
 given; it reports per-photo wall and CPU (process-wide, every thread) medians. Numbers only.
+Ferry and pyvips may use two threads each (libvips' pool, Ferry's `ImageLimits.threads`); the
+Pillow cascade uses one. Ferry's figure also includes work the anchors do not do (the pHash
+moderation scan of thumb_1280, the blurhash, writing the files): it is the worker's real job.
+
+`--quality`: what each engine's thumbnails look like next to an exact reference (Lanczos from
+the full-size decode, no DCT scaling): PSNR and SSIM of the decoded WebP/JPEG files, per size.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import math
 import statistics
 import sys
 import tempfile
@@ -39,10 +46,12 @@ def pyvips_available() -> str | None:
     return f"{pyvips.version(0)}.{pyvips.version(1)}.{pyvips.version(2)}"
 
 
-def _pillow(source: Path, fmt: str, settings: dict[str, Any]) -> int:
+def _pillow(source: Path, fmt: str, settings: dict[str, Any], *, keep: bool = False) -> Any:
+    """The bytes written (or, with `keep`, the files themselves, largest first)."""
     from PIL import Image, ImageOps
 
     written = 0
+    kept: list[bytes] = []
     with Image.open(source) as im:
         edge = settings["sizes"][0]
         im.draft("RGB", (edge, edge))
@@ -62,13 +71,17 @@ def _pillow(source: Path, fmt: str, settings: dict[str, Any]) -> int:
                     out, "JPEG", quality=settings["quality"], optimize=settings["jpeg_optimize"]
                 )
             written += out.tell()
-    return written
+            if keep:
+                kept.append(out.getvalue())
+    return kept if keep else written
 
 
-def _pyvips(source: Path, fmt: str, settings: dict[str, Any]) -> int:
+def _pyvips(source: Path, fmt: str, settings: dict[str, Any], *, keep: bool = False) -> Any:
+    """The bytes written (or, with `keep`, the files themselves, largest first)."""
     import pyvips
 
     written = 0
+    kept: list[bytes] = []
     current = pyvips.Image.thumbnail(str(source), settings["sizes"][0])
     for index, edge in enumerate(settings["sizes"]):
         if index:
@@ -83,7 +96,9 @@ def _pyvips(source: Path, fmt: str, settings: dict[str, Any]) -> int:
                 Q=settings["quality"], optimize_coding=settings["jpeg_optimize"], keep="none"
             )
         written += len(data)
-    return written
+        if keep:
+            kept.append(data)
+    return kept if keep else written
 
 
 def _ferry(source: Path, fmt: str, out: Path) -> int:
@@ -168,12 +183,94 @@ def measure(sources: list[Path], runs: int, formats: tuple[str, ...] = FORMATS) 
     return results
 
 
+def _psnr_ssim(made: Any, reference: Any) -> tuple[float, float]:
+    """PSNR (dB) and mean SSIM (7x7 box windows, per channel) of two HxWx3 float arrays."""
+    import numpy as np
+
+    mse = float(np.mean((made - reference) ** 2))
+    psnr = 10 * math.log10(255**2 / mse) if mse else math.inf
+
+    def mean7(x: Any) -> Any:
+        total = np.pad(x.cumsum(0).cumsum(1), ((1, 0), (1, 0), (0, 0)))
+        return (total[7:, 7:] - total[:-7, 7:] - total[7:, :-7] + total[:-7, :-7]) / 49
+
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    ma, mb = mean7(made), mean7(reference)
+    va, vb = mean7(made * made) - ma * ma, mean7(reference * reference) - mb * mb
+    cov = mean7(made * reference) - ma * mb
+    ssim = ((2 * ma * mb + c1) * (2 * cov + c2)) / ((ma * ma + mb * mb + c1) * (va + vb + c2))
+    return psnr, float(ssim.mean())
+
+
+def quality(sources: list[Path]) -> dict[str, Any]:
+    """Per engine, format and size: mean PSNR/SSIM against Lanczos from the full-size decode,
+    and the mean file size. Ferry's files come from `derive_image`; the anchors' from the same
+    code as their timing modes (`_pillow`, `_pyvips`), kept here as files."""
+    import numpy as np
+    from PIL import Image
+
+    from bench.adapter import thumb_settings
+
+    settings = thumb_settings()
+    scores: dict[str, list[tuple[float, float, int]]] = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        for n, source in enumerate(sources):
+            with Image.open(source) as full:
+                pixels = full.convert("RGB")
+                pixels.load()
+            for fmt in FORMATS:
+                made = _thumb_files(source, fmt, settings, Path(scratch) / f"{n}-{fmt}")
+                for engine, by_edge in made.items():
+                    for edge, data in by_edge.items():
+                        with Image.open(io.BytesIO(data)) as thumb:
+                            got = np.asarray(thumb.convert("RGB"), dtype=np.float64)
+                        size = (got.shape[1], got.shape[0])
+                        want = np.asarray(
+                            pixels.resize(size, Image.Resampling.LANCZOS), dtype=np.float64
+                        )
+                        psnr, ssim = _psnr_ssim(got, want)
+                        scores.setdefault(f"{engine}/{fmt}/{edge}", []).append(
+                            (psnr, ssim, len(data))
+                        )
+    return {
+        key: {
+            "psnr": statistics.mean(v[0] for v in values),
+            "ssim": statistics.mean(v[1] for v in values),
+            "bytes": statistics.mean(v[2] for v in values),
+        }
+        for key, values in scores.items()
+    }
+
+
+def _thumb_files(
+    source: Path, fmt: str, settings: dict[str, Any], out: Path
+) -> dict[str, dict[int, bytes]]:
+    """Each engine's thumbnails of `source` in `fmt`, by longest edge."""
+    from bench.adapter import ferry_thumbnails
+
+    made: dict[str, dict[int, bytes]] = {}
+    ferry_thumbnails(source, out, fmt)
+    made["ferry"] = {
+        int(path.stem.removeprefix("thumb_")): path.read_bytes()
+        for path in sorted(out.glob("thumb_*"))
+    }
+    made["pillow"] = dict(
+        zip(settings["sizes"], _pillow(source, fmt, settings, keep=True), strict=True)
+    )
+    if pyvips_available() is not None:
+        made["pyvips"] = dict(
+            zip(settings["sizes"], _pyvips(source, fmt, settings, keep=True), strict=True)
+        )
+    return made
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.image_thumbs", description=__doc__)
     parser.add_argument("--child", choices=MODES)
     parser.add_argument("--format", choices=FORMATS, default="webp")
     parser.add_argument("--runs", type=int, default=6)
     parser.add_argument("--make", type=int, metavar="COUNT", help="write COUNT photos to DIR")
+    parser.add_argument("--quality", action="store_true", help="PSNR/SSIM against a reference")
     parser.add_argument("paths", nargs="*", type=Path)
     args = parser.parse_args(argv)
     if args.make:
@@ -187,7 +284,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench.procs import run_module
 
         paths: list[str] = run_module("bench.image_thumbs", "--make", "3", scratch).report["paths"]
-        print(json.dumps(measure([Path(p) for p in paths], args.runs), indent=2))
+        sources = [Path(p) for p in paths]
+        print(
+            json.dumps(quality(sources) if args.quality else measure(sources, args.runs), indent=2)
+        )
     return 0
 
 

@@ -162,7 +162,7 @@ def resize(
     if bands == 1:
         result = parts[0]
     else:
-        result = Image.new(source.mode, size)
+        result = Image.new(source.mode, size, None)  # not filled: the bands cover it all
         for first, part in zip(cuts, parts, strict=False):
             result.paste(part, (0, first))
     if result.mode != mode:
