@@ -188,7 +188,8 @@ def derive_image(
         }
         pillow_format, extension, content_type = THUMB_FORMATS[thumb_format]
         # The helper encodes the largest thumbnail while this thread has it judged; nothing is
-        # written before the verdict.
+        # written before the verdict. Scanners only read the picture (the cascade starts from
+        # it, so they never could change it), and only the helper saves it.
         largest_bytes = shared.later(functools.partial(_encode, largest, pillow_format, limits))
         if review is not None:
             try:
