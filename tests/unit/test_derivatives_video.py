@@ -249,9 +249,7 @@ def _audio_of(playlist: Path) -> tuple[list[bytes], float]:
     return packets, samples / 48_000
 
 
-def test_every_rung_carries_the_same_complete_audio(
-    media_dir: Path, tmp_path: Path
-) -> None:
+def test_every_rung_carries_the_same_complete_audio(media_dir: Path, tmp_path: Path) -> None:
     source = media.h264_mp4(media_dir / "two_rungs.mp4", width=320, height=180, seconds=2.5)
     limits = AvLimits(ladder=((90, 150_000), (180, 300_000)), segment_seconds=1)
     derive_video(source, tmp_path, limits=limits)
