@@ -3,9 +3,10 @@
 Pillow's resampler releases the GIL, so a resize splits into bands of rows that two threads
 compute at once: each band is `Image.resize` with a `box` (the band's rows of the source, in
 fractional source coordinates), which places every kernel where the whole-image resize puts it.
-`Work` shares a derivation's tasks between the calling thread and one helper
-thread; a task the helper has not started yet, the caller runs itself, so a helper busy with a
-long encode never makes the caller wait for work it could do.
+`Work` shares a derivation's tasks between the calling thread and one helper thread; a task the
+helper has not started yet, the caller runs itself, so a helper busy with a long encode never
+makes the caller wait for work it could do. Same CPU as one thread; what it buys is latency
+(libvips, the bench's anchor, runs its own thread pool too).
 """
 
 from __future__ import annotations
