@@ -13,8 +13,10 @@ its peak memory (VmHWM) is one job's and nothing else's. Modes:
 Each child thumbnails `runs` photos (textured, made by `bench.media`), cycling over the ones
 given; it reports per-photo wall and CPU (process-wide, every thread) medians. Numbers only.
 Ferry and pyvips may use two threads each (libvips' pool, Ferry's `ImageLimits.threads`); the
-Pillow cascade uses one. Ferry's figure also includes work the anchors do not do (the pHash
-moderation scan of thumb_1280, the blurhash, writing the files): it is the worker's real job.
+Pillow cascade uses one. The worker's job also hashes thumb_1280 for moderation (pHash: a 32x32
+gray Lanczos sample and its DCT), computes the blurhash of thumb_320 and writes three files:
+both anchors do the same, each with its own library's resize (`_worker_extras`), so every mode
+measures the same work.
 
 `--quality`: what each engine's thumbnails look like next to an exact reference (Lanczos from
 the full-size decode, no DCT scaling): PSNR and SSIM of the decoded WebP/JPEG files, per size.
@@ -46,12 +48,44 @@ def pyvips_available() -> str | None:
     return f"{pyvips.version(0)}.{pyvips.version(1)}.{pyvips.version(2)}"
 
 
-def _pillow(source: Path, fmt: str, settings: dict[str, Any], *, keep: bool = False) -> Any:
+# pHash's DCT-II basis: the 8 lowest frequencies over 32 samples.
+_DCT = [[math.cos(math.pi * (2 * n + 1) * k / 64) for n in range(32)] for k in range(8)]
+
+
+def _worker_extras(gray32: bytes, rgb: bytes, size: tuple[int, int], files: list[bytes],
+                   out: Path | None) -> None:  # fmt: skip
+    """What the worker does besides thumbnailing, given a 32x32 gray sample of thumb_1280 and
+    a small RGB sample of thumb_320: the pHash (the same arithmetic as the worker's), the
+    blurhash (the same C encoder), and the files written to `out`."""
+    from blurhash import _functions as blurhash_c
+
+    rows = [gray32[n * 32 : (n + 1) * 32] for n in range(32)]
+    across = [[math.fsum(map(float.__mul__, b, map(float, row))) for b in _DCT] for row in rows]
+    terms = [
+        round(math.fsum(b[n] * across[n][v] for n in range(32)), 6) for b in _DCT for v in range(8)
+    ]
+    threshold = sorted(terms[1:])[31]
+    sum(int(term > threshold) << n for n, term in enumerate(terms))
+    ffi, lib = blurhash_c.ffi, blurhash_c.lib
+    lib.create_hash_from_pixels(
+        4, 3, size[0], size[1], ffi.from_buffer("uint8_t[]", rgb), size[0] * 3,
+        ffi.new("char[]", 200),
+    )  # fmt: skip
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        for n, data in enumerate(files):
+            (out / f"thumb_{n}").write_bytes(data)
+
+
+def _pillow(
+    source: Path, fmt: str, settings: dict[str, Any], *, keep: bool = False, out: Path | None = None
+) -> Any:
     """The bytes written (or, with `keep`, the files themselves, largest first)."""
     from PIL import Image, ImageOps
 
     written = 0
     kept: list[bytes] = []
+    gray32 = b""
     with Image.open(source) as im:
         edge = settings["sizes"][0]
         im.draft("RGB", (edge, edge))
@@ -61,27 +95,34 @@ def _pillow(source: Path, fmt: str, settings: dict[str, Any], *, keep: bool = Fa
             if scale < 1:
                 size = (max(1, round(current.width * scale)), max(1, round(current.height * scale)))
                 current = current.resize(size, Image.Resampling.LANCZOS, reducing_gap=2.0)
-            out = io.BytesIO()
+            buffer = io.BytesIO()
             if fmt == "webp":
                 current.save(
-                    out, "WEBP", quality=settings["quality"], method=settings["webp_method"]
+                    buffer, "WEBP", quality=settings["quality"], method=settings["webp_method"]
                 )
             else:
                 current.save(
-                    out, "JPEG", quality=settings["quality"], optimize=settings["jpeg_optimize"]
+                    buffer, "JPEG", quality=settings["quality"], optimize=settings["jpeg_optimize"]
                 )
-            written += out.tell()
-            if keep:
-                kept.append(out.getvalue())
+            written += buffer.tell()
+            kept.append(buffer.getvalue())
+            if not gray32:
+                gray32 = current.convert("L").resize((32, 32), Image.Resampling.LANCZOS).tobytes()
+        sample = current.copy()
+        sample.thumbnail((32, 32), Image.Resampling.BOX)
+        _worker_extras(gray32, sample.tobytes(), sample.size, kept, out)
     return kept if keep else written
 
 
-def _pyvips(source: Path, fmt: str, settings: dict[str, Any], *, keep: bool = False) -> Any:
+def _pyvips(
+    source: Path, fmt: str, settings: dict[str, Any], *, keep: bool = False, out: Path | None = None
+) -> Any:
     """The bytes written (or, with `keep`, the files themselves, largest first)."""
     import pyvips
 
     written = 0
     kept: list[bytes] = []
+    gray32 = b""
     current = pyvips.Image.thumbnail(str(source), settings["sizes"][0])
     for index, edge in enumerate(settings["sizes"]):
         if index:
@@ -96,8 +137,12 @@ def _pyvips(source: Path, fmt: str, settings: dict[str, Any], *, keep: bool = Fa
                 Q=settings["quality"], optimize_coding=settings["jpeg_optimize"], keep="none"
             )
         written += len(data)
-        if keep:
-            kept.append(data)
+        kept.append(data)
+        if not gray32:
+            gray = current.colourspace("b-w")[0]
+            gray32 = gray.resize(32 / gray.width, vscale=32 / gray.height).write_to_memory()
+    sample = current.thumbnail_image(32)
+    _worker_extras(gray32, sample.write_to_memory(), (sample.width, sample.height), kept, out)
     return kept if keep else written
 
 
@@ -127,9 +172,9 @@ def child(mode: str, fmt: str, sources: list[Path], runs: int) -> dict[str, Any]
                 if mode == "ferry":
                     output_bytes = _ferry(source, fmt, Path(scratch) / str(run))
                 elif mode == "pillow":
-                    output_bytes = _pillow(source, fmt, settings)
+                    output_bytes = _pillow(source, fmt, settings, out=Path(scratch) / str(run))
                 else:
-                    output_bytes = _pyvips(source, fmt, settings)
+                    output_bytes = _pyvips(source, fmt, settings, out=Path(scratch) / str(run))
                 walls.append(time.perf_counter() - wall)
                 cpus.append(time.process_time() - cpu)
     return {
