@@ -93,12 +93,16 @@ class DerivePool:
     async def run_isolated(self, job: Callable[[], T]) -> T:
         """Run `job` in a process of its own; BrokenProcessPool means this job killed it."""
         async with self._isolated_slots:
-            executor = self._executor_of(1)
+            # In threads, as `run`: creating an executor and submitting to it spawn processes.
+            executor = await asyncio.to_thread(self._executor_of, 1)
             try:
-                return await asyncio.get_running_loop().run_in_executor(executor, job)
+                submitted = await asyncio.to_thread(_submit, executor, job, [])
+                return await asyncio.wrap_future(submitted)
             finally:
                 # Not waiting: its one process exits once its job is done (or is already gone).
-                executor.shutdown(wait=False, cancel_futures=True)
+                await asyncio.shield(
+                    asyncio.to_thread(executor.shutdown, wait=False, cancel_futures=True)
+                )
 
     async def close(self) -> None:
         """Off the event loop: waiting for running jobs to finish blocks."""

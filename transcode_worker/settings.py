@@ -35,6 +35,7 @@ class Settings(ServiceSettings):
     # loop (verification, which the sender waits for) comes first, images and voice notes
     # next, videos last, so a transcode takes only the CPU that photos leave idle.
     process_pool_niceness: int = Field(10, ge=0, le=19)
+    # The video pool's, likewise (19: CFS weight 15 against the image pool's 110).
     video_pool_niceness: int = Field(19, ge=0, le=19)
     # As the Media Service's: bytes that land this long after their slot expired are deleted
     # and the media settled `expired` (an upload started just before expiry still lands).
@@ -78,6 +79,7 @@ class Settings(ServiceSettings):
     # by the commit step for their derivation, which then reads no original from storage;
     # at most this many bytes in all (0: off; the oldest go first, and after 10 minutes).
     original_spool_bytes: int = Field(256 * MIB, ge=0)
+    # Larger originals (long videos) are not spooled: their derivation downloads them.
     original_spool_file_bytes: int = Field(32 * MIB, ge=0)
     # Derivative uploads in flight per job.
     upload_concurrency: int = Field(4, ge=1, le=64)
