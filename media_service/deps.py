@@ -1,4 +1,8 @@
-"""Typed dependencies: routes receive the parts built in the lifespan, never a global."""
+"""Typed dependencies: routes receive the parts built in the lifespan, never a global.
+
+Each is `async def`: FastAPI runs a plain `def` dependency in its thread pool, a thread hop
+per request for what is one attribute read.
+"""
 
 from __future__ import annotations
 
@@ -16,17 +20,17 @@ from media_service.uploads import Uploads
 from shared.media_records import MediaRecords
 
 
-def get_uploads(request: Request) -> Uploads:
+async def get_uploads(request: Request) -> Uploads:
     uploads: Uploads = request.app.state.uploads
     return uploads
 
 
-def get_serving(request: Request) -> Serving:
+async def get_serving(request: Request) -> Serving:
     serving: Serving = request.app.state.serving
     return serving
 
 
-def get_records(request: Request) -> MediaRecords:
+async def get_records(request: Request) -> MediaRecords:
     records: MediaRecords = request.app.state.records
     return records
 
@@ -36,7 +40,7 @@ ServingDep = Annotated[Serving, Depends(get_serving)]
 RecordsDep = Annotated[MediaRecords, Depends(get_records)]
 
 
-def get_holds(request: Request) -> Holds:
+async def get_holds(request: Request) -> Holds:
     holds: Holds = request.app.state.holds
     return holds
 
@@ -47,22 +51,22 @@ HoldsDep = Annotated[Holds, Depends(get_holds)]
 # --- governance (media_service.governance_routes); AdminCaller is in shared.http ------------
 
 
-def get_quotas(request: Request) -> Quotas:
+async def get_quotas(request: Request) -> Quotas:
     quotas: Quotas = request.app.state.quotas
     return quotas
 
 
-def get_quarantine(request: Request) -> Quarantine:
+async def get_quarantine(request: Request) -> Quarantine:
     quarantine: Quarantine = request.app.state.quarantine
     return quarantine
 
 
-def get_erasure(request: Request) -> Erasure:
+async def get_erasure(request: Request) -> Erasure:
     erasure: Erasure = request.app.state.erasure
     return erasure
 
 
-def get_audit(request: Request) -> AuditLog:
+async def get_audit(request: Request) -> AuditLog:
     """The audit log: every admin route records what it did (`await audit.record(...)`)."""
     audit: AuditLog = request.app.state.audit
     return audit

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from media_service.cdn import CloudFrontUrlSigner
+from media_service.presign import PutUrlSigner
 from shared.aws import error_code
 from shared.errors import Conflict, Unprocessable
 from shared.lifecycle import RESTORE_NEEDED_CLASSES
@@ -47,6 +48,8 @@ class MediaBucket:
     ) -> None:
         self._s3 = s3
         self._presigner = presigner if presigner is not None else s3
+        # Every slot signs one PUT: the same URLs, without the client's per-call machinery.
+        self._put_urls = PutUrlSigner(self._presigner, bucket)
         self._cdn = cdn
         self.bucket = bucket
 
@@ -56,16 +59,12 @@ class MediaBucket:
         """A PUT URL for one key whose signature covers type, exact length and SHA-256,
         so real S3 refuses any other bytes."""
         checksum = sha256_hex_to_base64(sha256_hex)
-        url = await self._presigner.generate_presigned_url(
-            "put_object",
-            Params={
-                "Bucket": self.bucket,
-                "Key": key,
-                "ContentType": content_type,
-                "ContentLength": size,
-                "ChecksumSHA256": checksum,
-            },
-            ExpiresIn=ttl_seconds,
+        url = await self._put_urls.sign(
+            key,
+            content_type=content_type,
+            size=size,
+            checksum=checksum,
+            ttl_seconds=ttl_seconds,
         )
         return SignedRequest(
             url=url,

@@ -7,6 +7,7 @@ commit step verifies what arrived.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
@@ -20,6 +21,15 @@ from media_service.planning import (
     proof_matches,
 )
 from media_service.retention import Policy, next_due
+from media_service.slot_guards import (
+    DedupPossible,
+    Guard,
+    UserHeld,
+    deduplicable,
+    hold_fields,
+    no_dedup_guard,
+    no_hold_guard,
+)
 from media_service.user_counters import SlotLimits, UserCounters
 from shared import keys
 from shared.clock import utcnow
@@ -56,9 +66,6 @@ from shared.models import (
 
 log = logging.getLogger("ferry.media")
 
-# Settled blobs whose outcome a deduplicated media may share (a failed one is never offered).
-DEDUPLICABLE_OUTCOMES = frozenset({MediaState.READY, MediaState.BLOCKED})
-
 
 class OpenMultipart(NamedTuple):
     record: MediaRecord
@@ -77,29 +84,59 @@ class Uploads(UsesMediaParts):
         with counting_refusals(self.metrics.refusals):
             media_type = self._admit(request)
             now = utcnow()
-            # A user under legal hold: every new media of theirs is held from its first moment.
-            held = await self._user_hold_fields(owner)
-            # Two DynamoDB round trips for a single or dedup slot: this lookup, then one
-            # transaction (the user's counter item and the media row: `_take_slot`).
-            blob = await self.records.get_blob(keys.blob_key(media_type.value, request.sha256))
-            if blob is not None and self._can_dedup(blob, request):
-                return await self._dedup_slot(owner, request, media_type, blob, now, held)
             plan = plan_upload(
                 request.size,
                 threshold=self.settings.multipart_threshold_bytes,
                 part_size=self.settings.multipart_part_size_bytes,
             )
             if isinstance(plan, MultipartPlan):
-                # Admitted first: a refused request must not open an S3 session.
-                await self._take_slot(owner, now, None)
-                return await self._multipart_slot(owner, request, media_type, plan, now, held)
-            return await self._single_slot(owner, request, media_type, now, held)
+                return await self._multipart_or_dedup(owner, request, media_type, plan, now)
+            # One DynamoDB round trip for new bytes of a user not under hold: a transaction
+            # whose guards (`slot_guards`) refuse, handing back what they found, only when the
+            # bytes can be deduplicated or the user is held; then the slot is written again
+            # knowing it (two round trips). Each is learnt at most once.
+            blob: BlobRecord | None = None
+            hold: str | None = None
+            hold_known = False
+            for _ in range(3):
+                held = hold_fields(hold)
+                try:
+                    if blob is not None:
+                        return await self._dedup_slot(
+                            owner, request, media_type, blob, now, held, guard_hold=not hold_known
+                        )
+                    return await self._single_slot(
+                        owner, request, media_type, now, held, guard_hold=not hold_known
+                    )
+                except DedupPossible as found:
+                    blob = found.blob
+                except UserHeld as found:
+                    hold, hold_known = found.reason, True
+            raise RuntimeError("a slot's guards kept refusing")  # each is learnt once: never
+
+    async def _multipart_or_dedup(
+        self,
+        owner: str,
+        request: UploadRequest,
+        media_type: MediaType,
+        plan: MultipartPlan,
+        now: datetime,
+    ) -> UploadSlot:
+        """Large uploads read the hold and the blob first: a refused or deduplicated request
+        must not open an S3 multipart session."""
+        held = await self._user_hold_fields(owner)
+        blob = await self.records.get_blob(keys.blob_key(media_type.value, request.sha256))
+        if blob is not None and deduplicable(blob, request):
+            return await self._dedup_slot(
+                owner, request, media_type, blob, now, held, guard_hold=False
+            )
+        # Admitted first: a refused request must not open an S3 session.
+        await self._take_slot(owner, now, None)
+        return await self._multipart_slot(owner, request, media_type, plan, now, held)
 
     async def _user_hold_fields(self, owner: str) -> dict[str, object]:
         hold = await self.lifecycle.user_hold(owner)
-        if hold is None:
-            return {}
-        return {"user_hold": True, "legal_hold_reason": str(hold.get("reason", ""))}
+        return hold_fields(None if hold is None else str(hold.get("reason", "")))
 
     def _admit(self, request: UploadRequest) -> MediaType:
         media_type = media_type_of(request.content_type)
@@ -113,18 +150,28 @@ class Uploads(UsesMediaParts):
             )
         return media_type
 
-    async def _take_slot(self, owner: str, now: datetime, record: MediaRecord | None) -> None:
+    async def _take_slot(
+        self,
+        owner: str,
+        now: datetime,
+        record: MediaRecord | None,
+        guards: Sequence[Guard] = (),
+    ) -> None:
         """Count a slot against the user's rate and pending limits (a dedup challenge is
-        pending too: unanswered ones must not pile up either), putting `record` with it."""
+        pending too: unanswered ones must not pile up either), putting `record` with it, in
+        one transaction with `guards`."""
 
         async def count_pending() -> int:
             return await self.records.count_pending(owner, now, self.settings.max_pending_uploads)
 
         quota = self.settings.quota_bytes_per_user
-        usage = None
+        checks = list(guards)
         if record is not None:
             # The owner's usage item moves (within the quota) in the same transaction.
             record, usage = self.records.counted_slot(record, quota)
+            if usage is not None:
+                refusal = self.records.quota_refusal(record, quota)
+                checks.append(Guard(item=usage, refused=lambda _item: refusal))
         await self.counters.admit(
             owner,
             now=now,
@@ -134,18 +181,7 @@ class Uploads(UsesMediaParts):
             ),
             count_pending=count_pending,
             create=self.records.create_request(record) if record is not None else None,
-            also=[usage] if usage is not None else [],
-            refusal=self.records.quota_refusal(record, quota) if record is not None else None,
-        )
-
-    @staticmethod
-    def _can_dedup(blob: BlobRecord, request: UploadRequest) -> bool:
-        return (
-            blob.outcome in DEDUPLICABLE_OUTCOMES
-            and blob.refcount > 0
-            and blob.object_key is not None
-            and blob.size == request.size
-            and blob.content_type == request.content_type
+            guards=checks,
         )
 
     def _new_record(
@@ -185,6 +221,8 @@ class Uploads(UsesMediaParts):
         media_type: MediaType,
         now: datetime,
         held: dict[str, object],
+        *,
+        guard_hold: bool,
     ) -> UploadSlot:
         ttl = self.settings.single_upload_ttl_seconds
         expires_at = now + timedelta(seconds=ttl)
@@ -199,6 +237,18 @@ class Uploads(UsesMediaParts):
             pending_owner=owner,
             **held,
         )
+        guards = [
+            no_dedup_guard(
+                self.records.blobs_table,
+                keys.blob_key(media_type.value, request.sha256),
+                request,
+            )
+        ]
+        if guard_hold:
+            guards.append(no_hold_guard(self.records.media_table, owner))
+        await self._take_slot(owner, now, record, guards)
+        # Signed once the slot is taken: a refused or deduplicated request signs nothing (the
+        # signature is computed here, no I/O; it cannot leave the row half-made).
         signed = await self.bucket.sign_put(
             record.object_key,
             content_type=request.content_type,
@@ -206,7 +256,6 @@ class Uploads(UsesMediaParts):
             sha256_hex=request.sha256,
             ttl_seconds=ttl,
         )
-        await self._take_slot(owner, now, record)
         self._count_slot(media_type, "single", request.size)
         return UploadSlot(
             media_id=record.media_id,
@@ -268,6 +317,8 @@ class Uploads(UsesMediaParts):
         blob: BlobRecord,
         now: datetime,
         held: dict[str, object],
+        *,
+        guard_hold: bool,
     ) -> UploadSlot:
         challenge = new_challenge(request.size, self.settings.dedup_proof_bytes)
         expires_at = now + timedelta(seconds=self.settings.proof_ttl_seconds)
@@ -289,7 +340,8 @@ class Uploads(UsesMediaParts):
             ),
             **held,
         )
-        await self._take_slot(owner, now, record)
+        guards = [no_hold_guard(self.records.media_table, owner)] if guard_hold else []
+        await self._take_slot(owner, now, record, guards)
         self._count_slot(media_type, "dedup", request.size)
         return UploadSlot(
             media_id=record.media_id,

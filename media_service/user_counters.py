@@ -3,8 +3,10 @@
 Why (issue 14, item 2): a slot used to cost five round trips (read and conditionally put a token
 bucket, query the pending GSI, look the blob up, put the media row), and one user's concurrent
 requests raced on the bucket until some got `429 rate_limited` from contention alone. Now a
-single-upload or dedup slot costs two: the blob lookup, then one transaction that updates this
-item (rate and pending checked by its condition) and puts the media row.
+single-upload slot for new bytes costs one: a transaction that updates this item (rate and
+pending checked by its condition), puts the media row, moves the usage item and carries the
+guards of `media_service.slot_guards` (no deduplicable blob, no user hold), which hand back
+what they found when they refuse.
 
 The item `user#<owner>` lives in the rate-limits table (key `bucket_key`, no TTL attribute, so
 it stays) and holds:
@@ -24,13 +26,15 @@ it stays) and holds:
   it. So no other code path (the worker's commit, expiry, deletion) has to keep it exact, and
   the GSI is read once per `MAX_PENDING_UPLOADS - pending` slots instead of on every slot.
 
-Per-user quotas (bytes stored, `GET /v1/me/usage`) belong on this same item: another attribute
-in the same conditional update, no extra round trip.
+Per-user quotas (bytes stored, `GET /v1/me/usage`) live on a usage item beside this one
+(`shared.usage`), moved in the same transaction: no extra round trip.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
+import random
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -39,6 +43,8 @@ from typing import TYPE_CHECKING, Any, cast
 
 from botocore.exceptions import ClientError
 
+from media_service.slot_guards import Guard
+from shared.dynamo import is_transaction_conflict
 from shared.errors import RateLimited
 
 if TYPE_CHECKING:
@@ -55,6 +61,8 @@ MAX_ATTEMPTS = 4
 PENDING_RETRY_AFTER_SECONDS = 30
 # Owners whose last `slot_tat` this instance remembers (to guess the update's shape).
 HINTS_KEPT = 10_000
+# First retry of a transaction cancelled by a conflict waits up to this long, doubling.
+CONFLICT_BACKOFF_SECONDS = 0.01
 
 
 def _number(value: float) -> str:
@@ -83,6 +91,8 @@ class _Seen:
 
     slot_tat: float | None
     pending: int
+    # Another transaction held one of the items: nothing was refused, try again.
+    conflict: bool = False
 
 
 CountPending = Callable[[], Awaitable[int]]
@@ -102,23 +112,28 @@ class UserCounters:
         limits: SlotLimits,
         count_pending: CountPending,
         create: PutTypeDef | None = None,
-        also: Sequence[TransactWriteItemTypeDef] = (),
-        refusal: Exception | None = None,
+        guards: Sequence[Guard] = (),
     ) -> None:
-        """Take a slot for `owner` (and put `create`, the media row, in the same transaction),
-        or raise `RateLimited` (`rate_limited` or `too_many_pending_uploads`).
+        """Take a slot for `owner` (and put `create`, the media row, in the same transaction,
+        with `guards`), or raise `RateLimited` (`rate_limited` or `too_many_pending_uploads`),
+        or what the first refusing guard says (the counter's own refusal comes first).
 
         `count_pending` gives the true pending count; it is called only when the counter says
         the user is at the limit.
         """
         moment = now.timestamp()
         busy = self._hints.get(owner, 0.0) >= moment
-        for _ in range(MAX_ATTEMPTS):
+        for attempt in range(MAX_ATTEMPTS):
             seen = await self._attempt(
-                owner, moment, limits, busy=busy, create=create, also=also, refusal=refusal
+                owner, moment, limits, busy=busy, create=create, guards=guards
             )
             if seen is None:
                 return
+            if seen.conflict:
+                # DynamoDB cancels a transaction that meets another one on the same item (the
+                # user's own concurrent slots, or others checking the same blob): jittered retry.
+                await asyncio.sleep(random.uniform(0, CONFLICT_BACKOFF_SECONDS * 2**attempt))
+                continue
             if seen.slot_tat is not None and seen.slot_tat > moment + limits.tolerance:
                 self._remember(owner, seen.slot_tat)
                 wait = math.ceil(seen.slot_tat - limits.tolerance - moment)
@@ -185,8 +200,7 @@ class UserCounters:
         *,
         busy: bool,
         create: PutTypeDef | None,
-        also: Sequence[TransactWriteItemTypeDef] = (),
-        refusal: Exception | None = None,
+        guards: Sequence[Guard] = (),
     ) -> _Seen | None:
         """None when the slot was taken (and the row put); else what the item held."""
         update = self._update(owner, moment, limits, busy=busy)
@@ -195,12 +209,18 @@ class UserCounters:
                 response = await self._db.update_item(**update, ReturnValues="UPDATED_NEW")
                 self._remember(owner, float(response["Attributes"]["slot_tat"]["N"]))
                 return None
-            items: list[TransactWriteItemTypeDef] = [{"Update": update}, {"Put": create}, *also]
+            items: list[TransactWriteItemTypeDef] = [
+                {"Update": update},
+                {"Put": create},
+                *(guard.item for guard in guards),
+            ]
             await self._db.transact_write_items(TransactItems=items)
         except ClientError as error:
-            if refusal is not None and _refused_beyond(error, 2):
-                # One of `also` (the owner's usage against the quota) refused.
-                raise refusal from error
+            refused = _refused_guard(error, guards, first=2)
+            if refused is not None:
+                raise refused from error
+            if is_transaction_conflict(error):
+                return _Seen(slot_tat=None, pending=0, conflict=True)
             return self._refusal(error)
         # A lower bound of the new `slot_tat` (exact when the bucket was idle): a next request
         # within one interval expects the bucket busy.
@@ -249,13 +269,16 @@ class UserCounters:
                 raise
 
 
-def _refused_beyond(error: ClientError, first: int) -> bool:
-    """Whether a cancelled transaction's items from `first` on refused their condition (and the
-    counter item's own did not: its refusal says more)."""
+def _refused_guard(error: ClientError, guards: Sequence[Guard], *, first: int) -> Exception | None:
+    """What the first refusing guard (items `first`... of a cancelled transaction) says, unless
+    the counter item (item 0) refused too: its refusal says more."""
     response = cast(dict[str, Any], error.response)
     if response.get("Error", {}).get("Code") != "TransactionCanceledException":
-        return False
+        return None
     reasons: list[dict[str, Any]] = list(response.get("CancellationReasons") or [])
     if reasons and reasons[0].get("Code") == "ConditionalCheckFailed":
-        return False
-    return any(reason.get("Code") == "ConditionalCheckFailed" for reason in reasons[first:])
+        return None
+    for guard, reason in zip(guards, reasons[first:], strict=False):
+        if reason.get("Code") == "ConditionalCheckFailed":
+            return guard.refused(reason.get("Item"))
+    return None

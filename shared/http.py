@@ -323,7 +323,7 @@ async def admitted_identity(
     return identity
 
 
-def require_internal_caller(request: Request) -> None:
+async def require_internal_caller(request: Request) -> None:
     """Internal endpoints (`/internal/...`) answer only holders of the shared internal token."""
     settings: CommonSettings = request.app.state.settings
     check_internal_token(request.headers.get(INTERNAL_TOKEN_HEADER), settings.internal_token)

@@ -120,6 +120,9 @@ class FakeSqs:
 class FakeMediaRecords:
     """`shared.media_records.MediaRecords` over dicts."""
 
+    media_table = "media"
+    blobs_table = "blobs"
+
     def __init__(self) -> None:
         self.media: dict[str, MediaRecord] = {}
         self.blobs: dict[str, BlobRecord] = {}

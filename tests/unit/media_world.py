@@ -3,22 +3,26 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
+from typing import Any, cast
 
 from prometheus_client import CollectorRegistry
 
 from media_service.access import AccessPolicy
 from media_service.hls import PlaylistSigner
+from media_service.lifecycle_records import USER_HOLD_PREFIX
 from media_service.lookup import MediaLookup
 from media_service.metrics import MediaMetrics
 from media_service.parts import MediaParts
 from media_service.serving import Serving
 from media_service.settings import Settings
+from media_service.slot_guards import Guard, deduplicable
 from media_service.uploads import Uploads
 from media_service.user_counters import SlotLimits
 from shared import keys
 from shared.clock import utcnow
+from shared.dynamo import to_item
 from shared.errors import RateLimited
 from shared.media_records import BlobRecord, MediaRecord
 from shared.models import MediaState, MediaType, UploadRequest
@@ -29,11 +33,13 @@ MIB = 1024 * 1024
 
 
 class PendingOnly:
-    """`UserCounters` without the rate: the pending cap from the true count, then the row put
-    like `MediaRecords.create` would."""
+    """`UserCounters` without the rate: the pending cap from the true count, the slot's guards
+    checked against the fakes as DynamoDB would check their conditions, then the row put like
+    `MediaRecords.create` would."""
 
-    def __init__(self, records: FakeMediaRecords) -> None:
+    def __init__(self, records: FakeMediaRecords, lifecycle: FakeLifecycle) -> None:
         self.records = records
+        self.lifecycle = lifecycle
 
     async def admit(
         self,
@@ -42,14 +48,41 @@ class PendingOnly:
         limits: SlotLimits,
         count_pending: Callable[[], Awaitable[int]],
         create: MediaRecord | None = None,
+        guards: Sequence[Guard] = (),
         **_: object,
     ) -> None:
         if await count_pending() >= limits.max_pending:
             raise RateLimited(
                 "too many pending", retry_after_seconds=30, code="too_many_pending_uploads"
             )
+        for guard in guards:
+            refused, item = self._check(guard)
+            if refused:
+                raise guard.refused(item)
         if create is not None:
             await self.records.create(create)
+
+    def _check(self, guard: Guard) -> tuple[bool, dict[str, Any] | None]:
+        """Whether `guard`'s condition refuses, and the item it hands back (ALL_OLD)."""
+        check = cast(dict[str, Any], guard.item).get("ConditionCheck")
+        if check is None:
+            return False, None  # the fake counts no usage
+        key = next(iter(check["Key"].values()))["S"]
+        if check["TableName"] == self.records.blobs_table:
+            blob = self.records.blobs.get(key)
+            values = check["ExpressionAttributeValues"]
+            asked = UploadRequest(
+                content_type=values[":type"]["S"],
+                size=int(values[":size"]["N"]),
+                sha256=blob.sha256 if blob else "0" * 64,
+            )
+            if blob is None or not deduplicable(blob, asked):
+                return False, None
+            return True, to_item(blob.model_dump(mode="json", exclude_none=True))
+        reason = self.lifecycle.user_holds.get(key.removeprefix(USER_HOLD_PREFIX))
+        if reason is None:
+            return False, None
+        return True, {"media_id": {"S": key}, "reason": {"S": reason}}
 
 
 class MediaWorld:
@@ -75,7 +108,7 @@ class MediaWorld:
             reclaimer=FakeReclaimer(self.records, self.bucket),  # type: ignore[arg-type]
             holds=None,  # type: ignore[arg-type]
         )
-        self.uploads = Uploads(parts, counters=PendingOnly(self.records))  # type: ignore[arg-type]
+        self.uploads = Uploads(parts, counters=PendingOnly(self.records, self.lifecycle))  # type: ignore[arg-type]
         self.serving = Serving(parts, playlist_signer=PlaylistSigner("unit-test-secret"))
 
     def sample(self, name: str, **labels: str) -> float:

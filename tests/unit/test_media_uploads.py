@@ -189,3 +189,31 @@ async def test_shared_bytes_stay_while_another_media_holds_them(world: MediaWorl
     await world.uploads.delete(OWNER, slot.media_id)
     assert world.records.blobs[blob.blob_key].refcount == 1
     assert world.bucket.deleted == []
+
+
+async def test_a_held_users_new_upload_is_held_from_its_first_moment(world: MediaWorld) -> None:
+    world.lifecycle.user_holds[OWNER] = "case 42"
+    slot = await world.uploads.request_slot(OWNER, request(JPEG))
+    assert isinstance(slot.upload, SingleUpload)
+    record = world.records.media[slot.media_id]
+    assert (record.user_hold, record.legal_hold_reason) == (True, "case 42")
+    assert len(world.records.media) == 1  # the refused first attempt wrote nothing
+
+
+async def test_a_held_users_dedup_slot_is_held_too(world: MediaWorld) -> None:
+    world.stored(JPEG)
+    world.lifecycle.user_holds[OWNER] = "case 7"
+    slot = await world.uploads.request_slot(OWNER, request(JPEG))
+    assert slot.dedup is not None
+    record = world.records.media[slot.media_id]
+    assert record.state is MediaState.AWAITING_PROOF
+    assert (record.user_hold, record.legal_hold_reason) == (True, "case 7")
+
+
+async def test_stored_bytes_of_another_size_get_an_upload_not_a_challenge(
+    world: MediaWorld,
+) -> None:
+    world.stored(JPEG)
+    slot = await world.uploads.request_slot(OWNER, request(JPEG, size=len(JPEG) + 1))
+    assert isinstance(slot.upload, SingleUpload)
+    assert slot.dedup is None
