@@ -12,6 +12,14 @@ its peak memory (VmHWM) is one job's and nothing else's. Modes:
 
 Each child thumbnails `runs` photos (textured, made by `bench.media`), cycling over the ones
 given; it reports per-photo wall and CPU (process-wide, every thread) medians. Numbers only.
+Ferry and pyvips may use two threads each (libvips' pool, Ferry's `ImageLimits.threads`); the
+Pillow cascade uses one. The worker's job also hashes thumb_1280 for moderation (pHash: a 32x32
+gray Lanczos sample and its DCT), computes the blurhash of thumb_320 and writes three files:
+both anchors do the same, each with its own library's resize (`_worker_extras`), so every mode
+measures the same work.
+
+`--quality`: what each engine's thumbnails look like next to an exact reference (Lanczos from
+the full-size decode, no DCT scaling): PSNR and SSIM of the decoded WebP/JPEG files, per size.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import math
 import statistics
 import sys
 import tempfile
@@ -39,10 +48,44 @@ def pyvips_available() -> str | None:
     return f"{pyvips.version(0)}.{pyvips.version(1)}.{pyvips.version(2)}"
 
 
-def _pillow(source: Path, fmt: str, settings: dict[str, Any]) -> int:
+# pHash's DCT-II basis: the 8 lowest frequencies over 32 samples.
+_DCT = [[math.cos(math.pi * (2 * n + 1) * k / 64) for n in range(32)] for k in range(8)]
+
+
+def _worker_extras(gray32: bytes, rgb: bytes, size: tuple[int, int], files: list[bytes],
+                   out: Path | None) -> None:  # fmt: skip
+    """What the worker does besides thumbnailing, given a 32x32 gray sample of thumb_1280 and
+    a small RGB sample of thumb_320: the pHash (the same arithmetic as the worker's), the
+    blurhash (the same C encoder), and the files written to `out`."""
+    from blurhash import _functions as blurhash_c
+
+    rows = [gray32[n * 32 : (n + 1) * 32] for n in range(32)]
+    across = [[math.fsum(map(float.__mul__, b, map(float, row))) for b in _DCT] for row in rows]
+    terms = [
+        round(math.fsum(b[n] * across[n][v] for n in range(32)), 6) for b in _DCT for v in range(8)
+    ]
+    threshold = sorted(terms[1:])[31]
+    sum(int(term > threshold) << n for n, term in enumerate(terms))
+    ffi, lib = blurhash_c.ffi, blurhash_c.lib
+    lib.create_hash_from_pixels(
+        4, 3, size[0], size[1], ffi.from_buffer("uint8_t[]", rgb), size[0] * 3,
+        ffi.new("char[]", 200),
+    )  # fmt: skip
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        for n, data in enumerate(files):
+            (out / f"thumb_{n}").write_bytes(data)
+
+
+def _pillow(
+    source: Path, fmt: str, settings: dict[str, Any], *, keep: bool = False, out: Path | None = None
+) -> Any:
+    """The bytes written (or, with `keep`, the files themselves, largest first)."""
     from PIL import Image, ImageOps
 
     written = 0
+    kept: list[bytes] = []
+    gray32 = b""
     with Image.open(source) as im:
         edge = settings["sizes"][0]
         im.draft("RGB", (edge, edge))
@@ -52,23 +95,34 @@ def _pillow(source: Path, fmt: str, settings: dict[str, Any]) -> int:
             if scale < 1:
                 size = (max(1, round(current.width * scale)), max(1, round(current.height * scale)))
                 current = current.resize(size, Image.Resampling.LANCZOS, reducing_gap=2.0)
-            out = io.BytesIO()
+            buffer = io.BytesIO()
             if fmt == "webp":
                 current.save(
-                    out, "WEBP", quality=settings["quality"], method=settings["webp_method"]
+                    buffer, "WEBP", quality=settings["quality"], method=settings["webp_method"]
                 )
             else:
                 current.save(
-                    out, "JPEG", quality=settings["quality"], optimize=settings["jpeg_optimize"]
+                    buffer, "JPEG", quality=settings["quality"], optimize=settings["jpeg_optimize"]
                 )
-            written += out.tell()
-    return written
+            written += buffer.tell()
+            kept.append(buffer.getvalue())
+            if not gray32:
+                gray32 = current.convert("L").resize((32, 32), Image.Resampling.LANCZOS).tobytes()
+        sample = current.copy()
+        sample.thumbnail((32, 32), Image.Resampling.BOX)
+        _worker_extras(gray32, sample.tobytes(), sample.size, kept, out)
+    return kept if keep else written
 
 
-def _pyvips(source: Path, fmt: str, settings: dict[str, Any]) -> int:
+def _pyvips(
+    source: Path, fmt: str, settings: dict[str, Any], *, keep: bool = False, out: Path | None = None
+) -> Any:
+    """The bytes written (or, with `keep`, the files themselves, largest first)."""
     import pyvips
 
     written = 0
+    kept: list[bytes] = []
+    gray32 = b""
     current = pyvips.Image.thumbnail(str(source), settings["sizes"][0])
     for index, edge in enumerate(settings["sizes"]):
         if index:
@@ -83,7 +137,13 @@ def _pyvips(source: Path, fmt: str, settings: dict[str, Any]) -> int:
                 Q=settings["quality"], optimize_coding=settings["jpeg_optimize"], keep="none"
             )
         written += len(data)
-    return written
+        kept.append(data)
+        if not gray32:
+            gray = current.colourspace("b-w")[0]
+            gray32 = gray.resize(32 / gray.width, vscale=32 / gray.height).write_to_memory()
+    sample = current.thumbnail_image(32)
+    _worker_extras(gray32, sample.write_to_memory(), (sample.width, sample.height), kept, out)
+    return kept if keep else written
 
 
 def _ferry(source: Path, fmt: str, out: Path) -> int:
@@ -112,9 +172,9 @@ def child(mode: str, fmt: str, sources: list[Path], runs: int) -> dict[str, Any]
                 if mode == "ferry":
                     output_bytes = _ferry(source, fmt, Path(scratch) / str(run))
                 elif mode == "pillow":
-                    output_bytes = _pillow(source, fmt, settings)
+                    output_bytes = _pillow(source, fmt, settings, out=Path(scratch) / str(run))
                 else:
-                    output_bytes = _pyvips(source, fmt, settings)
+                    output_bytes = _pyvips(source, fmt, settings, out=Path(scratch) / str(run))
                 walls.append(time.perf_counter() - wall)
                 cpus.append(time.process_time() - cpu)
     return {
@@ -168,12 +228,94 @@ def measure(sources: list[Path], runs: int, formats: tuple[str, ...] = FORMATS) 
     return results
 
 
+def _psnr_ssim(made: Any, reference: Any) -> tuple[float, float]:
+    """PSNR (dB) and mean SSIM (7x7 box windows, per channel) of two HxWx3 float arrays."""
+    import numpy as np
+
+    mse = float(np.mean((made - reference) ** 2))
+    psnr = 10 * math.log10(255**2 / mse) if mse else math.inf
+
+    def mean7(x: Any) -> Any:
+        total = np.pad(x.cumsum(0).cumsum(1), ((1, 0), (1, 0), (0, 0)))
+        return (total[7:, 7:] - total[:-7, 7:] - total[7:, :-7] + total[:-7, :-7]) / 49
+
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    ma, mb = mean7(made), mean7(reference)
+    va, vb = mean7(made * made) - ma * ma, mean7(reference * reference) - mb * mb
+    cov = mean7(made * reference) - ma * mb
+    ssim = ((2 * ma * mb + c1) * (2 * cov + c2)) / ((ma * ma + mb * mb + c1) * (va + vb + c2))
+    return psnr, float(ssim.mean())
+
+
+def quality(sources: list[Path]) -> dict[str, Any]:
+    """Per engine, format and size: mean PSNR/SSIM against Lanczos from the full-size decode,
+    and the mean file size. Ferry's files come from `derive_image`; the anchors' from the same
+    code as their timing modes (`_pillow`, `_pyvips`), kept here as files."""
+    import numpy as np
+    from PIL import Image
+
+    from bench.adapter import thumb_settings
+
+    settings = thumb_settings()
+    scores: dict[str, list[tuple[float, float, int]]] = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        for n, source in enumerate(sources):
+            with Image.open(source) as full:
+                pixels = full.convert("RGB")
+                pixels.load()
+            for fmt in FORMATS:
+                made = _thumb_files(source, fmt, settings, Path(scratch) / f"{n}-{fmt}")
+                for engine, by_edge in made.items():
+                    for edge, data in by_edge.items():
+                        with Image.open(io.BytesIO(data)) as thumb:
+                            got = np.asarray(thumb.convert("RGB"), dtype=np.float64)
+                        size = (got.shape[1], got.shape[0])
+                        want = np.asarray(
+                            pixels.resize(size, Image.Resampling.LANCZOS), dtype=np.float64
+                        )
+                        psnr, ssim = _psnr_ssim(got, want)
+                        scores.setdefault(f"{engine}/{fmt}/{edge}", []).append(
+                            (psnr, ssim, len(data))
+                        )
+    return {
+        key: {
+            "psnr": statistics.mean(v[0] for v in values),
+            "ssim": statistics.mean(v[1] for v in values),
+            "bytes": statistics.mean(v[2] for v in values),
+        }
+        for key, values in scores.items()
+    }
+
+
+def _thumb_files(
+    source: Path, fmt: str, settings: dict[str, Any], out: Path
+) -> dict[str, dict[int, bytes]]:
+    """Each engine's thumbnails of `source` in `fmt`, by longest edge."""
+    from bench.adapter import ferry_thumbnails
+
+    made: dict[str, dict[int, bytes]] = {}
+    ferry_thumbnails(source, out, fmt)
+    made["ferry"] = {
+        int(path.stem.removeprefix("thumb_")): path.read_bytes()
+        for path in sorted(out.glob("thumb_*"))
+    }
+    made["pillow"] = dict(
+        zip(settings["sizes"], _pillow(source, fmt, settings, keep=True), strict=True)
+    )
+    if pyvips_available() is not None:
+        made["pyvips"] = dict(
+            zip(settings["sizes"], _pyvips(source, fmt, settings, keep=True), strict=True)
+        )
+    return made
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.image_thumbs", description=__doc__)
     parser.add_argument("--child", choices=MODES)
     parser.add_argument("--format", choices=FORMATS, default="webp")
     parser.add_argument("--runs", type=int, default=6)
     parser.add_argument("--make", type=int, metavar="COUNT", help="write COUNT photos to DIR")
+    parser.add_argument("--quality", action="store_true", help="PSNR/SSIM against a reference")
     parser.add_argument("paths", nargs="*", type=Path)
     args = parser.parse_args(argv)
     if args.make:
@@ -187,7 +329,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench.procs import run_module
 
         paths: list[str] = run_module("bench.image_thumbs", "--make", "3", scratch).report["paths"]
-        print(json.dumps(measure([Path(p) for p in paths], args.runs), indent=2))
+        sources = [Path(p) for p in paths]
+        print(
+            json.dumps(quality(sources) if args.quality else measure(sources, args.runs), indent=2)
+        )
     return 0
 
 

@@ -236,6 +236,30 @@ def test_segments_are_aligned_across_rungs_and_each_starts_with_a_keyframe(
     assert derived.meta["duration_ms"] == 3400
 
 
+def _audio_of(playlist: Path) -> tuple[list[bytes], float]:
+    """Every AAC packet of a rung, in order, and the audio's length in seconds."""
+    packets: list[bytes] = []
+    samples = 0
+    with av.open(str(playlist)) as container:
+        stream = container.streams.audio[0]
+        for packet in container.demux(stream):
+            if packet.size:
+                packets.append(bytes(packet))
+                samples += sum(frame.samples for frame in packet.decode())
+    return packets, samples / 48_000
+
+
+def test_every_rung_carries_the_same_complete_audio(media_dir: Path, tmp_path: Path) -> None:
+    source = media.h264_mp4(media_dir / "two_rungs.mp4", width=320, height=180, seconds=2.5)
+    limits = AvLimits(ladder=((90, 150_000), (180, 300_000)), segment_seconds=1)
+    derive_video(source, tmp_path, limits=limits)
+    low, low_seconds = _audio_of(tmp_path / "hls" / "90p" / "index.m3u8")
+    high, high_seconds = _audio_of(tmp_path / "hls" / "180p" / "index.m3u8")
+    assert low == high  # the same AAC packets in both rungs (encoded once, muxed twice)
+    assert len(low) > 100
+    assert low_seconds == high_seconds == pytest.approx(2.5, abs=0.1)
+
+
 def test_hevc_mov_decodes_into_hls(media_dir: Path, tmp_path: Path) -> None:
     source = media.hevc_mov(media_dir / "clip.mov")
     derived = derive_video(source, tmp_path, limits=LIMITS)

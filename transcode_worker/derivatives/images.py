@@ -9,13 +9,17 @@
    bomb check runs with the same pixel cap, and its warning is an error here.
 3. **Decode once, at the size the largest thumbnail needs.** A JPEG asks libjpeg for a DCT-scaled
    decode (`draft`): a 12 MP photo decodes at 2000x1500, never at full size.
-4. **Orientation, colour, alpha.** EXIF orientation is applied; an embedded RGB ICC profile is
-   converted to sRGB and dropped; transparency is kept (resampled premultiplied, so edges do
-   not darken). Animated GIF/WebP/APNG: the first frame.
-5. **Moderation** judges the largest thumbnail (hash scanners, NSFW classifier): blocked means
-   no file at all; the classifier's score sets `meta.sensitive`.
+4. **Orientation, colour, alpha.** EXIF orientation is applied (after the first resize: fewer
+   pixels to turn); an embedded RGB ICC profile is converted to sRGB and dropped; transparency is
+   kept (resampled premultiplied, so edges do not darken). Animated GIF/WebP/APNG: the first frame.
+5. **Moderation** judges the largest thumbnail (hash scanners, NSFW classifier) while a helper
+   thread encodes it: blocked means no file at all; the classifier's score sets `meta.sensitive`.
 6. **Cascade down**: thumb_1280 from the decoded image, 640 from 1280, 320 from 640; never
-   upscaled. No metadata in any derivative: no EXIF, GPS, XMP, comment or ICC profile.
+   upscaled. Lanczos, with Pillow's `reducing_gap` of 2.0 (libvips' `thumbnail` has the same
+   gap); the first step after a DCT-scaled JPEG decode is bicubic, which lands as close to a
+   Lanczos resize of the full-size image as Lanczos does (docs/processing.md has the
+   comparison). Resizes run in two bands on two threads (`resample.py`), the same pixels.
+   No metadata in any derivative: no EXIF, GPS, XMP, comment or ICC profile.
 7. **Animations** (GIF, animated WebP, APNG) also get `animation`, a short muted MP4 loop
    (`animation.py`), whose sampled frames moderation sees too.
 
@@ -46,6 +50,7 @@ from transcode_worker.derivatives.moderation import (
     ModerationBlocked,
     Scanner,
 )
+from transcode_worker.derivatives.resample import Pending, Work, resize, work
 from transcode_worker.derivatives.types import (
     Derived,
     DerivedFile,
@@ -91,7 +96,6 @@ _TRANSPOSE: Final = {
 _SWAPS_SIDES: Final = frozenset({5, 6, 7, 8})
 # What decoders raise on bad data (UnidentifiedImageError, an OSError, is handled before).
 _DECODE_ERRORS: Final = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error)
-_REDUCING_GAP: Final = 2.0  # box-reduce first when shrinking by 4x or more, then Lanczos
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -110,6 +114,10 @@ class ImageLimits:
     # Huffman-table optimisation of JPEG thumbnails: 4% fewer bytes for ~2x the encode time.
     # Off: the thumbnail CPU is what a photo burst waits for (issue 14, item 4).
     jpeg_optimize: bool = False
+    # Threads one derivation uses: 2 resizes in bands and encodes the largest thumbnail while
+    # moderation looks at it (same output as 1; about 0.6x the wall time of a 12 MP photo, the
+    # same CPU). libvips' thumbnail, the bench's anchor, uses a thread pool too.
+    threads: int = 2
 
     def __post_init__(self) -> None:
         if min(self.max_pixels, self.max_dimension, self.max_frames) < 1:
@@ -122,6 +130,8 @@ class ImageLimits:
             raise ValueError("quality must be within 1..100")
         if not 0 <= self.webp_method <= 6:
             raise ValueError("webp_method must be within 0..6")
+        if self.threads < 1:
+            raise ValueError("threads must be at least 1")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -155,60 +165,75 @@ def derive_image(
     if thumb_format not in THUMB_FORMATS:
         raise ValueError(f"thumb_format must be one of {sorted(THUMB_FORMATS)}")
     sizes = sorted(limits.thumb_sizes, reverse=True)
-
-    with _pillow_guard(limits.max_pixels), source.open("rb") as fp:
-        head = fp.read(32)
-        fp.seek(0)
-        with _open_allowed(fp, limits, _decoders_for(head)) as im:
-            probe = _probe(im, head, limits)
-            width, height, orientation = _decode(im, probe, sizes[0], limits)
-            # The largest thumbnail, oriented, RGB(A), sRGB: everything else derives from it.
-            largest = _largest(im, (width, height), sizes[0], orientation)
-
-    meta: dict[str, object] = {
-        "width": width,
-        "height": height,
-        "mime": probe.mime,
-        "animated": probe.animated,
-    }
     if moderation is None and scanner is not None:
         moderation = Moderation(scanners=(scanner,))
     review = moderation.start() if moderation is not None and moderation.active else None
-    if review is not None:
-        try:
-            review.look(largest)
-        except ModerationBlocked as blocked:
-            return Derived(
-                meta=meta, blocked_reason=blocked.reason, scanned=True, nsfw_score=review.nsfw_score
-            )
+    with work(limits.threads) as shared:
+        with _pillow_guard(limits.max_pixels), source.open("rb") as fp:
+            head = fp.read(32)
+            fp.seek(0)
+            with _open_allowed(fp, limits, _decoders_for(head)) as im:
+                probe = _probe(im, head, limits)
+                width, height, orientation = _decode(im, probe, sizes[0], limits)
+                # The largest thumbnail, oriented, RGB(A), sRGB: everything else derives from
+                # it. After a DCT-scaled decode, bicubic (see the module docstring).
+                dct_scaled = im.size != probe.size
+                first_filter = Image.Resampling.BICUBIC if dct_scaled else Image.Resampling.LANCZOS
+                largest = _largest(im, (width, height), sizes[0], orientation, shared, first_filter)
+        meta: dict[str, object] = {
+            "width": width,
+            "height": height,
+            "mime": probe.mime,
+            "animated": probe.animated,
+        }
+        pillow_format, extension, content_type = THUMB_FORMATS[thumb_format]
+        # The helper encodes the largest thumbnail while this thread has it judged; nothing is
+        # written before the verdict. Scanners only read the picture (the cascade starts from
+        # it, so they never could change it), and only the helper saves it.
+        largest_bytes = shared.later(functools.partial(_encode, largest, pillow_format, limits))
+        if review is not None:
+            try:
+                review.look(largest)
+            except ModerationBlocked as blocked:
+                return Derived(
+                    meta=meta,
+                    blocked_reason=blocked.reason,
+                    scanned=True,
+                    nsfw_score=review.nsfw_score,
+                )
+        thumbs: list[tuple[int, Image.Image, Pending[bytes]]] = [(sizes[0], largest, largest_bytes)]
+        current = largest
+        for edge in sizes[1:]:
+            smaller = resize(current, fit_within(width, height, edge), shared)
+            if smaller is current:  # a size equal to the previous one reuses its bytes
+                thumbs.append((edge, current, thumbs[-1][2]))
+                continue
+            current = smaller
+            thumbs.append((edge, current, shared.later(functools.partial(
+                _encode, current, pillow_format, limits))))  # fmt: skip
+        meta["blurhash"] = blurhash_of(current)
+        # Smallest first: what the helper has not started yet, this thread encodes itself.
+        encoded = [(edge, image, pending.result()) for edge, image, pending in reversed(thumbs)]
+        encoded.reverse()
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    pillow_format, extension, content_type = THUMB_FORMATS[thumb_format]
     files: list[DerivedFile] = []
     variants: list[DerivedVariant] = []
-    current, encoded = largest, b""
-    for index, edge in enumerate(sizes):
-        if index:
-            smaller = _resize(current, fit_within(width, height, edge))
-            if smaller is not current:
-                current, encoded = smaller, b""
-        if not encoded:  # a size equal to the previous one reuses its bytes
-            encoded = _encode(current, pillow_format, limits)
+    for edge, image, data in encoded:
         key = f"thumb_{edge}.{extension}"
         path = out_dir / key
-        path.write_bytes(encoded)
+        path.write_bytes(data)
         files.append(DerivedFile(key=key, path=path, content_type=content_type))
         variants.append(
             DerivedVariant(
                 name=f"thumb_{edge}",
                 key=key,
                 content_type=content_type,
-                size=len(encoded),
-                width=current.width,
-                height=current.height,
+                size=len(data),
+                width=image.width,
+                height=image.height,
             )
         )
-    meta["blurhash"] = blurhash_of(current)
     files.reverse()  # smallest first, as clients ask for them
     variants.reverse()
     if probe.animated and animation is not None:
@@ -430,17 +455,25 @@ def fit_within(width: int, height: int, edge: int) -> tuple[int, int]:
 
 
 def _largest(
-    im: ImageFile.ImageFile, displayed: tuple[int, int], edge: int, orientation: int
+    im: ImageFile.ImageFile,
+    displayed: tuple[int, int],
+    edge: int,
+    orientation: int,
+    shared: Work,
+    resample: Image.Resampling,
 ) -> Image.Image:
     """The decoded image as the largest thumbnail: RGB(A), oriented, resized, sRGB, bare.
 
-    A new image in every case: the decoded one is closed with its file right after.
+    Resized before it is turned (a quarter of the pixels to move for a 12 MP photo). A new
+    image in every case: the decoded one is closed with its file right after.
     """
     icc = im.info.get("icc_profile")
     frame = _rgb_or_rgba(im)
+    width, height = fit_within(*displayed, edge)
+    stored = (height, width) if orientation in _SWAPS_SIDES else (width, height)
+    frame = resize(frame, stored, shared, resample)
     if orientation in _TRANSPOSE:
         frame = frame.transpose(_TRANSPOSE[orientation])
-    frame = _resize(frame, fit_within(*displayed, edge))
     if isinstance(icc, bytes) and icc:
         frame = _to_srgb(frame, icc)
     if frame is im:
@@ -463,16 +496,6 @@ def _rgb_or_rgba(im: Image.Image) -> Image.Image:
         return Image.fromarray(np.clip(np.asarray(im), 0, 255).astype(np.uint8)).convert("RGB")
     alpha = im.mode in ("LA", "PA", "La", "RGBa") or im.has_transparency_data
     return im.convert("RGBA" if alpha else "RGB")
-
-
-def _resize(im: Image.Image, size: tuple[int, int]) -> Image.Image:
-    """Lanczos. Pillow resamples RGBA premultiplied (via RGBa), so the colour of transparent
-    pixels never bleeds into visible edges (a test holds it to that)."""
-    if im.size == size:
-        return im
-    result = im.resize(size, Image.Resampling.LANCZOS, reducing_gap=_REDUCING_GAP)
-    result.info = {}
-    return result
 
 
 @functools.cache

@@ -2,7 +2,8 @@
 
 The source is decoded once. Each decoded frame goes through every rung's filter graph
 (scale, turn upright, square pixels, yuv420p, side data dropped) into that rung's libx264
-encoder, and each decoded audio frame (resampled once) into every rung's AAC encoder; FFmpeg's
+encoder. Each decoded audio frame is resampled and AAC-encoded once, by the first rung, and the
+same packets are muxed into every rung (the rungs' audio is identical anyway); FFmpeg's
 `hls` muxer cuts each rung into `hls/{rung}/seg_%05d.ts` and writes `hls/{rung}/index.m3u8`.
 Keyframes are forced every `segment_seconds` of source time on every rung, so segments line
 up across rungs. No frame is kept beyond the one being encoded (and one candidate poster), so
@@ -152,6 +153,14 @@ def read_media_playlist(path: Path) -> list[Segment]:
     return segments
 
 
+def _copy_packet(packet: av.Packet[AudioStream]) -> av.Packet[AudioStream]:
+    copy: av.Packet[AudioStream] = av.Packet(bytes(packet))  # type: ignore[assignment]
+    copy.pts, copy.dts, copy.duration = packet.pts, packet.dts, packet.duration
+    copy.time_base = packet.time_base
+    copy.is_keyframe = packet.is_keyframe
+    return copy
+
+
 def _avc1_codecs(packet: bytes) -> str | None:
     """`avc1.PPCCLL` from the first SPS NAL unit of an Annex B packet (RFC 6381)."""
     start = 0
@@ -280,14 +289,26 @@ class _RungEncoder:
             self.codecs = _avc1_codecs(extradata) or _avc1_codecs(bytes(packets[0]))
         self.output.mux(packets)
 
-    def add_audio(self, frame: av.AudioFrame) -> None:
-        if self.audio is not None:
-            self.output.mux(self.audio.encode(frame))
+    def encode_audio(self, frame: av.AudioFrame | None) -> list[av.Packet[AudioStream]]:
+        """This rung's AAC packets for `frame` (None: the encoder's last ones), not muxed yet."""
+        return [] if self.audio is None else self.audio.encode(frame)
 
-    def finish(self) -> None:
+    def mux_audio(self, packets: list[av.Packet[AudioStream]], *, copy: bool) -> None:
+        """Mux AAC packets, ours or (`copy`) another rung's: every rung's AAC encoder has the
+        same settings, so another's packets fit this stream as they are, and the audio is
+        encoded once for the whole ladder instead of once per rung."""
+        if self.audio is None:
+            return
+        for packet in packets:
+            if copy:  # muxing takes the packet's data: a copy for each other rung
+                packet = _copy_packet(packet)
+            packet.stream = self.audio
+            self.output.mux(packet)
+
+    def finish_video(self) -> None:
         self._mux_video(self.video.encode(None))
-        if self.audio is not None:
-            self.output.mux(self.audio.encode(None))
+
+    def close(self) -> None:
         self.output.close()
 
     def abort(self) -> None:
@@ -418,8 +439,13 @@ class _VideoJob:
         frame.time_base = Fraction(1, AUDIO_RATE)
         self.next_audio_pts = frame.pts + frame.samples
         self.audio_frames += 1
-        for rung in self.rungs:
-            rung.add_audio(frame)
+        self._mux_audio(self.rungs[0].encode_audio(frame))
+
+    def _mux_audio(self, packets: list[av.Packet[AudioStream]]) -> None:
+        """The first rung's AAC packets into every rung (copies first: muxing consumes them)."""
+        for rung in self.rungs[1:]:
+            rung.mux_audio(packets, copy=True)
+        self.rungs[0].mux_audio(packets, copy=False)
 
     def _save_poster(self, frame: av.VideoFrame) -> None:
         picture = Image.fromarray(frame.to_ndarray(format="rgb24"))
@@ -435,7 +461,10 @@ class _VideoJob:
         for converted in self.converter.flush():
             self._encode_audio(converted)
         for rung in self.rungs:
-            rung.finish()
+            rung.finish_video()
+        self._mux_audio(self.rungs[0].encode_audio(None))
+        for rung in self.rungs:
+            rung.close()
         if not self.poster_taken and self.poster_frame is not None:
             self._save_poster(self.poster_frame)
 
