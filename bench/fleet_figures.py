@@ -33,7 +33,7 @@ import httpx
 from websockets.asyncio.client import ClientConnection, connect
 
 from bench.adapter import SETTLED_MESSAGES, VERIFIED_MESSAGES, issue_token
-from bench.procs import cpu_seconds, status_kib, tree_cpu_seconds
+from bench.procs import children, cpu_seconds, status_kib, tree_cpu_seconds
 from devstack.fleet import LocalFleet
 from devstack.ports import free_port
 
@@ -301,6 +301,40 @@ async def websocket_costs(fleet: LocalFleet, count: int) -> dict[str, Any]:
 # --- the burst -------------------------------------------------------------------------------
 
 
+def worker_cpu_by_part(pid: int) -> dict[str, float]:
+    """CPU seconds so far of the worker's event loop (its own process: verification, storage,
+    queue and table calls) and of its pools, told apart by their niceness (the image pool runs
+    10 levels below the worker, the video pool 19, capped at nice 19; see transcode_worker.pool).
+    """
+    own = os.getpriority(os.PRIO_PROCESS, pid)
+    parts = {"loop": cpu_seconds(pid), "image pool": 0.0, "video pool": 0.0, "other": 0.0}
+    for child in _descendants(pid):
+        try:
+            nice, spent = os.getpriority(os.PRIO_PROCESS, child), cpu_seconds(child)
+        except (OSError, ValueError):
+            continue  # gone meanwhile
+        if nice == min(19, own + 10) and nice != min(19, own + 19):
+            parts["image pool"] += spent
+        elif nice == min(19, own + 19):
+            parts["video pool"] += spent
+        else:
+            parts["other"] += spent  # the resource tracker, a job isolated after a crash...
+    return parts
+
+
+def _descendants(pid: int) -> list[int]:
+    found, pending = [], [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            below = children(current)
+        except OSError:
+            continue
+        found += below
+        pending += below
+    return found
+
+
 def fleet_cpu(fleet: LocalFleet) -> dict[str, float]:
     """CPU seconds so far of each service (with its pool processes) and of the emulator (every
     other descendant of this process: the fleet's processes are this process's children)."""
@@ -459,6 +493,7 @@ async def burst(
             await asyncio.sleep(LOG_READ_SECONDS)
             log.read()
         worker_cpu = tree_cpu_seconds(worker.pid) if worker.pid else math.nan
+        parts_before = worker_cpu_by_part(worker.pid) if worker.pid else {}
         cpu_before = fleet_cpu(fleet)
         gate = asyncio.Semaphore(upload_concurrency)
 
@@ -471,6 +506,7 @@ async def burst(
         done = await asyncio.gather(*(one(n, data) for n, data in enumerate(photos)))
         await log.wait([media_id for media_id, _, _ in done], within)
         worker_cpu = (tree_cpu_seconds(worker.pid) if worker.pid else math.nan) - worker_cpu
+        parts_after = worker_cpu_by_part(worker.pid) if worker.pid else {}
         cpu_after = fleet_cpu(fleet)
         drained = max(log.ready[media_id] for media_id, _, _ in done) - started
         # The videos finish before the next measurement starts (it should have the machine).
@@ -498,5 +534,10 @@ async def burst(
         # Where the machine's CPU went between the first slot and the last photo ready.
         "cpu_seconds_by_process": {
             name: round(cpu_after[name] - cpu_before.get(name, 0.0), 2) for name in cpu_after
+        },
+        # The worker's share of it: its event loop and each pool (pool processes started
+        # during the burst count from zero).
+        "worker_cpu_seconds_by_part": {
+            name: round(parts_after[name] - parts_before.get(name, 0.0), 3) for name in parts_after
         },
     }

@@ -70,7 +70,6 @@ QUICK = Plan(
     burst_photos=30,
     burst_videos=2,
     burst_video_seconds=10.0,
-    photos_only_burst=False,
 )
 
 
@@ -179,6 +178,10 @@ def measure(plan: Plan, scratch: Path) -> dict[str, Any]:
         burst_clip = None
     results["moderation_per_image"] = timed(
         "moderation per image: PDQ and NSFW (bench.safety)", safety.per_image
+    )
+    results["photo_cpu"] = timed(
+        "a photo's worker CPU, step by step (bench.photo_cpu)",
+        lambda: run_module("bench.photo_cpu", str(photos[0])).report,
     )
     bases = [path.read_bytes() for path in photos]
     video = burst_clip.read_bytes() if burst_clip is not None else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
@@ -16,6 +17,7 @@ from shared.queue_depth import QueueDepthSampler, SampledQueue
 from transcode_worker.metrics import WorkerMetrics
 from transcode_worker.pool import DerivePool
 from transcode_worker.settings import Settings
+from transcode_worker.spool import OriginalSpool
 from transcode_worker.worker import Worker
 
 
@@ -44,10 +46,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 blobs_table=resources.blobs_table,
                 usage_table=resources.usage_table,
             )
-            pool = DerivePool(settings.process_pool_size)
+            pool = DerivePool(settings.process_pool_size, niceness=settings.process_pool_niceness)
             stack.push_async_callback(pool.close)
-            video_pool = DerivePool(settings.video_process_pool_size)
+            video_pool = DerivePool(
+                settings.video_process_pool_size, niceness=settings.video_pool_niceness
+            )
             stack.push_async_callback(video_pool.close)
+            spool = None
+            if settings.original_spool_bytes > 0:
+                # Off the loop: it makes a folder (and removes those dead workers left).
+                spool = await asyncio.to_thread(
+                    OriginalSpool.create,
+                    settings.work_dir,
+                    max_bytes=settings.original_spool_bytes,
+                    max_file_bytes=settings.original_spool_file_bytes,
+                )
+                stack.push_async_callback(asyncio.to_thread, spool.close)
             worker = Worker(
                 settings=settings,
                 s3=aws.s3,
@@ -56,6 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 metrics=metrics,
                 pool=pool,
                 video_pool=video_pool,
+                spool=spool,
             )
             consuming, task = await stack.enter_async_context(
                 running_consumer(sqs, worker.queue_names(), worker.consumer, what="uploads")

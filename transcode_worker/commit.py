@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from contextvars import Token
@@ -43,6 +44,7 @@ from transcode_worker.events import CreatedObject
 from transcode_worker.metrics import WorkerMetrics
 from transcode_worker.pipeline import Processed, Processor, record_ids
 from transcode_worker.publisher import Publisher
+from transcode_worker.spool import OriginalSpool, SpoolFile
 from transcode_worker.stray_versions import StrayVersions
 from transcode_worker.verify import StreamVerifier, Verified, mismatch
 
@@ -86,8 +88,11 @@ class CommitStep:
         read_chunk_bytes: int,
         expiry_grace: timedelta = timedelta(minutes=10),
         handoff: Handoff | None = None,
+        spool: OriginalSpool | None = None,
     ) -> None:
         self._s3 = s3
+        # Originals kept on disk for the derivation lanes (`transcode_worker.spool`).
+        self._spool = spool
         # With a handoff, verification is a fast lane: derivation runs off another queue.
         self._handoff = handoff
         self._bucket = bucket
@@ -111,8 +116,9 @@ class CommitStep:
                 extra={"bucket": created.bucket, "media_id": created.media_id},
             )
             return "ignored"
+        received = time.perf_counter()
         async with self._one_job_per_media(created.media_id):
-            return await self._run(created, redelivered=redelivered)
+            return await self._run(created, redelivered=redelivered, received=received)
 
     @asynccontextmanager
     async def _one_job_per_media(self, media_id: str) -> AsyncIterator[None]:
@@ -130,7 +136,7 @@ class CommitStep:
             else:
                 self._media_locks[media_id] = (lock, waiting - 1)
 
-    async def _run(self, created: CreatedObject, *, redelivered: bool) -> Outcome:
+    async def _run(self, created: CreatedObject, *, redelivered: bool, received: float) -> Outcome:
         record = await self._store.get(created.media_id)
         if record is None:
             # An abandoned slot's URL still stores bytes: they must not linger (nor dodge the
@@ -149,7 +155,7 @@ class CommitStep:
             # Log lines of this job carry the id of the request that opened the slot.
             token = request_id_var.set(record.request_id)
         try:
-            return await self._advance(record, created, redelivered=redelivered)
+            return await self._advance(record, created, redelivered=redelivered, received=received)
         finally:
             if token is not None:
                 request_id_var.reset(token)
@@ -191,7 +197,7 @@ class CommitStep:
     # --- the steps ------------------------------------------------------------------------
 
     async def _advance(
-        self, record: MediaRecord, created: CreatedObject, *, redelivered: bool
+        self, record: MediaRecord, created: CreatedObject, *, redelivered: bool, received: float
     ) -> Outcome:
         key = original_key(created.media_id)
         if record.state is MediaState.AWAITING_UPLOAD:
@@ -200,7 +206,7 @@ class CommitStep:
                 return "ignored"
             if self._landed_too_late(record, created):
                 return await self._expire(record, created)
-            committed = await self._verify_and_commit(record, created.version_id)
+            committed = await self._verify_and_commit(record, created, received)
             if not isinstance(committed, MediaRecord):
                 return committed
             record = committed
@@ -232,10 +238,35 @@ class CommitStep:
         return "duplicate"
 
     async def _verify_and_commit(
-        self, record: MediaRecord, version_id: str | None
+        self, record: MediaRecord, created: CreatedObject, received: float
     ) -> MediaRecord | Outcome:
-        """The record, now uploaded; or the outcome when the media goes no further here."""
-        verified, read_version = await self._stream(record, version_id)
+        """The record, now uploaded; or the outcome when the media goes no further here.
+        `received`: when this job started (`time.perf_counter()`)."""
+        # Where the time to `uploaded` goes, on the log line (the sender waits for it).
+        started = time.perf_counter()
+        spooled = None
+        if self._spool is not None and self._spool.wants(record.size):
+            spooled = await asyncio.to_thread(self._spool.open, record.media_id)
+        try:
+            return await self._check_and_commit(record, created, received, started, spooled)
+        finally:
+            if spooled is not None and self._spool is not None:
+                # Unless kept (committed with these bytes): a mismatch, a lost race, an error.
+                await asyncio.to_thread(self._spool.discard, spooled)
+
+    async def _check_and_commit(
+        self,
+        record: MediaRecord,
+        created: CreatedObject,
+        received: float,
+        started: float,
+        spooled: SpoolFile | None,
+    ) -> MediaRecord | Outcome:
+        waited = processing_latency(created.created_at, utcnow())
+        if waited is not None:
+            waited = round(max(0.0, waited - (started - received)), 4)
+        verified, read_version = await self._stream(record, created.version_id, spooled)
+        streamed = time.perf_counter()
         problem = mismatch(record, verified)
         if problem is not None:
             code, message = problem
@@ -262,9 +293,22 @@ class CommitStep:
         self._metrics.uploads_verified.labels(record.media_type.value, "ok").inc()
         self._metrics.upload_bytes.labels(record.media_type.value).observe(verified.length)
         self._metrics.stored_bytes.labels("original").inc(verified.length)
+        if spooled is not None and self._spool is not None:
+            # Before the hand-off: the lane's job finds the file from its first moment.
+            await asyncio.to_thread(self._spool.keep, spooled, verified.sha256)
         log.info(
             "upload verified",
-            extra={**record_ids(record), "size": verified.length, "version_id": read_version},
+            extra={
+                **record_ids(record),
+                "size": verified.length,
+                "version_id": read_version,
+                # From the S3 event to this job's start (SQS, a free slot), the record read,
+                # the streamed read and hash, the commit transaction.
+                "waited_seconds": waited,
+                "record_seconds": round(started - received, 4),
+                "read_seconds": round(streamed - started, 4),
+                "commit_seconds": round(time.perf_counter() - streamed, 4),
+            },
         )
         await self._publisher.publish(committed)
         return committed
@@ -294,9 +338,10 @@ class CommitStep:
         return "orphan"
 
     async def _stream(
-        self, record: MediaRecord, version_id: str | None
+        self, record: MediaRecord, version_id: str | None, spooled: SpoolFile | None = None
     ) -> tuple[Verified, str | None]:
-        """Read the object once, in chunks, and the version read.
+        """Read the object once, in chunks, and the version read (each chunk also written to
+        `spooled`, when given).
 
         The version is pinned: it is the one the blob will point at, or the one deleted.
         """
@@ -313,12 +358,18 @@ class CommitStep:
             raise
         verifier = StreamVerifier()
         complete = True
+
+        def feed(chunk: bytes) -> None:
+            verifier.feed(chunk)
+            if spooled is not None:
+                spooled.write(chunk)
+
         body = response["Body"]
         # Leaving the block releases the connection (or closes it when we stopped early).
         async with body:
             while chunk := await body.read(self._read_chunk_bytes):
                 # Off the loop: hashing gigabytes is seconds of CPU (hashlib frees the GIL).
-                await asyncio.to_thread(verifier.feed, chunk)
+                await asyncio.to_thread(feed, chunk)
                 if verifier.length > record.size:
                     # Already too long: reading the rest would prove nothing more.
                     complete = False

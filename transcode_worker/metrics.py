@@ -101,6 +101,13 @@ class WorkerMetrics:
             ["kind"],
             registry=registry,
         )
+        self.derive_originals = Counter(
+            "ferry_derive_originals_total",
+            "Originals a derivation started from, by source (spool: kept on disk by the commit "
+            "step that verified it; storage: downloaded again)",
+            ["source"],
+            registry=registry,
+        )
         self.uploads_queue = QueueMetrics(
             registry, "uploads", handler_outcomes=("duplicate", "orphan")
         )
@@ -173,6 +180,8 @@ class WorkerMetrics:
                 self.dead_letters.labels(queue, outcome)
         for reason in STUCK_REASONS:
             self.stuck_media_failed.labels(reason)
+        for source in ("spool", "storage"):
+            self.derive_originals.labels(source)
         for media_type in DERIVED_TYPES:
             for outcome in ("ok", "crashed"):
                 self.isolated_runs.labels(media_type.value, outcome)

@@ -43,6 +43,7 @@ from transcode_worker.derivatives.types import (
 from transcode_worker.metrics import WorkerMetrics
 from transcode_worker.pool import DerivePool
 from transcode_worker.publisher import Publisher
+from transcode_worker.spool import OriginalSpool
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3.client import S3Client
@@ -146,7 +147,10 @@ class DerivingProcessor:
         upload_concurrency: int = 4,
         progress_poll_seconds: float = 2.0,
         crash_on: frozenset[str] = frozenset(),
+        spool: OriginalSpool | None = None,
     ) -> None:
+        # Originals the commit step kept on disk: taken instead of downloaded when there.
+        self._spool = spool
         # SHA-256s whose derivation kills its pool process (fault-injection tests only).
         self._crash_on = crash_on
         self._s3 = s3
@@ -306,7 +310,14 @@ class DerivingProcessor:
         return marked
 
     async def _download(self, record: MediaRecord, target: Path) -> None:
-        """The verified version, streamed to disk chunk by chunk."""
+        """The verified version: the commit step's spooled copy when this host has it, else
+        streamed from storage to disk chunk by chunk."""
+        if self._spool is not None and await asyncio.to_thread(
+            self._spool.take, record.media_id, record.sha256, record.size, target
+        ):
+            self._metrics.derive_originals.labels("spool").inc()
+            return
+        self._metrics.derive_originals.labels("storage").inc()
         request: dict[str, Any] = {"Bucket": self._bucket, "Key": record.object_key}
         if record.version_id:
             request["VersionId"] = record.version_id

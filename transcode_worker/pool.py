@@ -22,14 +22,17 @@ log = logging.getLogger("ferry.worker.pool")
 
 T = TypeVar("T")
 
-# Pool processes run at a lower CPU priority than the worker's event loop: on a busy machine the
-# loop (verification, heartbeats, uploads of finished derivatives) and whatever else shares the
-# cores come first, and derivation takes what is left.
-POOL_NICENESS = 5
+# Pool processes run at a lower CPU priority than the worker's event loop (verification, the
+# fast lane the sender waits for) and whatever shares its cores: derivation takes what is left.
+# Between the pools, the image pool (10 steps below the worker: weight 110 against the loop's
+# 1024) beats the video pool (19 steps: weight 15), so a transcoding video runs on what photos
+# leave idle. Steps below the worker's own priority, wherever it runs (at most nice 19).
+DEFAULT_NICENESS = 10
 
 
-def _lower_priority() -> None:
-    os.nice(POOL_NICENESS)
+def lower_priority(steps: int) -> None:
+    """A pool process's initializer: run `steps` nice levels below the worker."""
+    os.nice(steps)
 
 
 class DerivePool:
@@ -37,18 +40,30 @@ class DerivePool:
     (fork, exec, pipe writes): that runs in threads. The pool's state changes only on the event
     loop, so it needs no thread lock."""
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, *, niceness: int = DEFAULT_NICENESS) -> None:
+        # How many nice levels below the worker its processes run.
         self._size = size
+        self._niceness = niceness
         self._executor: ProcessPoolExecutor | None = None  # created on first use
         self._creating = asyncio.Lock()  # two first jobs at once make one pool
         self._generation = 0  # which executor a job ran in, without holding on to it
         self._broken: list[ProcessPoolExecutor] = []  # disposed of by the next run, or close
+        # Jobs queue in the executor beyond its processes (a lane keeps its pool busy while
+        # other jobs download and upload); when the pool breaks they all rerun alone, and this
+        # keeps those reruns to as many processes as the pool has.
+        self._isolated_slots = asyncio.Semaphore(size)
         self.replacements = 0
 
     def _new(self) -> ProcessPoolExecutor:
+        return self._executor_of(self._size)
+
+    def _executor_of(self, size: int) -> ProcessPoolExecutor:
         # Spawned, not forked: a fork of a process running an event loop and threads is unsafe.
         return ProcessPoolExecutor(
-            max_workers=self._size, mp_context=get_context("spawn"), initializer=_lower_priority
+            max_workers=size,
+            mp_context=get_context("spawn"),
+            initializer=lower_priority,
+            initargs=(self._niceness,),
         )
 
     async def run(self, job: Callable[[], T]) -> asyncio.Future[T]:
@@ -77,18 +92,17 @@ class DerivePool:
 
     async def run_isolated(self, job: Callable[[], T]) -> T:
         """Run `job` in a process of its own; BrokenProcessPool means this job killed it."""
-        executor = self._new_single()
-        try:
-            return await asyncio.get_running_loop().run_in_executor(executor, job)
-        finally:
-            # Not waiting: its one process exits once its job is done (or is already gone).
-            executor.shutdown(wait=False, cancel_futures=True)
-
-    @staticmethod
-    def _new_single() -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(
-            max_workers=1, mp_context=get_context("spawn"), initializer=_lower_priority
-        )
+        async with self._isolated_slots:
+            # In threads, as `run`: creating an executor and submitting to it spawn processes.
+            executor = await asyncio.to_thread(self._executor_of, 1)
+            try:
+                submitted = await asyncio.to_thread(_submit, executor, job, [])
+                return await asyncio.wrap_future(submitted)
+            finally:
+                # Not waiting: its one process exits once its job is done (or is already gone).
+                await asyncio.shield(
+                    asyncio.to_thread(executor.shutdown, wait=False, cancel_futures=True)
+                )
 
     async def close(self) -> None:
         """Off the event loop: waiting for running jobs to finish blocks."""

@@ -19,13 +19,24 @@ class Settings(ServiceSettings):
 
     # Uploads-queue messages verified at once (the fast lane: each one streams an original,
     # hashing off the event loop; derivation runs off the derive queues, never in this lane).
-    worker_concurrency: int = Field(8, ge=1, le=64)
-    # Derive-queue jobs (images, voice notes) at once, on the pool of PROCESS_POOL_SIZE.
-    derive_concurrency: int = Field(4, ge=1, le=64)
-    # Video jobs at once, on a pool of their own (VIDEO_PROCESS_POOL_SIZE): long videos never
-    # hold the processes photos and voice notes wait for.
+    # A job mostly waits on storage and DynamoDB, so many run at once: a burst's events are
+    # picked up as they arrive instead of queueing behind the first few.
+    worker_concurrency: int = Field(32, ge=1, le=64)
+    # Derive-queue jobs (images, voice notes) at once, on the pool of PROCESS_POOL_SIZE: about
+    # four per pool process, so while some jobs read originals and store derivatives, others
+    # wait in the pool's queue and no pool process idles.
+    derive_concurrency: int = Field(8, ge=1, le=64)
+    # Video jobs at once, on a pool of their own: long videos never hold the processes photos
+    # and voice notes wait for.
     video_concurrency: int = Field(1, ge=1, le=64)
+    # Processes of the video lane's pool.
     video_process_pool_size: int = Field(1, ge=1, le=64)
+    # CPU priority of the pool processes, in nice levels below the worker's own: the event
+    # loop (verification, which the sender waits for) comes first, images and voice notes
+    # next, videos last, so a transcode takes only the CPU that photos leave idle.
+    process_pool_niceness: int = Field(10, ge=0, le=19)
+    # The video pool's, likewise (19: CFS weight 15 against the image pool's 110).
+    video_pool_niceness: int = Field(19, ge=0, le=19)
     # As the Media Service's: bytes that land this long after their slot expired are deleted
     # and the media settled `expired` (an upload started just before expiry still lands).
     expiry_grace_seconds: int = Field(600, ge=0, le=24 * 3600)
@@ -64,6 +75,12 @@ class Settings(ServiceSettings):
     fault_crash_sha256: list[str] = Field(default_factory=list)
     # Where originals and derivatives wait on disk while a job runs (None: the system's).
     work_dir: str | None = None
+    # Verified originals up to ORIGINAL_SPOOL_FILE_BYTES are kept on local disk (in WORK_DIR)
+    # by the commit step for their derivation, which then reads no original from storage;
+    # at most this many bytes in all (0: off; the oldest go first, and after 10 minutes).
+    original_spool_bytes: int = Field(256 * MIB, ge=0)
+    # Larger originals (long videos) are not spooled: their derivation downloads them.
+    original_spool_file_bytes: int = Field(32 * MIB, ge=0)
     # Derivative uploads in flight per job.
     upload_concurrency: int = Field(4, ge=1, le=64)
     # How often a long job's progress is copied to its media document.

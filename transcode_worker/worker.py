@@ -29,6 +29,7 @@ from transcode_worker.publisher import EventPublisher
 from transcode_worker.reconciler import Reconciler
 from transcode_worker.settings import Settings
 from transcode_worker.settle import MediaSettler
+from transcode_worker.spool import OriginalSpool
 from transcode_worker.uploads import UploadsHandler
 from transcode_worker.variant_plans import derive_plans
 
@@ -60,6 +61,7 @@ class Worker:
         metrics: WorkerMetrics,
         pool: DerivePool | None = None,
         video_pool: DerivePool | None = None,
+        spool: OriginalSpool | None = None,
     ) -> None:
         self._settings = settings
         self._s3 = s3
@@ -69,6 +71,8 @@ class Worker:
         # Without a pool (tests of the commit step alone), media are ready once verified.
         self._pool = pool
         self._video_pool = video_pool or pool
+        # Verified originals kept on disk for the lanes (only with a pool: lanes derive).
+        self._spool = spool if pool is not None else None
         self._plans = derive_plans(settings)
 
     # --- parts ------------------------------------------------------------------------------
@@ -90,6 +94,7 @@ class Worker:
             upload_concurrency=settings.upload_concurrency,
             progress_poll_seconds=settings.progress_poll_seconds,
             crash_on=frozenset(settings.fault_crash_sha256),
+            spool=self._spool,
         )
 
     def _commit(
@@ -105,6 +110,8 @@ class Worker:
             read_chunk_bytes=self._settings.read_chunk_bytes,
             expiry_grace=timedelta(seconds=self._settings.expiry_grace_seconds),
             handoff=feeder,
+            # Only the uploads lane's commit step spools (it hands off to a lane).
+            spool=self._spool if feeder is not None else None,
         )
 
     def _settler(self, publisher: EventPublisher) -> MediaSettler:

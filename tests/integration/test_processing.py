@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from PIL import Image
 
 from tests.integration.conftest import Fleet, banned_photo
 from tests.integration.media_client import download, upload_single, wait_for_state
+from tests.integration.prometheus import scrape
 from tests.media_factory import av as av_media
 from tests.media_factory import images
 from tests.waiting import eventually
@@ -241,3 +243,53 @@ async def test_a_long_video_shows_its_progress_while_processing(
     assert seen == sorted(seen)
     final = (await http.get(f"{fleet.media_url}/v1/media/{media_id}", headers=headers)).json()
     assert final["progress"] is None
+
+
+def _descendants(pid: int) -> list[int]:
+    found, pending = [], [pid]
+    while pending:
+        for task in Path(f"/proc/{pending.pop()}/task").glob("*"):
+            try:
+                children = [int(child) for child in (task / "children").read_text().split()]
+            except OSError:
+                continue
+            found += children
+            pending += children
+    return found
+
+
+def _niceness(pid: int) -> int | None:
+    try:
+        return os.getpriority(os.PRIO_PROCESS, pid)
+    except OSError:
+        return None  # gone meanwhile
+
+
+async def test_derivation_runs_below_verification_and_videos_below_photos(
+    fleet: Fleet, http: httpx.AsyncClient, user: Callable[..., str], tmp_path: Path
+) -> None:
+    """The worker's event loop (verification, which senders wait for) keeps its priority; the
+    image pool runs 10 nice levels below it and the video pool 19 (capped at nice 19), so a
+    transcode takes only what photos leave idle. And a photo's derivation starts from the
+    original its verification kept on disk, not from a second download."""
+    alice = user("alice")
+    headers = fleet.auth(alice)
+    before = await scrape(http, fleet.worker_url)
+    clip = av_media.h264_mp4(tmp_path / "short.mp4", width=320, height=240, seconds=1.0)
+    video_id = await upload_single(http, fleet.media_url, headers, clip.read_bytes(), "video/mp4")
+    _, photo = await process(fleet, http, alice, images.jpeg(640, 480, seed=4242), "image/jpeg")
+    assert photo["state"] == "ready", photo
+    video = await wait_for_state(http, fleet.media_url, headers, video_id, within=PROCESSING_WITHIN)
+    assert video["state"] == "ready", video
+
+    worker = fleet.processes["transcode_worker"].pid
+    assert worker is not None
+    own = os.getpriority(os.PRIO_PROCESS, worker)
+    # Pool processes stay alive between jobs; the rest (the resource tracker) run at `own`.
+    below = {nice - own for pid in _descendants(worker) if (nice := _niceness(pid)) is not None}
+    assert min(19, own + 10) - own in below, below
+    assert min(19, own + 19) - own in below, below
+
+    after = await scrape(http, fleet.worker_url)
+    spooled = after.value("ferry_derive_originals_total", source="spool")
+    assert spooled > before.value("ferry_derive_originals_total", source="spool")
