@@ -15,7 +15,14 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from shared.models import InternalSend, ReceivedAck
+from shared.models import (
+    DevicePending,
+    DeviceRef,
+    InternalSend,
+    PendingBatch,
+    PendingBatchResult,
+    ReceivedAck,
+)
 
 log = logging.getLogger("ferry.gateway.message_client")
 
@@ -63,16 +70,6 @@ class _PendingPage(_Lenient):
     messages: list[dict[str, Any]]
 
 
-class _PendingResult(_Lenient):
-    status: int
-    messages: list[dict[str, Any]] = []
-    error: _ErrorDetail | None = None
-
-
-class _PendingResults(_Lenient):
-    results: list[_PendingResult]
-
-
 # Result of one device in a batch: its pending messages, or why not.
 Backlog = list[dict[str, Any]] | SendRejected | MessageServiceUnavailable
 
@@ -111,7 +108,7 @@ def _too_many_devices(content: bytes) -> SendRejected | None:
     return SendRejected(403, detail.code, detail.message)
 
 
-def _backlog(result: _PendingResult) -> Backlog:
+def _backlog(result: DevicePending) -> Backlog:
     """One device's result in a batch (pure)."""
     if result.status == 200:
         return result.messages
@@ -201,9 +198,13 @@ class MessageClient:
         """`pending` for many (user, device) at once: one result per device, in order."""
         if len(devices) == 1:
             return [await self._one_pending(*devices[0])]
-        body = {"devices": [{"user_id": user, "device_id": device} for user, device in devices]}
+        batch = PendingBatch(
+            devices=[DeviceRef(user_id=user, device_id=device) for user, device in devices]
+        )
         try:
-            response = await self._http.post("/internal/devices/pending", json=body)
+            response = await self._http.post(
+                "/internal/devices/pending", json=batch.model_dump(mode="json")
+            )
         except httpx.HTTPError as error:
             raise MessageServiceUnavailable(
                 f"the Message Service is unreachable ({type(error).__name__})"
@@ -215,7 +216,7 @@ class MessageClient:
                 f"the pending messages could not be read ({response.status_code})"
             )
         try:
-            results = _PendingResults.model_validate_json(response.content).results
+            results = PendingBatchResult.model_validate_json(response.content).results
         except ValidationError as error:
             raise MessageServiceUnavailable("the Message Service answered an odd body") from error
         if len(results) != len(devices):

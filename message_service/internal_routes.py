@@ -5,20 +5,24 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
 
 from message_service.deps import Messaging
 from shared.errors import FerryError
 from shared.http import InternalCaller
 from shared.models import (
+    DevicePending,
+    DeviceRef,
+    ErrorDetail,
     InternalSend,
     MediaReadAccess,
     MediaReferences,
     MessagePage,
+    PendingBatch,
+    PendingBatchResult,
     ReceivedAck,
     UnreferencedMedia,
     UnreferencedMediaPage,
@@ -27,22 +31,6 @@ from shared.models import (
 log = logging.getLogger("ferry.message_service.internal")
 
 router = APIRouter(prefix="/internal", tags=["internal"], include_in_schema=False)
-
-# Devices per `POST /internal/devices/pending` (a gateway's connect storm, in batches).
-PENDING_BATCH_DEVICES = 100
-
-
-class DeviceRef(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    user_id: str = Field(min_length=1, max_length=256)
-    device_id: str = Field(min_length=1, max_length=256)
-
-
-class PendingBatch(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    devices: list[DeviceRef] = Field(min_length=1, max_length=PENDING_BATCH_DEVICES)
 
 
 @router.post("/conversations/{conversation_id}/messages")
@@ -76,23 +64,26 @@ async def pending(
 @router.post("/devices/pending")
 async def pending_batch(body: PendingBatch, _: InternalCaller, service: Messaging) -> JSONResponse:
     """`GET .../pending` for many devices in one call (a gateway's connect storm): one result
-    per device, in order: `{"status": 200, "messages": [...]}` or `{"status": 403, "error":
-    {...}}` (`too_many_devices`; 503 when the device's backlog could not be read)."""
+    per device, in order (403 `too_many_devices`; 503 when the device's backlog could not be
+    read)."""
 
-    async def one(device: DeviceRef) -> dict[str, Any]:
+    async def one(device: DeviceRef) -> DevicePending:
         try:
             messages = await service.pending_for(device.user_id, device.device_id)
         except FerryError as error:
-            status, code, message = error.status, error.error_code, error.message
+            detail = ErrorDetail(code=error.error_code, message=error.message)
+            return DevicePending(status=error.status, error=detail)
         except Exception as error:  # this device's answer only; the others still count
             log.warning("pending messages not read for a batch: %r", error)
-            status, code, message = 503, "dependency_unavailable", "try again later"
-        else:
-            return {"status": 200, **MessagePage(messages=messages).model_dump(mode="json")}
-        return {"status": status, "error": {"code": code, "message": message}}
+            detail = ErrorDetail(code="dependency_unavailable", message="try again later")
+            return DevicePending(status=503, error=detail)
+        page = MessagePage(messages=messages).model_dump(mode="json")
+        return DevicePending(status=200, messages=page["messages"])
 
     results = await asyncio.gather(*(one(device) for device in body.devices))
-    return JSONResponse({"results": results})
+    return JSONResponse(
+        PendingBatchResult(results=results).model_dump(mode="json", exclude_none=True)
+    )
 
 
 @router.post("/devices/{user_id}/{device_id}/received", status_code=204)

@@ -396,6 +396,36 @@ class PushResult(ContractModel):
     not_connected: int
 
 
+# --- a gateway's connect storm: many devices' backlogs in one call (internal) ------------------
+
+# Devices per `POST /internal/devices/pending` on the Message Service.
+PENDING_BATCH_DEVICES = 100
+
+
+class DeviceRef(ContractModel):
+    user_id: str = Field(min_length=1, max_length=256)
+    device_id: str = Field(min_length=1, max_length=256)
+
+
+class PendingBatch(ContractModel):
+    """`POST /internal/devices/pending`: `GET .../pending` for many devices in one call."""
+
+    devices: list[DeviceRef] = Field(min_length=1, max_length=PENDING_BATCH_DEVICES)
+
+
+class DevicePending(ContractModel):
+    """One device's answer in a batch, in order: 200 with its pending messages, or the status
+    and error its own `GET .../pending` would have answered."""
+
+    status: int
+    messages: list[dict[str, Any]] = []
+    error: ErrorDetail | None = None
+
+
+class PendingBatchResult(ContractModel):
+    results: list[DevicePending]
+
+
 # --- media lifetime (docs/lifecycle.md) ------------------------------------------------------
 
 

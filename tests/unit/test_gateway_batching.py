@@ -12,8 +12,8 @@ from gateway.message_client import (
     MessageServiceUnavailable,
     SendRejected,
     _backlog,
-    _PendingResult,
 )
+from shared.models import DevicePending
 
 
 class Recorder:
@@ -56,11 +56,11 @@ async def test_a_failed_call_fails_every_request_in_it() -> None:
 
 
 def test_a_device_result_in_a_batch_becomes_messages_or_the_right_error() -> None:
-    assert _backlog(_PendingResult(status=200, messages=[{"message_id": "m"}])) == [
+    assert _backlog(DevicePending(status=200, messages=[{"message_id": "m"}])) == [
         {"message_id": "m"}
     ]
     refused = _backlog(
-        _PendingResult.model_validate(
+        DevicePending.model_validate(
             {"status": 403, "error": {"code": "too_many_devices", "message": "no room"}}
         )
     )
@@ -68,7 +68,7 @@ def test_a_device_result_in_a_batch_becomes_messages_or_the_right_error() -> Non
     assert (refused.status, refused.code) == (403, "too_many_devices")
     for status, code in ((403, "forbidden"), (503, "dependency_unavailable")):
         other = _backlog(
-            _PendingResult.model_validate(
+            DevicePending.model_validate(
                 {"status": status, "error": {"code": code, "message": "x"}}
             )
         )
